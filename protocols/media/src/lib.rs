@@ -1,0 +1,325 @@
+//! Switchyard's media model: what every input produces and every output consumes.
+//!
+//! A stream is a set of [`Track`]s and a sequence of [`Frame`]s. A frame is one access unit
+//! with timestamps in its track's clock rate. Video frames are length-prefixed NAL units with
+//! 4-byte big-endian lengths (the AVCC/HVCC sample format of ISO/IEC 14496-15); parameter sets
+//! live in the track's [`CodecConfig`], never only in-band. Codec helpers (H.264, H.265, AAC)
+//! live in their own modules.
+//!
+//! This crate does no I/O and depends on nothing async, so every parser here is testable
+//! against captured bytes and fuzzable.
+
+pub mod aac;
+pub mod bits;
+pub mod h264;
+pub mod h265;
+
+use bytes::Bytes;
+use std::fmt;
+
+/// Errors from parsing codec data received from the network.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MediaError {
+    #[error("{what}: truncated (needed {needed} bytes, had {had})")]
+    Truncated { what: &'static str, needed: usize, had: usize },
+    #[error("{what}: {reason}")]
+    Invalid { what: &'static str, reason: String },
+    #[error("{0} is not supported")]
+    Unsupported(String),
+}
+
+impl MediaError {
+    pub fn invalid(what: &'static str, reason: impl Into<String>) -> Self {
+        MediaError::Invalid { what, reason: reason.into() }
+    }
+}
+
+/// Identifies a track within one stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TrackId(pub u32);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MediaKind {
+    Video,
+    Audio,
+}
+
+impl fmt::Display for MediaKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MediaKind::Video => "video",
+            MediaKind::Audio => "audio",
+        })
+    }
+}
+
+/// G.711 companding law.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum G711Law {
+    ALaw,
+    MuLaw,
+}
+
+/// Everything a decoder needs besides the frames themselves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodecConfig {
+    /// H.264 with its AVCDecoderConfigurationRecord (ISO/IEC 14496-15 5.3.3).
+    H264(h264::AvcConfig),
+    /// H.265 with its HEVCDecoderConfigurationRecord (ISO/IEC 14496-15 8.3.3).
+    H265(h265::HevcConfig),
+    /// AV1 with its AV1CodecConfigurationRecord (av1C), kept opaque for now.
+    Av1 { av1c: Bytes },
+    /// VP8 needs no out-of-band configuration.
+    Vp8,
+    /// VP9 with its VPCodecConfigurationRecord (vpcC), kept opaque for now.
+    Vp9 { vpcc: Bytes },
+    /// AAC with its AudioSpecificConfig (ISO/IEC 14496-3 1.6.2.1).
+    Aac(aac::AudioSpecificConfig),
+    /// Opus with its identification header (RFC 7845 5.1) when the source had one.
+    Opus { channels: u8, head: Option<Bytes> },
+    /// G.711 at 8 kHz.
+    G711 { law: G711Law, channels: u8 },
+}
+
+impl CodecConfig {
+    pub fn kind(&self) -> MediaKind {
+        match self {
+            CodecConfig::H264(_)
+            | CodecConfig::H265(_)
+            | CodecConfig::Av1 { .. }
+            | CodecConfig::Vp8
+            | CodecConfig::Vp9 { .. } => MediaKind::Video,
+            CodecConfig::Aac(_) | CodecConfig::Opus { .. } | CodecConfig::G711 { .. } => {
+                MediaKind::Audio
+            }
+        }
+    }
+
+    /// Short codec name, as ffprobe would print it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CodecConfig::H264(_) => "h264",
+            CodecConfig::H265(_) => "hevc",
+            CodecConfig::Av1 { .. } => "av1",
+            CodecConfig::Vp8 => "vp8",
+            CodecConfig::Vp9 { .. } => "vp9",
+            CodecConfig::Aac(_) => "aac",
+            CodecConfig::Opus { .. } => "opus",
+            CodecConfig::G711 { law: G711Law::ALaw, .. } => "pcm_alaw",
+            CodecConfig::G711 { law: G711Law::MuLaw, .. } => "pcm_mulaw",
+        }
+    }
+
+    /// The RFC 6381 `codecs` parameter value (as used in MIME types and HLS playlists).
+    pub fn rfc6381_codec(&self) -> String {
+        match self {
+            CodecConfig::H264(c) => c.rfc6381_codec(),
+            CodecConfig::H265(c) => c.rfc6381_codec(),
+            CodecConfig::Av1 { .. } => "av01".to_string(),
+            CodecConfig::Vp8 => "vp8".to_string(),
+            CodecConfig::Vp9 { .. } => "vp09".to_string(),
+            CodecConfig::Aac(c) => c.rfc6381_codec(),
+            CodecConfig::Opus { .. } => "opus".to_string(),
+            CodecConfig::G711 { law: G711Law::ALaw, .. } => "alaw".to_string(),
+            CodecConfig::G711 { law: G711Law::MuLaw, .. } => "ulaw".to_string(),
+        }
+    }
+
+    /// Picture size when the configuration tells it.
+    pub fn resolution(&self) -> Option<(u32, u32)> {
+        match self {
+            CodecConfig::H264(c) => Some((c.sps.width, c.sps.height)),
+            CodecConfig::H265(c) => c.resolution,
+            _ => None,
+        }
+    }
+}
+
+/// One elementary stream of a [`Stream`](https://docs.rs) on the bus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Track {
+    pub id: TrackId,
+    pub codec: CodecConfig,
+    /// Units per second of this track's `pts`/`dts` (90000 for video, the sample rate for audio).
+    pub clock_rate: u32,
+}
+
+impl Track {
+    pub fn kind(&self) -> MediaKind {
+        self.codec.kind()
+    }
+}
+
+/// One access unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub track: TrackId,
+    /// Presentation time in the track's clock rate, from the stream's time origin.
+    pub pts: i64,
+    /// Decode time in the track's clock rate; `dts <= pts`, monotonic per track.
+    pub dts: i64,
+    /// A random access point: an IDR picture for video; every audio frame is one.
+    pub keyframe: bool,
+    /// Video: NAL units each prefixed by a 4-byte big-endian length. Audio: one raw frame.
+    pub data: Bytes,
+}
+
+/// Rescales a timestamp between clock rates, rounding to nearest (no drift across calls, since
+/// each call converts an absolute time).
+pub fn rescale(ts: i64, from_rate: u32, to_rate: u32) -> i64 {
+    if from_rate == to_rate {
+        return ts;
+    }
+    let num = ts as i128 * to_rate as i128;
+    let den = from_rate as i128;
+    let half = den / 2;
+    (if num >= 0 { (num + half) / den } else { (num - half) / den }) as i64
+}
+
+/// Iterates over the NAL units of a frame in 4-byte length-prefixed form, validating every length.
+pub fn nal_units(data: &[u8]) -> NalUnits<'_> {
+    NalUnits { rest: data }
+}
+
+pub struct NalUnits<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for NalUnits<'a> {
+    type Item = Result<&'a [u8], MediaError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        if self.rest.len() < 4 {
+            let had = self.rest.len();
+            self.rest = &[];
+            return Some(Err(MediaError::Truncated { what: "NAL length prefix", needed: 4, had }));
+        }
+        let len = u32::from_be_bytes([self.rest[0], self.rest[1], self.rest[2], self.rest[3]]) as usize;
+        let body = &self.rest[4..];
+        if len > body.len() {
+            self.rest = &[];
+            return Some(Err(MediaError::Truncated { what: "NAL unit", needed: len, had: body.len() }));
+        }
+        let (nal, rest) = body.split_at(len);
+        self.rest = rest;
+        Some(Ok(nal))
+    }
+}
+
+/// Checks that `data` is a well-formed sequence of 4-byte length-prefixed NAL units.
+pub fn validate_length_prefixed(data: &[u8]) -> Result<(), MediaError> {
+    for nal in nal_units(data) {
+        if nal?.is_empty() {
+            return Err(MediaError::invalid("NAL unit", "zero length"));
+        }
+    }
+    Ok(())
+}
+
+/// Converts length-prefixed NAL units with `size`-byte lengths (1, 2, 3 or 4) to 4-byte lengths.
+pub fn to_four_byte_lengths(data: &[u8], size: usize) -> Result<Bytes, MediaError> {
+    if !(1..=4).contains(&size) {
+        return Err(MediaError::invalid("NAL length size", format!("{size} bytes")));
+    }
+    let mut out = Vec::with_capacity(data.len() + data.len() / 64 + 8);
+    let mut rest = data;
+    while !rest.is_empty() {
+        if rest.len() < size {
+            return Err(MediaError::Truncated { what: "NAL length prefix", needed: size, had: rest.len() });
+        }
+        let len = rest[..size].iter().fold(0usize, |acc, b| (acc << 8) | *b as usize);
+        rest = &rest[size..];
+        if len > rest.len() {
+            return Err(MediaError::Truncated { what: "NAL unit", needed: len, had: rest.len() });
+        }
+        out.extend_from_slice(&(len as u32).to_be_bytes());
+        out.extend_from_slice(&rest[..len]);
+        rest = &rest[len..];
+    }
+    Ok(Bytes::from(out))
+}
+
+/// Splits an Annex B byte stream (start codes `00 00 01` / `00 00 00 01`) into NAL units.
+pub fn annexb_nal_units(data: &[u8]) -> Vec<&[u8]> {
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i + 3 <= data.len() {
+        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
+            starts.push((i, i + 3));
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    let mut nals = Vec::with_capacity(starts.len());
+    for (n, &(_, body_start)) in starts.iter().enumerate() {
+        let mut end = starts.get(n + 1).map_or(data.len(), |&(sc, _)| sc);
+        // Trailing zeros belong to the next 4-byte start code (or are trailing_zero_8bits).
+        while end > body_start && data[end - 1] == 0 {
+            end -= 1;
+        }
+        if end > body_start {
+            nals.push(&data[body_start..end]);
+        }
+    }
+    nals
+}
+
+/// Annex B byte stream -> 4-byte length-prefixed NAL units.
+pub fn annexb_to_length_prefixed(data: &[u8]) -> Bytes {
+    let nals = annexb_nal_units(data);
+    let mut out = Vec::with_capacity(data.len() + 4 * nals.len());
+    for nal in nals {
+        out.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+        out.extend_from_slice(nal);
+    }
+    Bytes::from(out)
+}
+
+/// 4-byte length-prefixed NAL units -> Annex B with 4-byte start codes.
+pub fn length_prefixed_to_annexb(data: &[u8]) -> Result<Bytes, MediaError> {
+    let mut out = Vec::with_capacity(data.len());
+    for nal in nal_units(data) {
+        out.extend_from_slice(&[0, 0, 0, 1]);
+        out.extend_from_slice(nal?);
+    }
+    Ok(Bytes::from(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn annexb_round_trip_keeps_nal_units() {
+        let annexb = [0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4, 5, 6];
+        let lp = annexb_to_length_prefixed(&annexb);
+        let nals: Vec<_> = nal_units(&lp).collect::<Result<_, _>>().unwrap();
+        assert_eq!(nals, vec![&[0x67, 1, 2][..], &[0x68, 3][..], &[0x65, 4, 5, 6][..]]);
+        assert_eq!(&length_prefixed_to_annexb(&lp).unwrap()[..], &[0, 0, 0, 1, 0x67, 1, 2, 0, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4, 5, 6][..]);
+    }
+
+    #[test]
+    fn absurd_nal_length_is_an_error() {
+        let data = [0xff, 0xff, 0xff, 0xf0, 0x65, 1];
+        assert!(matches!(validate_length_prefixed(&data), Err(MediaError::Truncated { .. })));
+        assert!(to_four_byte_lengths(&data, 4).is_err());
+    }
+
+    #[test]
+    fn two_byte_lengths_become_four() {
+        let data = [0, 2, 0x65, 9, 0, 1, 0x41];
+        assert_eq!(&to_four_byte_lengths(&data, 2).unwrap()[..], &[0, 0, 0, 2, 0x65, 9, 0, 0, 0, 1, 0x41][..]);
+    }
+
+    #[test]
+    fn rescale_rounds_to_nearest() {
+        assert_eq!(rescale(1000, 1000, 90000), 90000);
+        assert_eq!(rescale(23, 1000, 44100), 1014);
+        assert_eq!(rescale(1014, 44100, 1000), 23);
+        assert_eq!(rescale(-3, 90000, 1000), 0);
+    }
+}

@@ -4,7 +4,9 @@ use crate::bits::BitReader;
 use crate::MediaError;
 use bytes::Bytes;
 
-const SAMPLE_RATES: [u32; 13] = [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
+const SAMPLE_RATES: [u32; 13] = [
+    96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
+];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AudioSpecificConfig {
@@ -30,15 +32,20 @@ impl AudioSpecificConfig {
         let sample_rate = if index == 15 {
             r.bits(24)?
         } else {
-            *SAMPLE_RATES
-                .get(index)
-                .ok_or_else(|| MediaError::invalid(WHAT, format!("sampling frequency index {index}")))?
+            *SAMPLE_RATES.get(index).ok_or_else(|| {
+                MediaError::invalid(WHAT, format!("sampling frequency index {index}"))
+            })?
         };
         if sample_rate == 0 {
             return Err(MediaError::invalid(WHAT, "sample rate 0"));
         }
         let channels = r.bits(4)? as u8;
-        Ok(AudioSpecificConfig { object_type, sample_rate, channels, bytes })
+        Ok(AudioSpecificConfig {
+            object_type,
+            sample_rate,
+            channels,
+            bytes,
+        })
     }
 
     /// `mp4a.40.N` (RFC 6381 3.3).
@@ -55,7 +62,10 @@ mod tests {
     fn aac_lc_44100_stereo() {
         // ffmpeg's native AAC encoder, 44.1 kHz stereo.
         let asc = AudioSpecificConfig::parse(Bytes::from_static(&[0x12, 0x10])).unwrap();
-        assert_eq!((asc.object_type, asc.sample_rate, asc.channels), (2, 44100, 2));
+        assert_eq!(
+            (asc.object_type, asc.sample_rate, asc.channels),
+            (2, 44100, 2)
+        );
         assert_eq!(asc.rfc6381_codec(), "mp4a.40.2");
     }
 

@@ -30,7 +30,11 @@ impl<'a> BitReader<'a> {
     }
 
     fn end(&self) -> MediaError {
-        MediaError::Truncated { what: self.what, needed: self.pos / 8 + 1, had: self.data.len() }
+        MediaError::Truncated {
+            what: self.what,
+            needed: self.pos / 8 + 1,
+            had: self.data.len(),
+        }
     }
 
     pub fn bit(&mut self) -> Result<u32, MediaError> {
@@ -66,7 +70,10 @@ impl<'a> BitReader<'a> {
         while self.bit()? == 0 {
             zeros += 1;
             if zeros > 31 {
-                return Err(MediaError::invalid(self.what, "Exp-Golomb code longer than 32 bits"));
+                return Err(MediaError::invalid(
+                    self.what,
+                    "Exp-Golomb code longer than 32 bits",
+                ));
             }
         }
         let rest = self.bits(zeros)? as u64;

@@ -31,7 +31,10 @@ pub struct SpsInfo {
 /// Parses an SPS NAL unit (with its NAL header byte).
 pub fn parse_sps(nal: &[u8]) -> Result<SpsInfo, MediaError> {
     if nal_type(nal) != NAL_SPS {
-        return Err(MediaError::invalid("H.264 SPS", format!("NAL type {} is not an SPS", nal_type(nal))));
+        return Err(MediaError::invalid(
+            "H.264 SPS",
+            format!("NAL type {} is not an SPS", nal_type(nal)),
+        ));
     }
     let rbsp = unescape_rbsp(&nal[1..]);
     let mut r = BitReader::new(&rbsp, "H.264 SPS");
@@ -41,10 +44,16 @@ pub fn parse_sps(nal: &[u8]) -> Result<SpsInfo, MediaError> {
     let _sps_id = r.ue()?;
     let mut chroma_format_idc = 1;
     let mut separate_colour_plane = false;
-    if matches!(profile_idc, 100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135) {
+    if matches!(
+        profile_idc,
+        100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
+    ) {
         chroma_format_idc = r.ue()?;
         if chroma_format_idc > 3 {
-            return Err(MediaError::invalid("H.264 SPS", format!("chroma_format_idc {chroma_format_idc}")));
+            return Err(MediaError::invalid(
+                "H.264 SPS",
+                format!("chroma_format_idc {chroma_format_idc}"),
+            ));
         }
         if chroma_format_idc == 3 {
             separate_colour_plane = r.flag()?;
@@ -80,13 +89,19 @@ pub fn parse_sps(nal: &[u8]) -> Result<SpsInfo, MediaError> {
         r.se()?;
         let cycle = r.ue()?;
         if cycle > 255 {
-            return Err(MediaError::invalid("H.264 SPS", format!("num_ref_frames_in_pic_order_cnt_cycle {cycle}")));
+            return Err(MediaError::invalid(
+                "H.264 SPS",
+                format!("num_ref_frames_in_pic_order_cnt_cycle {cycle}"),
+            ));
         }
         for _ in 0..cycle {
             r.se()?;
         }
     } else if poc_type > 2 {
-        return Err(MediaError::invalid("H.264 SPS", format!("pic_order_cnt_type {poc_type}")));
+        return Err(MediaError::invalid(
+            "H.264 SPS",
+            format!("pic_order_cnt_type {poc_type}"),
+        ));
     }
     let _max_num_ref_frames = r.ue()?;
     let _gaps = r.flag()?;
@@ -105,7 +120,11 @@ pub fn parse_sps(nal: &[u8]) -> Result<SpsInfo, MediaError> {
         crop_b = r.ue()? as u64;
     }
     let frame_height_mul = if frame_mbs_only { 1 } else { 2 };
-    let chroma_array_type = if separate_colour_plane { 0 } else { chroma_format_idc };
+    let chroma_array_type = if separate_colour_plane {
+        0
+    } else {
+        chroma_format_idc
+    };
     let (crop_unit_x, crop_unit_y) = match chroma_array_type {
         0 => (1, frame_height_mul),
         1 => (2, 2 * frame_height_mul),
@@ -149,10 +168,17 @@ impl AvcConfig {
     pub fn parse(record: &[u8]) -> Result<AvcConfig, MediaError> {
         const WHAT: &str = "AVCDecoderConfigurationRecord";
         if record.len() < 7 {
-            return Err(MediaError::Truncated { what: WHAT, needed: 7, had: record.len() });
+            return Err(MediaError::Truncated {
+                what: WHAT,
+                needed: 7,
+                had: record.len(),
+            });
         }
         if record[0] != 1 {
-            return Err(MediaError::invalid(WHAT, format!("configurationVersion {}", record[0])));
+            return Err(MediaError::invalid(
+                WHAT,
+                format!("configurationVersion {}", record[0]),
+            ));
         }
         let source_length_size = (record[4] & 3) + 1;
         if source_length_size == 3 {
@@ -162,9 +188,19 @@ impl AvcConfig {
         let take_sets = |count: usize, pos: &mut usize| -> Result<Vec<Bytes>, MediaError> {
             let mut sets = Vec::with_capacity(count);
             for _ in 0..count {
-                let hdr = record.get(*pos..*pos + 2).ok_or(MediaError::Truncated { what: WHAT, needed: *pos + 2, had: record.len() })?;
+                let hdr = record.get(*pos..*pos + 2).ok_or(MediaError::Truncated {
+                    what: WHAT,
+                    needed: *pos + 2,
+                    had: record.len(),
+                })?;
                 let len = u16::from_be_bytes([hdr[0], hdr[1]]) as usize;
-                let body = record.get(*pos + 2..*pos + 2 + len).ok_or(MediaError::Truncated { what: WHAT, needed: *pos + 2 + len, had: record.len() })?;
+                let body = record
+                    .get(*pos + 2..*pos + 2 + len)
+                    .ok_or(MediaError::Truncated {
+                        what: WHAT,
+                        needed: *pos + 2 + len,
+                        had: record.len(),
+                    })?;
                 sets.push(Bytes::copy_from_slice(body));
                 *pos += 2 + len;
             }
@@ -173,22 +209,39 @@ impl AvcConfig {
         let num_sps = (record[pos] & 0x1f) as usize;
         pos += 1;
         let sps_nals = take_sets(num_sps, &mut pos)?;
-        let num_pps = *record.get(pos).ok_or(MediaError::Truncated { what: WHAT, needed: pos + 1, had: record.len() })? as usize;
+        let num_pps = *record.get(pos).ok_or(MediaError::Truncated {
+            what: WHAT,
+            needed: pos + 1,
+            had: record.len(),
+        })? as usize;
         pos += 1;
         let pps_nals = take_sets(num_pps, &mut pos)?;
-        let first_sps = sps_nals.first().ok_or_else(|| MediaError::invalid(WHAT, "no SPS"))?;
+        let first_sps = sps_nals
+            .first()
+            .ok_or_else(|| MediaError::invalid(WHAT, "no SPS"))?;
         if pps_nals.is_empty() {
             return Err(MediaError::invalid(WHAT, "no PPS"));
         }
         let sps = parse_sps(first_sps)?;
         let mut normalized = record.to_vec();
         normalized[4] |= 3;
-        Ok(AvcConfig { sps, sps_nals, pps_nals, record: Bytes::from(normalized), source_length_size })
+        Ok(AvcConfig {
+            sps,
+            sps_nals,
+            pps_nals,
+            record: Bytes::from(normalized),
+            source_length_size,
+        })
     }
 
     /// Builds the record from SPS and PPS NAL units (as received in-band, e.g. over RTP).
-    pub fn from_parameter_sets(sps_nals: Vec<Bytes>, pps_nals: Vec<Bytes>) -> Result<AvcConfig, MediaError> {
-        let first = sps_nals.first().ok_or_else(|| MediaError::invalid("H.264 parameter sets", "no SPS"))?;
+    pub fn from_parameter_sets(
+        sps_nals: Vec<Bytes>,
+        pps_nals: Vec<Bytes>,
+    ) -> Result<AvcConfig, MediaError> {
+        let first = sps_nals
+            .first()
+            .ok_or_else(|| MediaError::invalid("H.264 parameter sets", "no SPS"))?;
         if pps_nals.is_empty() {
             return Err(MediaError::invalid("H.264 parameter sets", "no PPS"));
         }
@@ -209,12 +262,21 @@ impl AvcConfig {
             rec.put_u16(p.len() as u16);
             rec.put_slice(p);
         }
-        Ok(AvcConfig { sps, sps_nals, pps_nals, record: rec.freeze(), source_length_size: 4 })
+        Ok(AvcConfig {
+            sps,
+            sps_nals,
+            pps_nals,
+            record: rec.freeze(),
+            source_length_size: 4,
+        })
     }
 
     /// `avc1.PPCCLL` (RFC 6381 3.3).
     pub fn rfc6381_codec(&self) -> String {
-        format!("avc1.{:02X}{:02X}{:02X}", self.sps.profile_idc, self.sps.constraint_flags, self.sps.level_idc)
+        format!(
+            "avc1.{:02X}{:02X}{:02X}",
+            self.sps.profile_idc, self.sps.constraint_flags, self.sps.level_idc
+        )
     }
 
     /// Profile name as ffprobe prints it.
@@ -259,7 +321,11 @@ mod tests {
     #[test]
     fn record_round_trips_through_parameter_sets() {
         let pps = Bytes::from_static(&[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0]);
-        let cfg = AvcConfig::from_parameter_sets(vec![Bytes::copy_from_slice(&SPS_HIGH_640X360)], vec![pps]).unwrap();
+        let cfg = AvcConfig::from_parameter_sets(
+            vec![Bytes::copy_from_slice(&SPS_HIGH_640X360)],
+            vec![pps],
+        )
+        .unwrap();
         let parsed = AvcConfig::parse(&cfg.record).unwrap();
         assert_eq!(parsed, cfg);
         assert_eq!(cfg.rfc6381_codec(), "avc1.64001E");

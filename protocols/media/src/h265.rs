@@ -21,10 +21,17 @@ impl HevcConfig {
     pub fn parse(record: Bytes) -> Result<HevcConfig, MediaError> {
         const WHAT: &str = "HEVCDecoderConfigurationRecord";
         if record.len() < 23 {
-            return Err(MediaError::Truncated { what: WHAT, needed: 23, had: record.len() });
+            return Err(MediaError::Truncated {
+                what: WHAT,
+                needed: 23,
+                had: record.len(),
+            });
         }
         if record[0] != 1 {
-            return Err(MediaError::invalid(WHAT, format!("configurationVersion {}", record[0])));
+            return Err(MediaError::invalid(
+                WHAT,
+                format!("configurationVersion {}", record[0]),
+            ));
         }
         let mut constraints = [0u8; 6];
         constraints.copy_from_slice(&record[6..12]);
@@ -32,7 +39,9 @@ impl HevcConfig {
             general_profile_space: record[1] >> 6,
             general_tier_flag: record[1] & 0x20 != 0,
             general_profile_idc: record[1] & 0x1f,
-            general_profile_compatibility_flags: u32::from_be_bytes([record[2], record[3], record[4], record[5]]),
+            general_profile_compatibility_flags: u32::from_be_bytes([
+                record[2], record[3], record[4], record[5],
+            ]),
             general_constraint_indicator_flags: constraints,
             general_level_idc: record[12],
             resolution: None,
@@ -51,8 +60,14 @@ impl HevcConfig {
         // The compatibility flags are written in reverse bit order, as hex without leading zeros.
         let compat = self.general_profile_compatibility_flags.reverse_bits();
         let tier = if self.general_tier_flag { 'H' } else { 'L' };
-        let mut s = format!("hvc1.{space}{}.{compat:X}.{tier}{}", self.general_profile_idc, self.general_level_idc);
-        let last = self.general_constraint_indicator_flags.iter().rposition(|b| *b != 0);
+        let mut s = format!(
+            "hvc1.{space}{}.{compat:X}.{tier}{}",
+            self.general_profile_idc, self.general_level_idc
+        );
+        let last = self
+            .general_constraint_indicator_flags
+            .iter()
+            .rposition(|b| *b != 0);
         if let Some(last) = last {
             for b in &self.general_constraint_indicator_flags[..=last] {
                 s.push_str(&format!(".{b:X}"));

@@ -21,7 +21,11 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MediaError {
     #[error("{what}: truncated (needed {needed} bytes, had {had})")]
-    Truncated { what: &'static str, needed: usize, had: usize },
+    Truncated {
+        what: &'static str,
+        needed: usize,
+        had: usize,
+    },
     #[error("{what}: {reason}")]
     Invalid { what: &'static str, reason: String },
     #[error("{0} is not supported")]
@@ -30,7 +34,10 @@ pub enum MediaError {
 
 impl MediaError {
     pub fn invalid(what: &'static str, reason: impl Into<String>) -> Self {
-        MediaError::Invalid { what, reason: reason.into() }
+        MediaError::Invalid {
+            what,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -105,8 +112,13 @@ impl CodecConfig {
             CodecConfig::Vp9 { .. } => "vp9",
             CodecConfig::Aac(_) => "aac",
             CodecConfig::Opus { .. } => "opus",
-            CodecConfig::G711 { law: G711Law::ALaw, .. } => "pcm_alaw",
-            CodecConfig::G711 { law: G711Law::MuLaw, .. } => "pcm_mulaw",
+            CodecConfig::G711 {
+                law: G711Law::ALaw, ..
+            } => "pcm_alaw",
+            CodecConfig::G711 {
+                law: G711Law::MuLaw,
+                ..
+            } => "pcm_mulaw",
         }
     }
 
@@ -120,8 +132,13 @@ impl CodecConfig {
             CodecConfig::Vp9 { .. } => "vp09".to_string(),
             CodecConfig::Aac(c) => c.rfc6381_codec(),
             CodecConfig::Opus { .. } => "opus".to_string(),
-            CodecConfig::G711 { law: G711Law::ALaw, .. } => "alaw".to_string(),
-            CodecConfig::G711 { law: G711Law::MuLaw, .. } => "ulaw".to_string(),
+            CodecConfig::G711 {
+                law: G711Law::ALaw, ..
+            } => "alaw".to_string(),
+            CodecConfig::G711 {
+                law: G711Law::MuLaw,
+                ..
+            } => "ulaw".to_string(),
         }
     }
 
@@ -173,7 +190,11 @@ pub fn rescale(ts: i64, from_rate: u32, to_rate: u32) -> i64 {
     let num = ts as i128 * to_rate as i128;
     let den = from_rate as i128;
     let half = den / 2;
-    (if num >= 0 { (num + half) / den } else { (num - half) / den }) as i64
+    (if num >= 0 {
+        (num + half) / den
+    } else {
+        (num - half) / den
+    }) as i64
 }
 
 /// Iterates over the NAL units of a frame in 4-byte length-prefixed form, validating every length.
@@ -195,13 +216,22 @@ impl<'a> Iterator for NalUnits<'a> {
         if self.rest.len() < 4 {
             let had = self.rest.len();
             self.rest = &[];
-            return Some(Err(MediaError::Truncated { what: "NAL length prefix", needed: 4, had }));
+            return Some(Err(MediaError::Truncated {
+                what: "NAL length prefix",
+                needed: 4,
+                had,
+            }));
         }
-        let len = u32::from_be_bytes([self.rest[0], self.rest[1], self.rest[2], self.rest[3]]) as usize;
+        let len =
+            u32::from_be_bytes([self.rest[0], self.rest[1], self.rest[2], self.rest[3]]) as usize;
         let body = &self.rest[4..];
         if len > body.len() {
             self.rest = &[];
-            return Some(Err(MediaError::Truncated { what: "NAL unit", needed: len, had: body.len() }));
+            return Some(Err(MediaError::Truncated {
+                what: "NAL unit",
+                needed: len,
+                had: body.len(),
+            }));
         }
         let (nal, rest) = body.split_at(len);
         self.rest = rest;
@@ -222,18 +252,31 @@ pub fn validate_length_prefixed(data: &[u8]) -> Result<(), MediaError> {
 /// Converts length-prefixed NAL units with `size`-byte lengths (1, 2, 3 or 4) to 4-byte lengths.
 pub fn to_four_byte_lengths(data: &[u8], size: usize) -> Result<Bytes, MediaError> {
     if !(1..=4).contains(&size) {
-        return Err(MediaError::invalid("NAL length size", format!("{size} bytes")));
+        return Err(MediaError::invalid(
+            "NAL length size",
+            format!("{size} bytes"),
+        ));
     }
     let mut out = Vec::with_capacity(data.len() + data.len() / 64 + 8);
     let mut rest = data;
     while !rest.is_empty() {
         if rest.len() < size {
-            return Err(MediaError::Truncated { what: "NAL length prefix", needed: size, had: rest.len() });
+            return Err(MediaError::Truncated {
+                what: "NAL length prefix",
+                needed: size,
+                had: rest.len(),
+            });
         }
-        let len = rest[..size].iter().fold(0usize, |acc, b| (acc << 8) | *b as usize);
+        let len = rest[..size]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | *b as usize);
         rest = &rest[size..];
         if len > rest.len() {
-            return Err(MediaError::Truncated { what: "NAL unit", needed: len, had: rest.len() });
+            return Err(MediaError::Truncated {
+                what: "NAL unit",
+                needed: len,
+                had: rest.len(),
+            });
         }
         out.extend_from_slice(&(len as u32).to_be_bytes());
         out.extend_from_slice(&rest[..len]);
@@ -295,24 +338,38 @@ mod tests {
 
     #[test]
     fn annexb_round_trip_keeps_nal_units() {
-        let annexb = [0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4, 5, 6];
+        let annexb = [
+            0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4, 5, 6,
+        ];
         let lp = annexb_to_length_prefixed(&annexb);
         let nals: Vec<_> = nal_units(&lp).collect::<Result<_, _>>().unwrap();
-        assert_eq!(nals, vec![&[0x67, 1, 2][..], &[0x68, 3][..], &[0x65, 4, 5, 6][..]]);
-        assert_eq!(&length_prefixed_to_annexb(&lp).unwrap()[..], &[0, 0, 0, 1, 0x67, 1, 2, 0, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4, 5, 6][..]);
+        assert_eq!(
+            nals,
+            vec![&[0x67, 1, 2][..], &[0x68, 3][..], &[0x65, 4, 5, 6][..]]
+        );
+        assert_eq!(
+            &length_prefixed_to_annexb(&lp).unwrap()[..],
+            &[0, 0, 0, 1, 0x67, 1, 2, 0, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4, 5, 6][..]
+        );
     }
 
     #[test]
     fn absurd_nal_length_is_an_error() {
         let data = [0xff, 0xff, 0xff, 0xf0, 0x65, 1];
-        assert!(matches!(validate_length_prefixed(&data), Err(MediaError::Truncated { .. })));
+        assert!(matches!(
+            validate_length_prefixed(&data),
+            Err(MediaError::Truncated { .. })
+        ));
         assert!(to_four_byte_lengths(&data, 4).is_err());
     }
 
     #[test]
     fn two_byte_lengths_become_four() {
         let data = [0, 2, 0x65, 9, 0, 1, 0x41];
-        assert_eq!(&to_four_byte_lengths(&data, 2).unwrap()[..], &[0, 0, 0, 2, 0x65, 9, 0, 0, 0, 1, 0x41][..]);
+        assert_eq!(
+            &to_four_byte_lengths(&data, 2).unwrap()[..],
+            &[0, 0, 0, 2, 0x65, 9, 0, 0, 0, 1, 0x41][..]
+        );
     }
 
     #[test]

@@ -1,0 +1,195 @@
+use super::*;
+use crate::file::read_tags;
+use switchyard_media::{h264, validate_length_prefixed};
+
+fn fixture(name: &str) -> Bytes {
+    let path = format!("{}/../../fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    Bytes::from(std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}")))
+}
+
+#[test]
+fn ffmpeg_high_profile_with_b_frames_parses() {
+    let tags = read_tags(&fixture("ffmpeg-h264-high-bf2-aac.flv")).unwrap();
+    let mut config = None;
+    let mut frames = 0;
+    let mut negative_or_positive_cts = 0;
+    let mut audio_frames = 0;
+    let mut asc = None;
+    for tag in tags {
+        match tag.tag_type {
+            9 => match parse_video(tag.body).unwrap() {
+                (VideoCodec::H264, VideoTag::SequenceStart(CodecConfig::H264(c))) => {
+                    config = Some(c)
+                }
+                (
+                    VideoCodec::H264,
+                    VideoTag::Frame {
+                        keyframe,
+                        composition_ms,
+                        data,
+                    },
+                ) => {
+                    validate_length_prefixed(&data).unwrap();
+                    assert_eq!(keyframe, h264::is_keyframe(&data));
+                    if frames == 0 {
+                        assert!(keyframe, "first frame is an IDR");
+                    }
+                    if composition_ms != 0 {
+                        negative_or_positive_cts += 1;
+                    }
+                    frames += 1;
+                }
+                (_, VideoTag::SequenceEnd) => {}
+                other => panic!("unexpected {other:?}"),
+            },
+            8 => match parse_audio(tag.body).unwrap() {
+                (AudioCodec::Aac, AudioTag::SequenceStart(CodecConfig::Aac(c))) => asc = Some(c),
+                (AudioCodec::Aac, AudioTag::Frame { data, .. }) => {
+                    assert!(!data.is_empty());
+                    audio_frames += 1;
+                }
+                other => panic!("unexpected {other:?}"),
+            },
+            _ => {}
+        }
+    }
+    let config = config.expect("AVC sequence header");
+    assert_eq!((config.sps.width, config.sps.height), (640, 360));
+    assert_eq!(config.rfc6381_codec(), "avc1.64001E");
+    assert_eq!(config.source_length_size, 4);
+    assert_eq!(frames, 25);
+    assert!(
+        negative_or_positive_cts > 0,
+        "B-frames give composition offsets"
+    );
+    let asc = asc.expect("AAC sequence header");
+    assert_eq!((asc.sample_rate, asc.channels), (44100, 2));
+    assert!(audio_frames >= 40);
+}
+
+#[test]
+fn multi_slice_frames_keep_every_slice() {
+    let tags = read_tags(&fixture("ffmpeg-h264-baseline-4slices.flv")).unwrap();
+    let mut checked = 0;
+    for tag in tags.into_iter().filter(|t| t.tag_type == 9) {
+        if let (_, VideoTag::Frame { data, .. }) = parse_video(tag.body).unwrap() {
+            let slices = switchyard_media::nal_units(&data)
+                .filter(|n| {
+                    matches!(
+                        h264::nal_type(n.as_ref().unwrap()),
+                        h264::NAL_IDR | h264::NAL_SLICE
+                    )
+                })
+                .count();
+            assert!(
+                slices > 1,
+                "every frame of this capture has several slices, got {slices}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 5);
+}
+
+#[test]
+fn written_headers_parse_back() {
+    let tags = read_tags(&fixture("ffmpeg-h264-high-bf2-aac.flv")).unwrap();
+    let seq = tags.iter().find(|t| t.tag_type == 9).unwrap();
+    let (_, VideoTag::SequenceStart(cfg)) = parse_video(seq.body.clone()).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        parse_video(video_sequence_header(&cfg).unwrap()).unwrap().1,
+        VideoTag::SequenceStart(cfg.clone())
+    );
+    let (h, n) = video_frame_header(&cfg, true, -40).unwrap();
+    let body: Bytes = [&h[..n], &[0, 0, 0, 1, 0x65][..]].concat().into();
+    assert_eq!(
+        parse_video(body).unwrap().1,
+        VideoTag::Frame {
+            keyframe: true,
+            composition_ms: -40,
+            data: Bytes::from_static(&[0, 0, 0, 1, 0x65])
+        }
+    );
+    let aac = tags.iter().find(|t| t.tag_type == 8).unwrap();
+    let (_, AudioTag::SequenceStart(acfg)) = parse_audio(aac.body.clone()).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        parse_audio(audio_sequence_header(&acfg).unwrap())
+            .unwrap()
+            .1,
+        AudioTag::SequenceStart(acfg)
+    );
+}
+
+#[test]
+fn enhanced_rtmp_hevc_and_opus() {
+    let mut hvcc = vec![
+        0x90, b'h', b'v', b'c', b'1', 1, 0x01, 0x60, 0, 0, 0, 0x90, 0, 0, 0, 0, 0, 93,
+    ];
+    hvcc.resize(5 + 23, 0);
+    let (codec, tag) = parse_video(Bytes::from(hvcc)).unwrap();
+    assert_eq!(codec, VideoCodec::H265);
+    let VideoTag::SequenceStart(cfg) = tag else {
+        panic!()
+    };
+    assert_eq!(cfg.rfc6381_codec(), "hvc1.1.6.L93.90");
+    let frame = Bytes::from_static(&[0x91, b'h', b'v', b'c', b'1', 0, 0, 33, 0, 0, 0, 1, 0x26]);
+    assert_eq!(
+        parse_video(frame).unwrap().1,
+        VideoTag::Frame {
+            keyframe: true,
+            composition_ms: 33,
+            data: Bytes::from_static(&[0, 0, 0, 1, 0x26])
+        }
+    );
+    let x = Bytes::from_static(&[0xa3, b'a', b'v', b'0', b'1', 0x12, 0]);
+    assert_eq!(
+        parse_video(x).unwrap(),
+        (
+            VideoCodec::Av1,
+            VideoTag::Frame {
+                keyframe: false,
+                composition_ms: 0,
+                data: Bytes::from_static(&[0x12, 0])
+            }
+        )
+    );
+    let mut head = vec![0x90, b'O', b'p', b'u', b's'];
+    head.extend_from_slice(b"OpusHead\x01\x02\x38\x01\x80\xbb\x00\x00\x00\x00\x00");
+    let (codec, tag) = parse_audio(Bytes::from(head)).unwrap();
+    assert_eq!(codec, AudioCodec::Opus);
+    assert!(matches!(
+        tag,
+        AudioTag::SequenceStart(CodecConfig::Opus { channels: 2, .. })
+    ));
+}
+
+#[test]
+fn malformed_bodies_are_errors() {
+    assert!(parse_video(Bytes::new()).is_err());
+    assert!(parse_video(Bytes::from_static(&[0x17, 0])).is_err());
+    assert!(
+        parse_video(Bytes::from_static(&[0x12, 0, 0, 0, 0])).is_err(),
+        "Sorenson H.263"
+    );
+    assert!(parse_video(Bytes::from_static(&[0x90, b'x', b'y'])).is_err());
+    assert!(parse_video(Bytes::from_static(&[0x90, b'w', b'h', b'a', b't'])).is_err());
+    // AVC sequence header whose SPS is garbage.
+    assert!(matches!(
+        parse_video(Bytes::from_static(&[
+            0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1e, 0xff, 0xe1, 0, 4, 0x67, 0xff, 0xff, 0xff, 1, 0, 1,
+            0x68
+        ])),
+        Err(FlvError::Codec(_))
+    ));
+    assert!(parse_audio(Bytes::from_static(&[0xaf])).is_err());
+    assert!(parse_audio(Bytes::from_static(&[0xaf, 0, 0xf8, 0])).is_err());
+    assert!(
+        parse_audio(Bytes::from_static(&[0x2f, 1, 2])).is_err(),
+        "MP3 is not carried"
+    );
+    assert!(parse_audio(Bytes::from_static(&[0x90, b'O', b'p', b'u', b's', 1, 2])).is_err());
+}

@@ -1,1 +1,3 @@
+//! Switchyard: a live-media gateway. See ARCHITECTURE.md for the layout.
 
+pub mod bus;

@@ -1,3 +1,11 @@
 //! Switchyard: a live-media gateway. See ARCHITECTURE.md for the layout.
 
 pub mod bus;
+pub mod config;
+pub mod http;
+pub mod inputs;
+pub mod loadtest;
+pub mod logging;
+pub mod outputs;
+pub mod rtmp;
+pub mod server;

@@ -1,0 +1,178 @@
+//! Configuration: a TOML file where every key has a default, so no file is needed.
+//!
+//! Precedence, highest first: command-line flag, environment variable (`SWITCHYARD_*`),
+//! config file, built-in default. `switchyard config` prints the effective configuration.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::Path;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub http: HttpConfig,
+    pub rtmp: RtmpConfig,
+    pub webrtc: WebrtcConfig,
+    pub bus: BusSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Console, REST API, WHIP/WHEP, HLS, MSE and metrics. Port 0 picks a free port.
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: ([0, 0, 0, 0], 8080).into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RtmpConfig {
+    /// RTMP publish and play. Port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Chunk size announced to and used towards every RTMP client (128..=65536). One size for
+    /// all players lets each message be chunked once and shared.
+    pub chunk_size: u32,
+    /// A player whose socket accepts nothing for this long is disconnected.
+    pub write_timeout_secs: u64,
+    /// Handshake and connect/publish/play must complete within this time.
+    pub handshake_timeout_secs: u64,
+}
+
+impl Default for RtmpConfig {
+    fn default() -> Self {
+        RtmpConfig {
+            listen: ([0, 0, 0, 0], 1935).into(),
+            chunk_size: 4096,
+            write_timeout_secs: 30,
+            handshake_timeout_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebrtcConfig {
+    /// The one UDP socket for all WebRTC peers (used once WebRTC lands; reserved today).
+    pub udp: SocketAddr,
+}
+
+impl Default for WebrtcConfig {
+    fn default() -> Self {
+        WebrtcConfig {
+            udp: ([0, 0, 0, 0], 8189).into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BusSection {
+    /// Frames a reader may fall behind before it loses frames and skips to the next keyframe.
+    pub reader_queue_frames: usize,
+    /// Upper bound on one stream's GOP cache, in bytes.
+    pub gop_cache_max_bytes: usize,
+    /// A second publisher on a busy name kicks the first instead of being refused.
+    pub publisher_takeover: bool,
+}
+
+impl Default for BusSection {
+    fn default() -> Self {
+        let d = crate::bus::BusConfig::default();
+        BusSection {
+            reader_queue_frames: d.reader_queue_frames,
+            gop_cache_max_bytes: d.gop_cache_max_bytes,
+            publisher_takeover: d.publisher_takeover,
+        }
+    }
+}
+
+impl BusSection {
+    pub fn to_bus_config(&self) -> crate::bus::BusConfig {
+        crate::bus::BusConfig {
+            reader_queue_frames: self.reader_queue_frames,
+            gop_cache_max_bytes: self.gop_cache_max_bytes,
+            publisher_takeover: self.publisher_takeover,
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        let config: Config = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (128..=65536).contains(&self.rtmp.chunk_size),
+            "rtmp.chunk_size must be within 128..=65536, not {}",
+            self.rtmp.chunk_size
+        );
+        anyhow::ensure!(
+            self.bus.reader_queue_frames >= 16,
+            "bus.reader_queue_frames must be at least 16"
+        );
+        Ok(())
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serializes")
+    }
+}
+
+/// Parses a WebRTC UDP setting: a port (`8189`, bound on all interfaces) or an address.
+pub fn parse_udp_listen(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(([0, 0, 0, 0], port).into());
+    }
+    s.parse()
+        .map_err(|_| format!("{s:?} is neither a port nor an IP:port address"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults_and_printed_config_parses_back() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(Config::parse(&config.to_toml()).unwrap(), config);
+        assert!(config.to_toml().contains("chunk_size = 4096"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(Config::parse("[rtmp]\nlisten_addr = \"1.2.3.4:5\"").is_err());
+        assert!(Config::parse("[rtmp]\nchunk_size = 12").is_err());
+        let c = Config::parse("[http]\nlisten = \"127.0.0.1:0\"").unwrap();
+        assert_eq!(c.http.listen.port(), 0);
+    }
+
+    #[test]
+    fn udp_setting_takes_port_or_address() {
+        assert_eq!(
+            parse_udp_listen("8189").unwrap(),
+            "0.0.0.0:8189".parse().unwrap()
+        );
+        assert_eq!(
+            parse_udp_listen("127.0.0.1:9").unwrap(),
+            "127.0.0.1:9".parse().unwrap()
+        );
+        assert!(parse_udp_listen("x").is_err());
+    }
+}

@@ -1,0 +1,3 @@
+//! Inputs: each turns a network protocol into a bus [`Publisher`](crate::bus::Publisher).
+
+pub mod rtmp;

@@ -1,0 +1,343 @@
+//! RTMP publish input: FLV audio/video message bodies from an RTMP publisher (OBS, ffmpeg)
+//! become tracks and frames on the bus.
+//!
+//! The RTMP session itself (handshake, chunking, commands) is in `crate::rtmp`; this file is the
+//! media half: sequence headers become track configs, frames get timestamps on the stream's
+//! clock (FLV milliseconds, extended past 32 bits), NAL lengths are normalised to 4 bytes and
+//! checked, and anything malformed is an error that ends the session.
+
+use crate::bus::Publisher;
+use bytes::Bytes;
+use switchyard_flv::{parse_audio, parse_video, AudioTag, FlvError, VideoTag};
+use switchyard_media::{
+    h264, rescale, to_four_byte_lengths, validate_length_prefixed, CodecConfig, Frame, Track,
+    TrackId,
+};
+
+pub const VIDEO_TRACK: TrackId = TrackId(1);
+pub const AUDIO_TRACK: TrackId = TrackId(2);
+const VIDEO_CLOCK: u32 = 90_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Flv(#[from] FlvError),
+    #[error("video frame at {timestamp_ms} ms: {reason}")]
+    BadFrame { timestamp_ms: u32, reason: String },
+}
+
+/// Extends 32-bit RTMP millisecond timestamps (which wrap after 49.7 days, and which some
+/// publishers start anywhere) into a monotonic-enough 64-bit timeline.
+#[derive(Default)]
+struct Unwrapper {
+    last: Option<(u32, i64)>,
+}
+
+impl Unwrapper {
+    fn unwrap(&mut self, ts: u32) -> i64 {
+        let value = match self.last {
+            None => ts as i64,
+            Some((prev, prev_ext)) => prev_ext + ts.wrapping_sub(prev) as i32 as i64,
+        };
+        self.last = Some((ts, value));
+        value
+    }
+}
+
+/// Per-track timing state: keeps `dts` monotonic even when a publisher jitters backwards.
+#[derive(Default)]
+struct TrackClock {
+    unwrapper: Unwrapper,
+    last_dts: Option<i64>,
+}
+
+impl TrackClock {
+    fn dts(&mut self, timestamp_ms: u32, clock_rate: u32) -> i64 {
+        let ms = self.unwrapper.unwrap(timestamp_ms);
+        let mut dts = rescale(ms, 1000, clock_rate);
+        if let Some(last) = self.last_dts {
+            dts = dts.max(last);
+        }
+        self.last_dts = Some(dts);
+        dts
+    }
+}
+
+/// Turns one RTMP publisher's media messages into bus tracks and frames.
+pub struct RtmpIngest {
+    publisher: Publisher,
+    video: Option<(Track, u8)>,
+    audio: Option<Track>,
+    video_clock: TrackClock,
+    audio_clock: TrackClock,
+    /// Picture size from `onMetaData`, for codecs whose config we do not parse for it.
+    metadata_size: Option<(u32, u32)>,
+    frames_before_config: u64,
+}
+
+impl RtmpIngest {
+    pub fn new(publisher: Publisher) -> Self {
+        RtmpIngest {
+            publisher,
+            video: None,
+            audio: None,
+            video_clock: TrackClock::default(),
+            audio_clock: TrackClock::default(),
+            metadata_size: None,
+            frames_before_config: 0,
+        }
+    }
+
+    pub fn publisher_mut(&mut self) -> &mut Publisher {
+        &mut self.publisher
+    }
+
+    pub fn set_metadata_size(&mut self, width: Option<u32>, height: Option<u32>) {
+        if let (Some(w), Some(h)) = (width, height) {
+            self.metadata_size = Some((w, h));
+        }
+    }
+
+    fn publish_tracks(&mut self) {
+        let tracks: Vec<Track> = self
+            .video
+            .iter()
+            .map(|(t, _)| t.clone())
+            .chain(self.audio.iter().cloned())
+            .collect();
+        self.publisher.set_tracks(tracks);
+    }
+
+    /// Handles one video message body.
+    pub fn video(&mut self, body: Bytes, timestamp_ms: u32) -> Result<(), IngestError> {
+        let (_, tag) = parse_video(body)?;
+        match tag {
+            VideoTag::SequenceStart(mut codec) => {
+                let length_size = match &codec {
+                    CodecConfig::H264(c) => c.source_length_size,
+                    _ => 4,
+                };
+                if let (CodecConfig::H265(c), Some(size)) = (&mut codec, self.metadata_size) {
+                    c.resolution = Some(size);
+                }
+                if self.video.as_ref().is_some_and(|(t, _)| t.codec == codec) {
+                    return Ok(()); // repeated, unchanged sequence header
+                }
+                tracing::info!(stream = %self.publisher.stream().name(), codec = %codec.rfc6381_codec(), "video track");
+                self.video = Some((
+                    Track {
+                        id: VIDEO_TRACK,
+                        codec,
+                        clock_rate: VIDEO_CLOCK,
+                    },
+                    length_size,
+                ));
+                self.publish_tracks();
+            }
+            VideoTag::Frame {
+                keyframe,
+                composition_ms,
+                data,
+            } => {
+                let Some((track, length_size)) = &self.video else {
+                    self.frames_before_config += 1;
+                    return Ok(());
+                };
+                let bad = |reason: String| IngestError::BadFrame {
+                    timestamp_ms,
+                    reason,
+                };
+                let is_nal_codec =
+                    matches!(track.codec, CodecConfig::H264(_) | CodecConfig::H265(_));
+                let data = if !is_nal_codec {
+                    data
+                } else if *length_size == 4 {
+                    validate_length_prefixed(&data).map_err(|e| bad(e.to_string()))?;
+                    data
+                } else {
+                    to_four_byte_lengths(&data, *length_size as usize)
+                        .map_err(|e| bad(e.to_string()))?
+                };
+                if data.is_empty() {
+                    return Ok(());
+                }
+                // Trust the FLV frame type only when the access unit has an IDR, so that GOPs
+                // (and late joiners) always start where a decoder can.
+                let keyframe = keyframe
+                    && (!matches!(track.codec, CodecConfig::H264(_)) || h264::is_keyframe(&data));
+                let dts = self.video_clock.dts(timestamp_ms, VIDEO_CLOCK);
+                let pts = dts + rescale(composition_ms.max(0) as i64, 1000, VIDEO_CLOCK);
+                self.publisher.push(Frame {
+                    track: VIDEO_TRACK,
+                    pts,
+                    dts,
+                    keyframe,
+                    data,
+                });
+            }
+            VideoTag::SequenceEnd | VideoTag::Ignored(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Handles one audio message body.
+    pub fn audio(&mut self, body: Bytes, timestamp_ms: u32) -> Result<(), IngestError> {
+        let (_, tag) = parse_audio(body)?;
+        let (data, implied_config) = match tag {
+            AudioTag::SequenceStart(codec) => {
+                self.set_audio_config(codec);
+                return Ok(());
+            }
+            AudioTag::Frame { data, config } => (data, config),
+            AudioTag::SequenceEnd | AudioTag::Ignored(_) => return Ok(()),
+        };
+        if let Some(codec) = implied_config {
+            self.set_audio_config(codec);
+        }
+        let Some(track) = &self.audio else {
+            self.frames_before_config += 1;
+            return Ok(());
+        };
+        if data.is_empty() {
+            return Ok(());
+        }
+        let dts = self.audio_clock.dts(timestamp_ms, track.clock_rate);
+        self.publisher.push(Frame {
+            track: AUDIO_TRACK,
+            pts: dts,
+            dts,
+            keyframe: true,
+            data,
+        });
+        Ok(())
+    }
+
+    fn set_audio_config(&mut self, codec: CodecConfig) {
+        if self.audio.as_ref().is_some_and(|t| t.codec == codec) {
+            return;
+        }
+        let clock_rate = match &codec {
+            CodecConfig::Aac(c) => c.sample_rate,
+            CodecConfig::G711 { .. } => 8000,
+            _ => 48000,
+        };
+        tracing::info!(stream = %self.publisher.stream().name(), codec = %codec.rfc6381_codec(), clock_rate, "audio track");
+        self.audio = Some(Track {
+            id: AUDIO_TRACK,
+            codec,
+            clock_rate,
+        });
+        self.publish_tracks();
+    }
+}
+
+impl Drop for RtmpIngest {
+    fn drop(&mut self) {
+        if self.frames_before_config > 0 {
+            tracing::debug!(stream = %self.publisher.stream().name(), frames = self.frames_before_config, "frames dropped before their sequence header");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::{BusConfig, Peer, ReaderEvent, Registry, TryRecv};
+    use switchyard_flv::file::read_tags;
+
+    fn ingest_fixture(name: &str) -> (Registry, Vec<ReaderEvent>) {
+        let registry = Registry::new(BusConfig {
+            reader_queue_frames: 4096,
+            ..Default::default()
+        });
+        let publisher = registry.publish("live/t", Peer::new("rtmp", None)).unwrap();
+        let mut reader = registry
+            .subscribe("live/t", Peer::new("test", None))
+            .unwrap();
+        let mut ingest = RtmpIngest::new(publisher);
+        let file = Bytes::from(
+            std::fs::read(format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap(),
+        );
+        for tag in read_tags(&file).unwrap() {
+            match tag.tag_type {
+                8 => ingest.audio(tag.body, tag.timestamp_ms).unwrap(),
+                9 => ingest.video(tag.body, tag.timestamp_ms).unwrap(),
+                _ => {}
+            }
+        }
+        let mut events = Vec::new();
+        while let TryRecv::Event(e) = reader.try_recv() {
+            events.push(e);
+        }
+        (registry, events)
+    }
+
+    #[test]
+    fn ffmpeg_capture_becomes_tracks_and_monotonic_frames() {
+        let (_registry, events) = ingest_fixture("ffmpeg-h264-high-bf2-aac.flv");
+        let last_tracks = events.iter().rev().find_map(|e| match e {
+            ReaderEvent::Tracks(t) => Some(t.clone()),
+            _ => None,
+        });
+        let tracks = last_tracks.unwrap();
+        assert_eq!(tracks.video().unwrap().codec.rfc6381_codec(), "avc1.64001E");
+        assert_eq!(tracks.audio().unwrap().clock_rate, 44100);
+        let mut last_dts = [i64::MIN; 3];
+        let mut video = 0;
+        for e in &events {
+            if let ReaderEvent::Frame(f) = e {
+                let f = &f.frame;
+                assert!(f.dts <= f.pts);
+                assert!(f.dts >= last_dts[f.track.0 as usize]);
+                last_dts[f.track.0 as usize] = f.dts;
+                if f.track == VIDEO_TRACK {
+                    video += 1;
+                }
+            }
+        }
+        assert_eq!(video, 25);
+    }
+
+    #[test]
+    fn absurd_nal_length_and_bad_sps_are_errors() {
+        let registry = Registry::new(BusConfig::default());
+        let mut ingest = RtmpIngest::new(registry.publish("x", Peer::new("rtmp", None)).unwrap());
+        let file = Bytes::from(
+            std::fs::read(format!(
+                "{}/fixtures/ffmpeg-h264-high-bf2-aac.flv",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap(),
+        );
+        let seq = read_tags(&file)
+            .unwrap()
+            .into_iter()
+            .find(|t| t.tag_type == 9)
+            .unwrap();
+        ingest.video(seq.body, 0).unwrap();
+        let absurd = Bytes::from_static(&[0x17, 1, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff, 0x65, 0x88]);
+        assert!(matches!(
+            ingest.video(absurd, 40),
+            Err(IngestError::BadFrame { .. })
+        ));
+        let bad_sps = Bytes::from_static(&[
+            0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1e, 0xff, 0xe1, 0, 3, 0x67, 0xff, 0xff, 1, 0, 1, 0x68,
+        ]);
+        assert!(matches!(
+            ingest.video(bad_sps, 80),
+            Err(IngestError::Flv(_))
+        ));
+    }
+
+    #[test]
+    fn timestamps_extend_past_32_bits() {
+        let mut u = Unwrapper::default();
+        assert_eq!(u.unwrap(u32::MAX - 10), (u32::MAX - 10) as i64);
+        assert_eq!(u.unwrap(5), u32::MAX as i64 + 6);
+        assert_eq!(
+            u.unwrap(3),
+            u32::MAX as i64 + 4,
+            "small backwards jitter stays backwards"
+        );
+    }
+}

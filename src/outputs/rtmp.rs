@@ -1,0 +1,343 @@
+//! RTMP play output: bus frames -> FLV bodies -> RTMP chunks, shared by every player.
+//!
+//! Fan-out cost is what matters here (ARCHITECTURE.md, "Hot paths"). Every player gets the
+//! same chunk size (`rtmp.chunk_size`, announced in the session's Set Chunk Size) and, in
+//! practice, the same message stream id (1, from its first `createStream`), so each frame is
+//! chunked once, by the first player that needs it, into one [`Bytes`] kept on the bus frame
+//! ([`EncodedSlot::RtmpChunks`]). Per player, a frame costs a reference count; everything
+//! pending when a player wakes goes out in one vectored write.
+//!
+//! Chunking follows the RTMP spec (Adobe, 2012) section 5.3.1: the first chunk of a message
+//! has a type 0 header (absolute timestamp, so no state carries over between messages and the
+//! bytes are valid for any player), continuation chunks have type 3 headers, and timestamps
+//! of 0xFFFFFF or more use the extended timestamp field in every chunk of the message. Media
+//! goes on chunk streams that rml_rtmp's own serializer (which sends the session's control
+//! and command messages on chunk streams 2 to 6) never uses.
+
+use crate::bus::{BusFrame, EncodedSlot, Reader, ReaderEvent, TrackSet, TryRecv};
+use bytes::{BufMut, Bytes, BytesMut};
+use rml_amf0::Amf0Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchyard_flv::{
+    audio_frame_header, audio_sequence_header, video_frame_header, video_sequence_header,
+};
+use switchyard_media::{rescale, CodecConfig, MediaKind};
+
+pub const VIDEO_CSID: u8 = 7;
+pub const AUDIO_CSID: u8 = 8;
+pub const DATA_CSID: u8 = 9;
+pub const MSG_AUDIO: u8 = 8;
+pub const MSG_VIDEO: u8 = 9;
+pub const MSG_DATA_AMF0: u8 = 18;
+/// The message stream id every common player gets from its first `createStream`; frames are
+/// chunked once for it and shared.
+const SHARED_STREAM_ID: u32 = 1;
+
+/// Serializes one RTMP message whose payload is the concatenation of `parts`.
+pub fn chunk_message(
+    csid: u8,
+    msg_type: u8,
+    stream_id: u32,
+    timestamp: u32,
+    parts: &[&[u8]],
+    chunk_size: usize,
+) -> Bytes {
+    debug_assert!((2..64).contains(&csid) && chunk_size >= 1);
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let extended = timestamp >= 0xff_ffff;
+    let chunks = len.div_ceil(chunk_size).max(1);
+    let mut out =
+        BytesMut::with_capacity(len + 12 + if extended { 4 * chunks } else { 0 } + (chunks - 1));
+    out.put_u8(csid);
+    out.put_uint(
+        if extended {
+            0xff_ffff
+        } else {
+            timestamp as u64
+        },
+        3,
+    );
+    out.put_uint(len as u64, 3);
+    out.put_u8(msg_type);
+    out.put_u32_le(stream_id);
+    if extended {
+        out.put_u32(timestamp);
+    }
+    let mut in_chunk = 0;
+    for part in parts {
+        let mut part = *part;
+        while !part.is_empty() {
+            if in_chunk == chunk_size {
+                out.put_u8(0xc0 | csid);
+                if extended {
+                    out.put_u32(timestamp);
+                }
+                in_chunk = 0;
+            }
+            let n = part.len().min(chunk_size - in_chunk);
+            out.put_slice(&part[..n]);
+            part = &part[n..];
+            in_chunk += n;
+        }
+    }
+    out.freeze()
+}
+
+/// One RTMP player: turns its reader's events into chunk bytes.
+pub struct RtmpPlayer {
+    reader: Reader,
+    stream_id: u32,
+    chunk_size: usize,
+    tracks: Arc<TrackSet>,
+    /// Video frames are held back until the first keyframe, so a player's decoder never starts
+    /// on a frame it cannot decode.
+    waiting_for_keyframe: bool,
+    last_timestamp: u32,
+    last_loss_log: Option<Instant>,
+    lost_since_log: u64,
+}
+
+/// Whether the stream still has more to send.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pending {
+    More,
+    Ended,
+}
+
+impl RtmpPlayer {
+    pub fn new(reader: Reader, stream_id: u32, chunk_size: u32) -> Self {
+        RtmpPlayer {
+            reader,
+            stream_id,
+            chunk_size: chunk_size as usize,
+            tracks: Arc::default(),
+            waiting_for_keyframe: true,
+            last_timestamp: 0,
+            last_loss_log: None,
+            lost_since_log: 0,
+        }
+    }
+
+    pub fn reader(&self) -> &Reader {
+        &self.reader
+    }
+
+    /// Waits for the next event. Cancel-safe.
+    pub async fn next_event(&mut self) -> Option<ReaderEvent> {
+        self.reader.recv().await
+    }
+
+    /// Appends the bytes for `event` and for every event already pending to `out`.
+    pub fn encode_pending(&mut self, first: ReaderEvent, out: &mut Vec<Bytes>) -> Pending {
+        self.encode(first, out);
+        loop {
+            match self.reader.try_recv() {
+                TryRecv::Event(e) => self.encode(e, out),
+                TryRecv::Empty => return Pending::More,
+                TryRecv::Ended => return Pending::Ended,
+            }
+        }
+    }
+
+    fn encode(&mut self, event: ReaderEvent, out: &mut Vec<Bytes>) {
+        match event {
+            ReaderEvent::Tracks(tracks) => self.on_tracks(tracks, out),
+            ReaderEvent::Frame(frame) => self.on_frame(&frame, out),
+            ReaderEvent::Lost { frames } => {
+                self.lost_since_log += frames;
+                if self
+                    .last_loss_log
+                    .is_none_or(|t| t.elapsed() > Duration::from_secs(10))
+                {
+                    tracing::warn!(stream = %self.reader.stream().name(), frames = self.lost_since_log, "RTMP player too slow; skipping to the next keyframe");
+                    self.last_loss_log = Some(Instant::now());
+                    self.lost_since_log = 0;
+                }
+            }
+        }
+    }
+
+    fn on_tracks(&mut self, tracks: Arc<TrackSet>, out: &mut Vec<Bytes>) {
+        let old = std::mem::replace(&mut self.tracks, tracks);
+        let new = &self.tracks;
+        let video_changed = new.video().map(|t| &t.codec) != old.video().map(|t| &t.codec);
+        let audio_changed = new.audio().map(|t| &t.codec) != old.audio().map(|t| &t.codec);
+        if !(video_changed || audio_changed) {
+            return;
+        }
+        out.push(self.metadata());
+        let ts = self.last_timestamp;
+        if let Some(body) = new.video().and_then(|t| video_sequence_header(&t.codec)) {
+            out.push(chunk_message(
+                VIDEO_CSID,
+                MSG_VIDEO,
+                self.stream_id,
+                ts,
+                &[&body],
+                self.chunk_size,
+            ));
+            if video_changed {
+                self.waiting_for_keyframe = true;
+            }
+        }
+        if let Some(body) = new.audio().and_then(|t| audio_sequence_header(&t.codec)) {
+            out.push(chunk_message(
+                AUDIO_CSID,
+                MSG_AUDIO,
+                self.stream_id,
+                ts,
+                &[&body],
+                self.chunk_size,
+            ));
+        }
+    }
+
+    fn on_frame(&mut self, frame: &Arc<BusFrame>, out: &mut Vec<Bytes>) {
+        let Some(track) = self.tracks.get(frame.frame.track) else {
+            return;
+        };
+        let kind = track.kind();
+        if kind == MediaKind::Video {
+            if self.waiting_for_keyframe && !frame.starts_gop {
+                return;
+            }
+            self.waiting_for_keyframe = false;
+        }
+        let codec = &track.codec;
+        let clock = track.clock_rate;
+        let encode = |f: &switchyard_media::Frame| -> Option<Bytes> {
+            let timestamp = rescale(f.dts, clock, 1000) as u32;
+            let ((header, n), csid, msg_type) = match kind {
+                MediaKind::Video => {
+                    let cts = rescale(f.pts - f.dts, clock, 1000).clamp(0, 0x7f_ffff) as i32;
+                    (
+                        video_frame_header(codec, f.keyframe, cts)?,
+                        VIDEO_CSID,
+                        MSG_VIDEO,
+                    )
+                }
+                MediaKind::Audio => (audio_frame_header(codec)?, AUDIO_CSID, MSG_AUDIO),
+            };
+            Some(chunk_message(
+                csid,
+                msg_type,
+                self.stream_id,
+                timestamp,
+                &[&header[..n], &f.data],
+                self.chunk_size,
+            ))
+        };
+        let bytes = if self.stream_id == SHARED_STREAM_ID {
+            // Codecs FLV cannot carry encode to an empty buffer, shared like any other.
+            frame
+                .encoded(EncodedSlot::RtmpChunks, |f| encode(f).unwrap_or_default())
+                .clone()
+        } else {
+            encode(&frame.frame).unwrap_or_default()
+        };
+        if !bytes.is_empty() {
+            self.last_timestamp = rescale(frame.frame.dts, clock, 1000) as u32;
+            out.push(bytes);
+        }
+    }
+
+    /// `onMetaData` (FLV spec E.5) describing the current tracks.
+    fn metadata(&self) -> Bytes {
+        let mut props = HashMap::new();
+        if let Some(v) = self.tracks.video() {
+            if let Some((w, h)) = v.codec.resolution() {
+                props.insert("width".to_string(), Amf0Value::Number(w as f64));
+                props.insert("height".to_string(), Amf0Value::Number(h as f64));
+            }
+            let id = match v.codec {
+                CodecConfig::H264(_) => Amf0Value::Number(7.0),
+                _ => Amf0Value::Utf8String(v.codec.rfc6381_codec()),
+            };
+            props.insert("videocodecid".to_string(), id);
+        }
+        if let Some(a) = self.tracks.audio() {
+            let id = match a.codec {
+                CodecConfig::Aac(_) => 10.0,
+                CodecConfig::G711 {
+                    law: switchyard_media::G711Law::ALaw,
+                    ..
+                } => 7.0,
+                CodecConfig::G711 { .. } => 8.0,
+                _ => 9.0,
+            };
+            props.insert("audiocodecid".to_string(), Amf0Value::Number(id));
+            props.insert(
+                "audiosamplerate".to_string(),
+                Amf0Value::Number(a.clock_rate as f64),
+            );
+        }
+        props.insert(
+            "encoder".to_string(),
+            Amf0Value::Utf8String(concat!("switchyard ", env!("CARGO_PKG_VERSION")).to_string()),
+        );
+        let values = vec![
+            Amf0Value::Utf8String("onMetaData".to_string()),
+            Amf0Value::Object(props),
+        ];
+        let body = rml_amf0::serialize(&values).unwrap_or_default();
+        // Timestamp 0: ffmpeg's FLV reader takes `onMetaData` at any other time for a data stream.
+        chunk_message(
+            DATA_CSID,
+            MSG_DATA_AMF0,
+            self.stream_id,
+            0,
+            &[&body],
+            self.chunk_size,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rml_rtmp::chunk_io::ChunkDeserializer;
+
+    /// rml_rtmp's deserializer (an independent implementation) reads our chunks back.
+    #[test]
+    fn chunks_parse_back_with_rml_rtmp() {
+        let payload: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+        for &timestamp in &[0u32, 40, 0xff_fffe, 0xff_ffff, 0x1234_5678] {
+            let mut de = ChunkDeserializer::new();
+            de.set_max_chunk_size(4096).unwrap();
+            let bytes = chunk_message(
+                VIDEO_CSID,
+                MSG_VIDEO,
+                1,
+                timestamp,
+                &[&payload[..5], &payload[5..]],
+                4096,
+            );
+            let msg = de
+                .get_next_message(&bytes)
+                .unwrap()
+                .expect("one whole message");
+            assert_eq!(msg.data.len(), payload.len());
+            assert_eq!(&msg.data[..], &payload[..]);
+            assert_eq!(msg.timestamp.value, timestamp);
+            assert_eq!((msg.type_id, msg.message_stream_id), (MSG_VIDEO, 1));
+        }
+    }
+
+    #[test]
+    fn small_message_is_one_chunk_with_a_type_0_header() {
+        let bytes = chunk_message(
+            AUDIO_CSID,
+            MSG_AUDIO,
+            1,
+            0x010203,
+            &[&[0xaf, 1], &[9, 9]],
+            4096,
+        );
+        assert_eq!(
+            &bytes[..],
+            &[AUDIO_CSID, 1, 2, 3, 0, 0, 4, MSG_AUDIO, 1, 0, 0, 0, 0xaf, 1, 9, 9][..]
+        );
+    }
+}

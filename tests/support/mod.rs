@@ -1,0 +1,444 @@
+//! Test support: runs the real `switchyard` binary on loopback ports and drives real clients
+//! (ffmpeg, ffprobe) against it. `scripts/test` installs the clients.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+pub mod rtmp_client;
+
+/// A running server; killed (SIGKILL) on drop unless stopped first.
+pub struct Switchyard {
+    child: Child,
+    pub http: SocketAddr,
+    pub rtmp: SocketAddr,
+    log: Arc<(Mutex<Vec<String>>, Condvar)>,
+    _config_dir: Option<TempDir>,
+}
+
+impl Switchyard {
+    pub fn start() -> Self {
+        Self::start_with_config("")
+    }
+
+    /// Starts the binary with `config` as its TOML file and ports picked by the OS.
+    pub fn start_with_config(config: &str) -> Self {
+        require("ffmpeg");
+        let dir = TempDir::new("config");
+        let path = dir.path.join("switchyard.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args([
+                "serve",
+                "--http",
+                "127.0.0.1:0",
+                "--rtmp",
+                "127.0.0.1:0",
+                "--config",
+            ])
+            .arg(&path)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start switchyard");
+        let log = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("SWITCHYARD_TEST_LOG").is_some() {
+                    eprintln!("[switchyard] {line}");
+                }
+                sink.0.lock().unwrap().push(line);
+                sink.1.notify_all();
+            }
+        });
+        let mut server = Switchyard {
+            child,
+            http: ([0, 0, 0, 0], 0).into(),
+            rtmp: ([0, 0, 0, 0], 0).into(),
+            log,
+            _config_dir: Some(dir),
+        };
+        server.http = server.listening_addr("http");
+        server.rtmp = server.listening_addr("rtmp");
+        server
+    }
+
+    /// Reads the address the server logged for `service` (it binds port 0).
+    fn listening_addr(&self, service: &str) -> SocketAddr {
+        let needle = format!("service=\"{service}\" addr=");
+        let line = self.wait_for_log(&needle, Duration::from_secs(20));
+        let rest = &line[line.find(&needle).unwrap() + needle.len()..];
+        rest.split_whitespace().next().unwrap().parse().unwrap()
+    }
+
+    /// Waits for a log line containing `needle` and returns it.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        let (lines, cv) = &*self.log;
+        let mut guard = lines.lock().unwrap();
+        loop {
+            if let Some(l) = guard.iter().find(|l| l.contains(needle)) {
+                return l.clone();
+            }
+            let now = Instant::now();
+            assert!(
+                now < deadline,
+                "no log line with {needle:?} within {timeout:?}; log:\n{}",
+                guard.join("\n")
+            );
+            guard = cv.wait_timeout(guard, deadline - now).unwrap().0;
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.0.lock().unwrap().join("\n")
+    }
+
+    pub fn rtmp_url(&self, name: &str) -> String {
+        format!("rtmp://{}/{name}", self.rtmp)
+    }
+
+    pub fn api(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    /// GET returning (status, JSON body).
+    pub fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        match ureq::get(&self.api(path))
+            .timeout(Duration::from_secs(5))
+            .call()
+        {
+            Ok(r) => (r.status(), r.into_json().unwrap()),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap()),
+            Err(e) => panic!("GET {path}: {e}"),
+        }
+    }
+
+    /// Waits until the stream exists with a video track (and audio if `audio`).
+    pub fn wait_for_stream(&self, name: &str, audio: bool) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (status, body) = self.get_json(&format!("/api/v1/streams/{name}"));
+            if status == 200 {
+                let tracks = body["tracks"].as_array().unwrap();
+                let has = |k: &str| tracks.iter().any(|t| t["kind"] == k);
+                if has("video")
+                    && (!audio || has("audio"))
+                    && body["frames_in"].as_u64().unwrap_or(0) > 30
+                {
+                    return body;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "stream {name} did not appear: {status} {body}\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// SIGTERM, then the exit status (or None if it did not exit within `timeout`).
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// Resident memory of the server, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+}
+
+impl Drop for Switchyard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Panics with a clear message when a test peer is missing.
+pub fn require(tool: &str) {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success());
+    assert!(
+        found.unwrap_or(false),
+        "{tool} is not installed; run scripts/test, which installs the test peers"
+    );
+}
+
+/// A child process killed on drop.
+pub struct Proc(pub Child);
+
+impl Proc {
+    pub fn is_running(&mut self) -> bool {
+        self.0.try_wait().unwrap().is_none()
+    }
+
+    /// Waits up to `timeout` for exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(s) = self.0.try_wait().unwrap() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Video encodings the tests publish.
+#[derive(Clone, Copy, Debug)]
+pub enum Encoding {
+    /// High profile with 2 B-frames.
+    HighBFrames,
+    /// Baseline, no B-frames.
+    Baseline,
+    /// Baseline with several slices per frame (x264 sliced threads).
+    MultiSlice,
+}
+
+/// ffmpeg publishing testsrc2 H.264 + AAC (440 Hz) in real time to `url` for `seconds`.
+pub fn ffmpeg_publish(url: &str, encoding: Encoding, gop: u32, seconds: u32) -> Proc {
+    ffmpeg_publish_with(url, encoding, gop, seconds, true, "800k")
+}
+
+/// Like [`ffmpeg_publish`], but as fast as ffmpeg can encode (`realtime` false) and at
+/// `bitrate`: a publisher that outruns real time fills slow readers' queues quickly.
+pub fn ffmpeg_publish_with(
+    url: &str,
+    encoding: Encoding,
+    gop: u32,
+    seconds: u32,
+    realtime: bool,
+    bitrate: &str,
+) -> Proc {
+    require("ffmpeg");
+    let video: &[&str] = match encoding {
+        Encoding::HighBFrames => &[
+            "-profile:v",
+            "high",
+            "-bf",
+            "2",
+            "-x264-params",
+            "sliced-threads=0",
+        ],
+        Encoding::Baseline => &[
+            "-profile:v",
+            "baseline",
+            "-bf",
+            "0",
+            "-x264-params",
+            "sliced-threads=0",
+        ],
+        Encoding::MultiSlice => &[
+            "-profile:v",
+            "baseline",
+            "-bf",
+            "0",
+            "-tune",
+            "zerolatency",
+            "-threads",
+            "4",
+            "-x264-params",
+            "sliced-threads=1",
+        ],
+    };
+    let gop = gop.to_string();
+    let child = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error"])
+        .args(if realtime { &["-re"][..] } else { &[][..] })
+        .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=44100",
+            "-t",
+            &seconds.to_string(),
+        ])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-g",
+            &gop,
+            "-keyint_min",
+            &gop,
+            "-sc_threshold",
+            "0",
+            "-b:v",
+            bitrate,
+        ])
+        .args(video)
+        .args(["-c:a", "aac", "-b:a", "96k", "-ac", "2", "-f", "flv", url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ffmpeg");
+    Proc(child)
+}
+
+/// ffprobe's view of the streams at `url`: one `(codec_name, profile, width, height, has_b_frames)`
+/// line per stream.
+pub fn ffprobe_streams(url: &str) -> Vec<String> {
+    require("ffprobe");
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-rw_timeout",
+            "5000000",
+            "-show_entries",
+            "stream=codec_name,profile,width,height,has_b_frames",
+            "-of",
+            "compact=p=0",
+            url,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ffprobe {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Result of decoding a URL with ffmpeg to a null sink.
+#[derive(Debug)]
+pub struct Decode {
+    pub success: bool,
+    pub video_frames: u64,
+    /// Everything ffmpeg reported at `-v error`: decode errors, corrupt frames.
+    pub errors: String,
+}
+
+/// Decodes `seconds` of `url` with ffmpeg, counting decoded video frames.
+pub fn ffmpeg_decode(url: &str, seconds: u32) -> Decode {
+    require("ffmpeg");
+    let out = Command::new("ffmpeg")
+        .args([
+            "-nostdin",
+            "-v",
+            "error",
+            "-rw_timeout",
+            "5000000",
+            "-i",
+            url,
+            "-t",
+            &seconds.to_string(),
+        ])
+        .args([
+            "-map",
+            "0:v",
+            "-map",
+            "0:a",
+            "-f",
+            "null",
+            "-progress",
+            "pipe:1",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let video_frames = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("frame="))
+        .filter_map(|v| v.trim().parse().ok())
+        .last()
+        .unwrap_or(0);
+    Decode {
+        success: out.status.success(),
+        video_frames,
+        errors: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir {
+    pub path: std::path::PathBuf,
+}
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("switchyard-test-{}-{tag}-{n}", std::process::id()));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir { path }
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Writes `bytes` to a new TCP connection to `addr` and reports whether the server closed it.
+pub fn send_garbage(addr: SocketAddr, bytes: &[u8]) -> bool {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let _ = s.write_all(bytes);
+    let mut buf = [0u8; 65536];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}

@@ -393,9 +393,9 @@ pub fn ffmpeg_decode(url: &str, seconds: u32) -> Decode {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let video_frames = stdout
         .lines()
+        .rev()
         .filter_map(|l| l.strip_prefix("frame="))
-        .filter_map(|v| v.trim().parse().ok())
-        .last()
+        .find_map(|v| v.trim().parse().ok())
         .unwrap_or(0);
     Decode {
         success: out.status.success(),

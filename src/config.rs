@@ -43,6 +43,10 @@ pub struct RtmpConfig {
     pub write_timeout_secs: u64,
     /// Handshake and connect/publish/play must complete within this time.
     pub handshake_timeout_secs: u64,
+    /// A player's writes are gathered for up to this long and sent together (at most one frame
+    /// of added delay at 30 fps); fewer, larger writes cost less CPU per player. 0 writes each
+    /// message as it comes.
+    pub coalesce_ms: u64,
 }
 
 impl Default for RtmpConfig {
@@ -52,6 +56,7 @@ impl Default for RtmpConfig {
             chunk_size: 4096,
             write_timeout_secs: 30,
             handshake_timeout_secs: 10,
+            coalesce_ms: 30,
         }
     }
 }

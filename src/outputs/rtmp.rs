@@ -4,8 +4,10 @@
 //! same chunk size (`rtmp.chunk_size`, announced in the session's Set Chunk Size) and, in
 //! practice, the same message stream id (1, from its first `createStream`), so each frame is
 //! chunked once, by the first player that needs it, into one [`Bytes`] kept on the bus frame
-//! ([`EncodedSlot::RtmpChunks`]). Per player, a frame costs a reference count; everything
-//! pending when a player wakes goes out in one vectored write.
+//! ([`EncodedSlot::RtmpChunks`]). Per player, a frame costs a reference count; a player that
+//! wakes for a frame sleeps for `rtmp.coalesce_ms` (one frame interval at 30 fps) and then
+//! sends everything pending in one vectored write, so it wakes and writes about once per video
+//! frame instead of once per audio and video message.
 //!
 //! Chunking follows the RTMP spec (Adobe, 2012) section 5.3.1: the first chunk of a message
 //! has a type 0 header (absolute timestamp, so no state carries over between messages and the
@@ -132,6 +134,11 @@ impl RtmpPlayer {
     /// Appends the bytes for `event` and for every event already pending to `out`.
     pub fn encode_pending(&mut self, first: ReaderEvent, out: &mut Vec<Bytes>) -> Pending {
         self.encode(first, out);
+        self.drain_pending(out)
+    }
+
+    /// Appends the bytes for every event already pending to `out`.
+    pub fn drain_pending(&mut self, out: &mut Vec<Bytes>) -> Pending {
         loop {
             match self.reader.try_recv() {
                 TryRecv::Event(e) => self.encode(e, out),

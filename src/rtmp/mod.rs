@@ -91,6 +91,8 @@ enum Wake {
     Input(io::Result<usize>),
     Kicked,
     Media(Option<crate::bus::ReaderEvent>),
+    /// The coalescing window of a player's pending writes is over.
+    FlushDue,
 }
 
 struct Connection {
@@ -101,19 +103,25 @@ struct Connection {
     chunk_size: u32,
     write_timeout: Duration,
     handshake_timeout: Duration,
+    coalesce: Duration,
     app: String,
 }
+
+/// Players send little (acknowledgements, pings); publishers send the media.
+const PLAYER_READ_BUFFER: usize = 4 * 1024;
+const PUBLISHER_READ_BUFFER: usize = 64 * 1024;
 
 impl Connection {
     fn new(socket: TcpStream, peer: SocketAddr, config: &RtmpConfig) -> Self {
         Connection {
             socket,
             peer,
-            buf: vec![0; 64 * 1024].into_boxed_slice(),
+            buf: vec![0; PLAYER_READ_BUFFER].into_boxed_slice(),
             out: Vec::new(),
             chunk_size: config.chunk_size,
             write_timeout: Duration::from_secs(config.write_timeout_secs),
             handshake_timeout: Duration::from_secs(config.handshake_timeout_secs),
+            coalesce: Duration::from_millis(config.coalesce_ms),
             app: String::new(),
         }
     }
@@ -138,12 +146,16 @@ impl Connection {
         self.apply(leftover_results, &mut session, &mut role, registry)?;
         self.flush(&role).await?;
         let deadline = tokio::time::Instant::now() + self.handshake_timeout;
+        // While a player's writes are being coalesced, the reader is not polled: the player
+        // sleeps until the window ends instead of waking for every frame.
+        let mut flush_at: Option<tokio::time::Instant> = None;
         loop {
             let wake = tokio::select! {
                 _ = shutdown.cancelled() => Wake::Shutdown,
                 _ = tokio::time::sleep_until(deadline), if matches!(role, Role::Idle) => return Err(ConnError::Timeout("connect/publish/play")),
+                _ = tokio::time::sleep_until(flush_at.unwrap_or(deadline)), if flush_at.is_some() => Wake::FlushDue,
                 r = self.socket.read(&mut self.buf) => Wake::Input(r),
-                w = role_wake(&mut role) => w,
+                w = role_wake(&mut role), if flush_at.is_none() => w,
             };
             match wake {
                 Wake::Shutdown | Wake::Kicked => {
@@ -159,6 +171,10 @@ impl Connection {
                         self.flush(&role).await?;
                         return Ok(());
                     }
+                    if matches!(role, Role::Publishing(_)) && self.buf.len() < PUBLISHER_READ_BUFFER
+                    {
+                        self.buf = vec![0; PUBLISHER_READ_BUFFER].into_boxed_slice();
+                    }
                 }
                 Wake::Input(Err(e)) => return Err(e.into()),
                 Wake::Media(None) => {
@@ -169,6 +185,19 @@ impl Connection {
                 Wake::Media(Some(event)) => {
                     if let Role::Playing(player) = &mut role {
                         if player.encode_pending(event, &mut self.out) == Pending::Ended {
+                            self.flush(&role).await?;
+                            return Ok(());
+                        }
+                        if !self.coalesce.is_zero() {
+                            flush_at = Some(tokio::time::Instant::now() + self.coalesce);
+                            continue;
+                        }
+                    }
+                }
+                Wake::FlushDue => {
+                    flush_at = None;
+                    if let Role::Playing(player) = &mut role {
+                        if player.drain_pending(&mut self.out) == Pending::Ended {
                             self.flush(&role).await?;
                             return Ok(());
                         }

@@ -305,10 +305,11 @@ pub fn is_keyframe(data: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    // SPS of ffmpeg 5.1 libx264 `-profile:v high` 640x360 (from fixtures/ffmpeg-h264-high-640x360.flv).
-    const SPS_HIGH_640X360: [u8; 25] = [
+    // SPS and PPS of ffmpeg 5.1 libx264 `-profile:v high` 640x360, copied from the AVC sequence
+    // header in fixtures/ffmpeg-h264-high-bf2-aac.flv.
+    const SPS_HIGH_640X360: [u8; 26] = [
         0x67, 0x64, 0x00, 0x1e, 0xac, 0xd9, 0x40, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03,
-        0x00, 0x01, 0x00, 0x00, 0x03, 0x00, 0x32, 0x0f, 0x16, 0x2d,
+        0x00, 0x01, 0x00, 0x00, 0x03, 0x00, 0x32, 0x0f, 0x16, 0x2d, 0x96,
     ];
 
     #[test]
@@ -320,7 +321,7 @@ mod tests {
 
     #[test]
     fn record_round_trips_through_parameter_sets() {
-        let pps = Bytes::from_static(&[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0]);
+        let pps = Bytes::from_static(&[0x68, 0xef, 0xbc, 0xb0]);
         let cfg = AvcConfig::from_parameter_sets(
             vec![Bytes::copy_from_slice(&SPS_HIGH_640X360)],
             vec![pps],

@@ -17,10 +17,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         match tag.tag_type {
             9 => match parse_video(tag.body)?.1 {
                 VideoTag::SequenceStart(config) => {
-                    let size = config.resolution().map(|(w, h)| format!(" {w}x{h}")).unwrap_or_default();
-                    println!("video: {} ({}){size}", config.name(), config.rfc6381_codec());
+                    let size = config
+                        .resolution()
+                        .map(|(w, h)| format!(" {w}x{h}"))
+                        .unwrap_or_default();
+                    println!(
+                        "video: {} ({}){size}",
+                        config.name(),
+                        config.rfc6381_codec()
+                    );
                 }
-                VideoTag::Frame { keyframe, composition_ms, .. } => {
+                VideoTag::Frame {
+                    keyframe,
+                    composition_ms,
+                    ..
+                } => {
                     video += 1;
                     keyframes += usize::from(keyframe);
                     b_frames += usize::from(composition_ms != 0);
@@ -28,7 +39,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 _ => {}
             },
             8 => match parse_audio(tag.body)?.1 {
-                AudioTag::SequenceStart(config) => println!("audio: {} ({})", config.name(), config.rfc6381_codec()),
+                AudioTag::SequenceStart(config) => {
+                    println!("audio: {} ({})", config.name(), config.rfc6381_codec())
+                }
                 AudioTag::Frame { .. } => audio += 1,
                 _ => {}
             },

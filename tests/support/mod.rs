@@ -201,6 +201,21 @@ pub fn require(tool: &str) {
     );
 }
 
+/// FFmpeg 9, which speaks Enhanced RTMP: `$FFMPEG9`, or what `scripts/test` installed.
+pub fn ffmpeg9() -> std::path::PathBuf {
+    let path = std::env::var_os("FFMPEG9")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-peers/bin/ffmpeg9")
+        });
+    assert!(
+        path.exists(),
+        "FFmpeg 9 not found at {}; run scripts/test, which installs it",
+        path.display()
+    );
+    path
+}
+
 /// A child process killed on drop.
 pub struct Proc(pub Child);
 

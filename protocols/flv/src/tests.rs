@@ -193,3 +193,58 @@ fn malformed_bodies_are_errors() {
     );
     assert!(parse_audio(Bytes::from_static(&[0x90, b'O', b'p', b'u', b's', 1, 2])).is_err());
 }
+
+#[test]
+fn ffmpeg9_enhanced_rtmp_hevc_and_opus_parse() {
+    let tags = read_tags(&fixture("ffmpeg9-hevc-opus.flv")).unwrap();
+    let (mut video, mut audio, mut configs) = (0, 0, Vec::new());
+    for tag in tags {
+        match tag.tag_type {
+            9 => match parse_video(tag.body).unwrap() {
+                (VideoCodec::H265, VideoTag::SequenceStart(c)) => configs.push(c.rfc6381_codec()),
+                (VideoCodec::H265, VideoTag::Frame { data, .. }) => {
+                    validate_length_prefixed(&data).unwrap();
+                    video += 1;
+                }
+                (_, VideoTag::SequenceEnd | VideoTag::Ignored(_)) => {}
+                other => panic!("unexpected {other:?}"),
+            },
+            8 => match parse_audio(tag.body).unwrap() {
+                (AudioCodec::Opus, AudioTag::SequenceStart(c)) => {
+                    assert!(matches!(c, CodecConfig::Opus { channels: 2, .. }));
+                    configs.push(c.rfc6381_codec());
+                }
+                (AudioCodec::Opus, AudioTag::Frame { data, .. }) => {
+                    assert!(!data.is_empty());
+                    audio += 1;
+                }
+                (_, AudioTag::SequenceEnd | AudioTag::Ignored(_)) => {}
+                other => panic!("unexpected {other:?}"),
+            },
+            _ => {}
+        }
+    }
+    assert_eq!(configs, vec!["hvc1.1.6.L60.90", "opus"]);
+    assert_eq!(video, 10);
+    assert!(audio >= 19);
+}
+
+#[test]
+fn ffmpeg9_enhanced_rtmp_av1_parses() {
+    let tags = read_tags(&fixture("ffmpeg9-av1.flv")).unwrap();
+    let mut frames = Vec::new();
+    let mut config = None;
+    for tag in tags.into_iter().filter(|t| t.tag_type == 9) {
+        match parse_video(tag.body).unwrap() {
+            (VideoCodec::Av1, VideoTag::SequenceStart(c)) => config = Some(c),
+            (VideoCodec::Av1, VideoTag::Frame { keyframe, data, .. }) => {
+                frames.push((keyframe, data.len()))
+            }
+            (_, VideoTag::SequenceEnd | VideoTag::Ignored(_)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(config.unwrap().rfc6381_codec(), "av01.0.00M.08");
+    assert_eq!(frames.len(), 10);
+    assert!(frames[0].0, "starts with a keyframe");
+}

@@ -127,7 +127,7 @@ impl CodecConfig {
         match self {
             CodecConfig::H264(c) => c.rfc6381_codec(),
             CodecConfig::H265(c) => c.rfc6381_codec(),
-            CodecConfig::Av1 { .. } => "av01".to_string(),
+            CodecConfig::Av1 { av1c } => av1_codec_string(av1c),
             CodecConfig::Vp8 => "vp8".to_string(),
             CodecConfig::Vp9 { .. } => "vp09".to_string(),
             CodecConfig::Aac(c) => c.rfc6381_codec(),
@@ -150,6 +150,23 @@ impl CodecConfig {
             _ => None,
         }
     }
+}
+
+/// `av01.P.LLT.DD` (AV1 Codec ISO Media File Format Binding, "Codecs Parameter String") from an
+/// AV1CodecConfigurationRecord; plain `av01` if the record is too short to tell.
+fn av1_codec_string(av1c: &[u8]) -> String {
+    let (Some(&b1), Some(&b2)) = (av1c.get(1), av1c.get(2)) else {
+        return "av01".to_string();
+    };
+    let profile = b1 >> 5;
+    let level = b1 & 0x1f;
+    let tier = if b2 & 0x80 != 0 { 'H' } else { 'M' };
+    let bit_depth = match (b2 & 0x40 != 0, b2 & 0x20 != 0) {
+        (true, true) => 12,
+        (true, false) => 10,
+        _ => 8,
+    };
+    format!("av01.{profile}.{level:02}{tier}.{bit_depth:02}")
 }
 
 /// One elementary stream of a [`Stream`](https://docs.rs) on the bus.
@@ -369,6 +386,18 @@ mod tests {
         assert_eq!(
             &to_four_byte_lengths(&data, 2).unwrap()[..],
             &[0, 0, 0, 2, 0x65, 9, 0, 0, 0, 1, 0x41][..]
+        );
+    }
+
+    #[test]
+    fn av1_codec_string_from_av1c() {
+        // av1C of SVT-AV1 (FFmpeg 9.0.2) for 320x240, from fixtures/ffmpeg9-av1.flv: main
+        // profile, level index 0 (2.0), main tier, 8-bit.
+        let av1c = Bytes::from_static(&[0x81, 0x00, 0x0c, 0x00]);
+        assert_eq!(CodecConfig::Av1 { av1c }.rfc6381_codec(), "av01.0.00M.08");
+        assert_eq!(
+            CodecConfig::Av1 { av1c: Bytes::new() }.rfc6381_codec(),
+            "av01"
         );
     }
 

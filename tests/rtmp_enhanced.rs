@@ -1,0 +1,143 @@
+//! Enhanced RTMP (veovera/enhanced-rtmp v2) end to end with FFmpeg 9: HEVC, AV1 and Opus
+//! published over RTMP, carried on the bus, and played back over RTMP with the same FourCCs.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use support::*;
+
+fn ff9_publish(url: &str, codec_args: &[&str], audio: bool) -> Proc {
+    let mut cmd = Command::new(ffmpeg9());
+    cmd.args([
+        "-nostdin",
+        "-v",
+        "error",
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=640x360:rate=25",
+    ]);
+    if audio {
+        cmd.args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-c:a",
+            "libopus",
+            "-ar",
+            "48000",
+            "-ac",
+            "2",
+        ]);
+    } else {
+        cmd.arg("-an");
+    }
+    cmd.args(["-t", "30"])
+        .args(codec_args)
+        .args(["-f", "flv", url]);
+    Proc(
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start ffmpeg 9"),
+    )
+}
+
+/// Decodes 3 s of `url` with FFmpeg 9; returns (success, video frames, stderr).
+fn ff9_decode(url: &str) -> (bool, u64, String) {
+    let out = Command::new(ffmpeg9())
+        .args([
+            "-nostdin",
+            "-v",
+            "error",
+            "-rw_timeout",
+            "5000000",
+            "-i",
+            url,
+            "-t",
+            "3",
+            "-f",
+            "null",
+            "-progress",
+            "pipe:1",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let frames = stdout
+        .lines()
+        .rev()
+        .filter_map(|l| l.strip_prefix("frame="))
+        .find_map(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    (
+        out.status.success(),
+        frames,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn hevc_and_opus_round_trip_over_enhanced_rtmp() {
+    let server = Switchyard::start();
+    let args = [
+        "-c:v",
+        "libx265",
+        "-preset",
+        "ultrafast",
+        "-x265-params",
+        "log-level=error:keyint=25",
+    ];
+    let _publisher = ff9_publish(&server.rtmp_url("live/hevc"), &args, true);
+    let info = server.wait_for_stream("live/hevc", true);
+    let tracks = info["tracks"].as_array().unwrap();
+    assert_eq!(tracks[0]["codec"], "hevc");
+    assert!(
+        tracks[0]["codec_string"]
+            .as_str()
+            .unwrap()
+            .starts_with("hvc1.1.6.L"),
+        "{info}"
+    );
+    assert_eq!(
+        (tracks[0]["width"].as_u64(), tracks[0]["height"].as_u64()),
+        (Some(640), Some(360)),
+        "size from onMetaData"
+    );
+    assert_eq!(
+        (tracks[1]["codec"].as_str(), tracks[1]["channels"].as_u64()),
+        (Some("opus"), Some(2))
+    );
+    let (ok, frames, errors) = ff9_decode(&server.rtmp_url("live/hevc"));
+    assert!(
+        ok && errors.is_empty() && frames >= 60,
+        "{frames} frames, {errors}"
+    );
+}
+
+#[test]
+fn av1_round_trips_over_enhanced_rtmp() {
+    let server = Switchyard::start();
+    let _publisher = ff9_publish(
+        &server.rtmp_url("live/av1"),
+        &["-c:v", "libsvtav1", "-preset", "12", "-g", "25"],
+        false,
+    );
+    let info = server.wait_for_stream("live/av1", false);
+    assert!(
+        info["tracks"][0]["codec_string"]
+            .as_str()
+            .unwrap()
+            .starts_with("av01.0."),
+        "{info}"
+    );
+    let (ok, frames, errors) = ff9_decode(&server.rtmp_url("live/av1"));
+    assert!(
+        ok && errors.is_empty() && frames >= 60,
+        "{frames} frames, {errors}"
+    );
+}

@@ -13,6 +13,8 @@ pub struct Config {
     pub http: HttpConfig,
     pub rtmp: RtmpConfig,
     pub webrtc: WebrtcConfig,
+    pub hls: HlsSection,
+    pub mse: MseSection,
     pub bus: BusSection,
 }
 
@@ -78,6 +80,74 @@ impl Default for WebrtcConfig {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+pub struct HlsSection {
+    /// Segments are cut at the first keyframe after this much media.
+    pub segment_target_ms: u64,
+    /// LL-HLS parts hold about this much media.
+    pub part_target_ms: u64,
+    /// Complete segments kept in memory and listed in the playlist.
+    pub window_segments: usize,
+    /// A stream's HLS muxer stops after this long without requests.
+    pub idle_timeout_secs: u64,
+    /// Run a muxer for every stream from its start, requested or not.
+    pub always_on: bool,
+}
+
+impl Default for HlsSection {
+    fn default() -> Self {
+        HlsSection {
+            segment_target_ms: 2000,
+            part_target_ms: 200,
+            window_segments: 6,
+            idle_timeout_secs: 30,
+            always_on: false,
+        }
+    }
+}
+
+impl HlsSection {
+    pub fn to_settings(&self) -> crate::outputs::hls::HlsSettings {
+        crate::outputs::hls::HlsSettings {
+            playlist: switchyard_hls::HlsConfig {
+                segment_target: std::time::Duration::from_millis(self.segment_target_ms),
+                part_target: std::time::Duration::from_millis(self.part_target_ms),
+                window_segments: self.window_segments,
+            },
+            idle_timeout: std::time::Duration::from_secs(self.idle_timeout_secs),
+            always_on: self.always_on,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MseSection {
+    /// A client this far behind live (its socket backed up) skips to the next keyframe.
+    pub max_lag_ms: u64,
+    /// A client whose socket accepts nothing for this long is closed.
+    pub write_timeout_secs: u64,
+}
+
+impl Default for MseSection {
+    fn default() -> Self {
+        MseSection {
+            max_lag_ms: 1500,
+            write_timeout_secs: 10,
+        }
+    }
+}
+
+impl MseSection {
+    pub fn to_settings(&self) -> crate::outputs::mse::MseSettings {
+        crate::outputs::mse::MseSettings {
+            max_lag: std::time::Duration::from_millis(self.max_lag_ms),
+            write_timeout: std::time::Duration::from_secs(self.write_timeout_secs),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct BusSection {
     /// Frames a reader may fall behind before it loses frames and skips to the next keyframe.
     pub reader_queue_frames: usize,
@@ -126,6 +196,18 @@ impl Config {
             (128..=65536).contains(&self.rtmp.chunk_size),
             "rtmp.chunk_size must be within 128..=65536, not {}",
             self.rtmp.chunk_size
+        );
+        anyhow::ensure!(
+            self.rtmp.coalesce_ms <= 1000,
+            "rtmp.coalesce_ms must be at most 1000"
+        );
+        anyhow::ensure!(
+            self.hls.part_target_ms >= 50 && self.hls.part_target_ms <= self.hls.segment_target_ms,
+            "hls.part_target_ms must be at least 50 and at most hls.segment_target_ms"
+        );
+        anyhow::ensure!(
+            self.hls.window_segments >= 3,
+            "hls.window_segments must be at least 3"
         );
         anyhow::ensure!(
             self.bus.reader_queue_frames >= 16,

@@ -52,7 +52,11 @@ impl Server {
             shutdown.clone(),
             tracker.clone(),
         ));
-        let app = router(AppState::new(self.registry.clone()));
+        let app = router(AppState::new(
+            self.registry.clone(),
+            &self.config,
+            shutdown.clone(),
+        ));
         let http_shutdown = shutdown.clone();
         let http = tokio::spawn(async move {
             axum::serve(

@@ -77,6 +77,14 @@ impl Reader {
             .fetch_add(n as u64, Ordering::Relaxed);
     }
 
+    /// Counts frames an output skipped for this reader (e.g. to get back to the live edge).
+    pub fn add_frames_dropped(&self, n: u64) {
+        self.stream
+            .counters
+            .frames_dropped
+            .fetch_add(n, Ordering::Relaxed);
+    }
+
     /// The next event, or `None` when the stream has ended and everything was delivered.
     /// Cancel-safe: usable in `select!`.
     pub async fn recv(&mut self) -> Option<ReaderEvent> {

@@ -36,9 +36,11 @@ impl TrackSet {
 pub enum EncodedSlot {
     /// RTMP chunks of the frame's FLV message (see `outputs/rtmp.rs` for the chunking used).
     RtmpChunks = 0,
+    /// The frame as a one-sample fMP4 fragment (moof+mdat), for MSE clients.
+    Fmp4Fragment = 1,
 }
 
-const ENCODED_SLOTS: usize = 1;
+const ENCODED_SLOTS: usize = 2;
 
 /// A frame as it travels the bus: shared by every reader, with lazily built encodings.
 #[derive(Debug)]
@@ -46,14 +48,21 @@ pub struct BusFrame {
     pub frame: Frame,
     /// Whether this frame starts a GOP (a video keyframe); audio frames never do.
     pub starts_gop: bool,
+    /// Position in the stream: 0 for its first frame, then +1 per frame.
+    pub sequence: u64,
+    /// When the publisher handed the frame to the bus; outputs measure how far behind live
+    /// they are with it.
+    pub published_at: Instant,
     encoded: [OnceLock<Bytes>; ENCODED_SLOTS],
 }
 
 impl BusFrame {
-    pub fn new(frame: Frame, starts_gop: bool) -> Self {
+    pub fn new(frame: Frame, starts_gop: bool, sequence: u64) -> Self {
         BusFrame {
             frame,
             starts_gop,
+            sequence,
+            published_at: Instant::now(),
             encoded: Default::default(),
         }
     }
@@ -96,6 +105,7 @@ pub(crate) struct Shared {
     pub gop_bytes: usize,
     /// False after the cache overflowed, until the next keyframe.
     pub gop_caching: bool,
+    pub next_sequence: u64,
 }
 
 /// A named stream: one publisher, many readers.
@@ -143,6 +153,7 @@ impl Stream {
                 gop: Vec::new(),
                 gop_bytes: 0,
                 gop_caching: true,
+                next_sequence: 0,
             }),
             tracks_watch: watch::channel(tracks).0,
             kicked: watch::channel(false).0,
@@ -300,7 +311,8 @@ impl Publisher {
         let kind = shared.tracks.get(frame.track).map(|t| t.kind());
         let has_video = shared.tracks.video().is_some();
         let starts_gop = kind == Some(MediaKind::Video) && frame.keyframe;
-        let item = Arc::new(BusFrame::new(frame, starts_gop));
+        let item = Arc::new(BusFrame::new(frame, starts_gop, shared.next_sequence));
+        shared.next_sequence += 1;
         if starts_gop {
             shared.gop.clear();
             shared.gop_bytes = 0;

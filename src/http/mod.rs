@@ -2,27 +2,38 @@
 //! `{"error": "..."}` with a 4xx/5xx status.
 
 mod api;
+mod media;
 mod metrics;
 
 use crate::bus::Registry;
+use crate::config::Config;
+use crate::outputs::hls::HlsOutputs;
+use crate::outputs::mse::MseSettings;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub registry: Registry,
     pub metrics: Arc<metrics::Metrics>,
+    pub hls: HlsOutputs,
+    pub mse: MseSettings,
+    pub shutdown: CancellationToken,
 }
 
 impl AppState {
-    pub fn new(registry: Registry) -> Self {
+    pub fn new(registry: Registry, config: &Config, shutdown: CancellationToken) -> Self {
         AppState {
+            hls: HlsOutputs::new(registry.clone(), config.hls.to_settings(), shutdown.clone()),
+            mse: config.mse.to_settings(),
             registry,
             metrics: Arc::new(metrics::Metrics::new()),
+            shutdown,
         }
     }
 }
@@ -35,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/metrics", get(metrics::render))
         .nest("/api/v1", api::routes())
+        .merge(media::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(|| async {
             ApiError::new(

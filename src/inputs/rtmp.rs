@@ -44,7 +44,13 @@ impl Unwrapper {
     }
 }
 
-/// Per-track timing state: keeps `dts` monotonic even when a publisher jitters backwards.
+/// Per-track timing state.
+///
+/// Quirk policy: publishers under load (seen with GStreamer's live test sources, whose
+/// timestamps are rounded to FLV milliseconds) repeat or reverse a track's timestamps. Muxers
+/// and players downstream (ffmpeg's among them) require strictly increasing decode times, so
+/// such a frame is placed 1 ms after its predecessor; the drift ends as soon as the publisher's
+/// clock is ahead again.
 #[derive(Default)]
 struct TrackClock {
     unwrapper: Unwrapper,
@@ -56,7 +62,9 @@ impl TrackClock {
         let ms = self.unwrapper.unwrap(timestamp_ms);
         let mut dts = rescale(ms, 1000, clock_rate);
         if let Some(last) = self.last_dts {
-            dts = dts.max(last);
+            let one_ms =
+                (clock_rate as i64).div_euclid(1000).max(1) + i64::from(clock_rate % 1000 != 0);
+            dts = dts.max(last + one_ms);
         }
         self.last_dts = Some(dts);
         dts
@@ -327,6 +335,22 @@ mod tests {
             ingest.video(bad_sps, 80),
             Err(IngestError::Flv(_))
         ));
+    }
+
+    #[test]
+    fn repeated_or_reversed_timestamps_become_strictly_increasing() {
+        let mut clock = TrackClock::default();
+        let v: Vec<i64> = [40, 40, 39, 80, 120]
+            .iter()
+            .map(|&ms| clock.dts(ms, 90_000))
+            .collect();
+        assert_eq!(v, vec![3600, 3690, 3780, 7200, 10800]);
+        let mut audio = TrackClock::default();
+        let a: Vec<i64> = [23, 23]
+            .iter()
+            .map(|&ms| rescale(audio.dts(ms, 44_100), 44_100, 1000))
+            .collect();
+        assert!(a[1] > a[0], "distinct even in whole milliseconds: {a:?}");
     }
 
     #[test]

@@ -1,0 +1,132 @@
+//! CMAF / fragmented MP4 from Switchyard media: one init segment (`ftyp` + `moov`) per set of
+//! tracks and one fragment (`moof` + `mdat`) per batch of samples, shared by the HLS and
+//! WebSocket-MSE outputs.
+//!
+//! Boxes follow ISO/IEC 14496-12 (ISOBMFF; movie fragments 8.8), sample entries ISO/IEC 14496-15
+//! (`avc1`/`avcC`, `hvc1`/`hvcC`), ISO/IEC 14496-14 (`mp4a`/`esds`) and "Encapsulation of Opus in
+//! ISO Base Media File Format" (`Opus`/`dOps`, with RFC 7845 for the OpusHead); the segment
+//! layout is that of a CMAF track file (ISO/IEC 23000-19 7.3): `tfdt` in every `traf`,
+//! `default-base-is-moof`, and `trun` data offsets into the `mdat` that follows.
+//!
+//! The MP4 `track_ID` of a track is its [`TrackId`] and its timescale is the track's clock rate,
+//! so frames from the bus go in without rescaling. Video samples are the bus's 4-byte
+//! length-prefixed NAL units, which is the MP4 sample format as is.
+//!
+//! Boxes are written with `mp4-atom`; the `moov` children and the `mdat` are arranged by hand
+//! (see the `init` and `fragment` modules for why).
+//! Pure code: bytes in, bytes out.
+
+mod fragment;
+mod hevc;
+mod init;
+
+use bytes::Bytes;
+use switchyard_media::{CodecConfig, MediaKind, Track, TrackId};
+
+pub use fragment::fragment;
+pub use init::init_segment;
+
+/// One sample (access unit) in a fragment. Timestamps in the track's clock rate (= the MP4
+/// timescale).
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// Decode time. Only the first sample's is written (as `tfdt`); later samples' decode times
+    /// follow from the durations, and each sample's composition offset is taken against that
+    /// implied decode time so its `pts` is kept exactly even if durations and `dts` disagree.
+    pub dts: i64,
+    pub pts: i64,
+    pub duration: u32,
+    pub keyframe: bool,
+    pub data: Bytes,
+}
+
+impl Sample {
+    /// A sample from a bus frame, with the duration the caller knows (usually next dts - dts).
+    pub fn from_frame(frame: &switchyard_media::Frame, duration: u32) -> Sample {
+        Sample {
+            dts: frame.dts,
+            pts: frame.pts,
+            duration,
+            keyframe: frame.keyframe,
+            data: frame.data.clone(),
+        }
+    }
+}
+
+/// The samples of one track in one fragment (in decode order).
+#[derive(Debug, Clone)]
+pub struct TrackFragment {
+    pub track: TrackId,
+    pub samples: Vec<Sample>,
+}
+
+/// Why an init segment or fragment could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Fmp4Error {
+    #[error("track {}: {codec} has no fMP4 mapping that browsers play", track.0)]
+    Unsupported { track: TrackId, codec: &'static str },
+    #[error("track {}: not among the init segment's tracks", .0 .0)]
+    UnknownTrack(TrackId),
+    #[error("track {}: listed twice", .0 .0)]
+    DuplicateTrack(TrackId),
+    #[error("track {}: {reason}", track.0)]
+    InvalidTrack { track: TrackId, reason: String },
+    #[error("track {}: negative decode time {dts} cannot be written as tfdt", track.0)]
+    NegativeDecodeTime { track: TrackId, dts: i64 },
+    #[error("track {}: sample {index}: {reason}", track.0)]
+    InvalidSample {
+        track: TrackId,
+        index: usize,
+        reason: String,
+    },
+    #[error("no tracks")]
+    NoTracks,
+    #[error("fragment has no samples")]
+    EmptyFragment,
+    #[error("writing {what}: {reason}")]
+    Encode { what: &'static str, reason: String },
+}
+
+/// Whether a track's codec can be carried in fMP4: H.264, H.265, AAC and Opus.
+///
+/// AV1, VP8/VP9 and G.711 are not (yet): the bus keeps av1C/vpcC opaque, so their sample
+/// entries would lack the picture size browsers need; G.711 in MP4 is not played by MSE.
+pub fn supports(codec: &CodecConfig) -> bool {
+    match codec {
+        CodecConfig::H264(_) | CodecConfig::H265(_) | CodecConfig::Aac(_) => true,
+        CodecConfig::Opus { channels, head } => *channels > 0 && (*channels <= 2 || head.is_some()),
+        CodecConfig::Av1 { .. }
+        | CodecConfig::Vp8
+        | CodecConfig::Vp9 { .. }
+        | CodecConfig::G711 { .. } => false,
+    }
+}
+
+/// The MIME type with RFC 6381 codecs for the tracks fMP4 can carry, e.g.
+/// `video/mp4; codecs="avc1.64001E,mp4a.40.2"` (`audio/mp4` when no video track is carried).
+/// Tracks that [`supports`] rejects are left out, as [`init_segment`] would refuse them.
+pub fn mime_type(tracks: &[Track]) -> String {
+    let carried: Vec<&Track> = tracks.iter().filter(|t| supports(&t.codec)).collect();
+    let major = if carried.iter().any(|t| t.kind() == MediaKind::Video) {
+        "video"
+    } else {
+        "audio"
+    };
+    let codecs: Vec<String> = carried.iter().map(|t| t.codec.rfc6381_codec()).collect();
+    format!("{major}/mp4; codecs=\"{}\"", codecs.join(","))
+}
+
+/// Encodes one box (or any mp4-atom value) onto `buf`.
+fn encode<T: mp4_atom::Encode>(
+    what: &'static str,
+    atom: &T,
+    buf: &mut Vec<u8>,
+) -> Result<(), Fmp4Error> {
+    atom.encode(buf).map_err(|e| Fmp4Error::Encode {
+        what,
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests;

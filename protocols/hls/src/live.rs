@@ -1,0 +1,380 @@
+//! The live window: parts and segments as they are pushed, eviction, and the blocking-reload
+//! decisions of spec 6.2.5.2.
+
+use std::collections::VecDeque;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::render;
+use crate::request::{PlaylistRequest, Skip};
+use crate::{HlsConfig, HlsError, Part, PlaylistAnswer};
+
+/// Longest segment accepted. A segment only ends when the caller cuts at a keyframe, so a
+/// source that stops sending keyframes would otherwise grow the in-progress segment without
+/// bound; past this the caller gets [`HlsError::SegmentTooLong`] and must cut.
+pub const MAX_SEGMENT_DURATION: Duration = Duration::from_secs(60);
+/// Most parts accepted in one segment, for the same reason (tiny parts, no keyframe).
+pub const MAX_PARTS_PER_SEGMENT: usize = 2000;
+
+#[derive(Debug)]
+pub(crate) struct StoredPart {
+    pub data: Bytes,
+    pub duration: Duration,
+    pub independent: bool,
+}
+
+/// A segment: complete (in the window) or the one being built.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub msn: u64,
+    pub parts: Vec<StoredPart>,
+    /// Sum of the parts' durations (the `EXTINF` once complete).
+    pub duration: Duration,
+    /// Wall clock of the first frame, ms since the Unix epoch.
+    pub program_date_time_ms: u64,
+    /// The parts concatenated; empty until the segment is complete.
+    pub data: Bytes,
+}
+
+impl Segment {
+    fn new(msn: u64) -> Self {
+        Segment {
+            msn,
+            parts: Vec::new(),
+            duration: Duration::ZERO,
+            program_date_time_ms: 0,
+            data: Bytes::new(),
+        }
+    }
+}
+
+/// Where a requested (segment, part) stands relative to the live edge (spec 6.2.5.2).
+#[derive(Debug, PartialEq, Eq)]
+enum Position {
+    /// The playlist already contains it (or something later).
+    Listed,
+    /// Not produced yet but within the blocking limits.
+    Upcoming,
+    /// Beyond the limits: answer 400 with this reason.
+    TooFar(String),
+}
+
+/// Index of a playlist variant in the render cache.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Variant {
+    Full = 0,
+    SkipYes = 1,
+    SkipV2 = 2,
+}
+
+/// A live (LL-)HLS media playlist with the segments and parts it lists. See the crate docs.
+#[derive(Debug)]
+pub struct LivePlaylist {
+    pub(crate) config: HlsConfig,
+    init: Bytes,
+    /// Complete segments, oldest first, consecutive msns.
+    pub(crate) complete: VecDeque<Segment>,
+    /// Sum of the durations in `complete`.
+    complete_duration: Duration,
+    /// The segment being built; no parts only before the first push.
+    pub(crate) current: Segment,
+    /// `EXT-X-TARGETDURATION` in seconds; only ever raised.
+    pub(crate) target_duration: u64,
+    /// `PART-TARGET`; only ever raised.
+    pub(crate) part_target: Duration,
+    /// Rendered playlists, one per [`Variant`], cleared on every push.
+    cache: [OnceLock<Bytes>; 3],
+}
+
+impl LivePlaylist {
+    /// `init` is served as `init.mp4` (EXT-X-MAP). URIs in the playlist are relative:
+    /// `init.mp4`, `seg{msn}.m4s`, `part{msn}.{index}.m4s`.
+    pub fn new(mut config: HlsConfig, init: Bytes) -> Self {
+        config.window_segments = config.window_segments.max(1);
+        if config.part_target.is_zero() {
+            config.part_target = HlsConfig::default().part_target;
+        }
+        if config.segment_target.is_zero() {
+            config.segment_target = HlsConfig::default().segment_target;
+        }
+        let target_duration = round_secs(config.segment_target).max(1);
+        let part_target = config.part_target;
+        LivePlaylist {
+            config,
+            init,
+            complete: VecDeque::new(),
+            complete_duration: Duration::ZERO,
+            current: Segment::new(0),
+            target_duration,
+            part_target,
+            cache: Default::default(),
+        }
+    }
+
+    /// Appends a finished part. `starts_segment` = the caller cut a new segment here (then
+    /// `part.independent` must be true, else an error). The first part pushed always starts
+    /// segment 0. `program_date_time_ms` = wall-clock time (ms since the Unix epoch) of the
+    /// part's first frame, used for EXT-X-PROGRAM-DATE-TIME on the segment it starts.
+    ///
+    /// A rejected part changes nothing.
+    pub fn push_part(
+        &mut self,
+        part: Part,
+        starts_segment: bool,
+        program_date_time_ms: u64,
+    ) -> Result<(), HlsError> {
+        let first = self.current.parts.is_empty();
+        let starts = first || starts_segment;
+        let (msn, index) = if first {
+            (self.current.msn, 0)
+        } else if starts {
+            (self.current.msn + 1, 0)
+        } else {
+            (self.current.msn, self.current.parts.len() as u32)
+        };
+        if part.duration.is_zero() {
+            return Err(HlsError::ZeroDurationPart { msn, index });
+        }
+        if starts && !part.independent {
+            return Err(HlsError::SegmentStartNotIndependent { msn });
+        }
+        if !starts {
+            let duration = self.current.duration + part.duration;
+            if duration > MAX_SEGMENT_DURATION || self.current.parts.len() >= MAX_PARTS_PER_SEGMENT
+            {
+                return Err(HlsError::SegmentTooLong {
+                    msn,
+                    duration,
+                    parts: self.current.parts.len() + 1,
+                });
+            }
+        }
+        if starts && !first {
+            self.complete_current();
+        }
+        if index == 0 {
+            self.current.program_date_time_ms = program_date_time_ms;
+        }
+        self.current.duration += part.duration;
+        // A part longer than PART-TARGET would break 4.4.4.9; frame boundaries make that
+        // common (7 frames at 30 fps = 233 ms for a 200 ms target), so the advertised target
+        // follows the longest part rather than rejecting it.
+        self.part_target = self.part_target.max(part.duration);
+        self.current.parts.push(StoredPart {
+            data: part.data,
+            duration: part.duration,
+            independent: part.independent,
+        });
+        self.cache = Default::default();
+        Ok(())
+    }
+
+    /// Closes the in-progress segment: one buffer with all its parts, which the parts then
+    /// share (a part is a slice of it), so a segment costs its bytes once.
+    fn complete_current(&mut self) {
+        let next = Segment::new(self.current.msn + 1);
+        let mut segment = std::mem::replace(&mut self.current, next);
+        let len = segment.parts.iter().map(|p| p.data.len()).sum();
+        let mut data = BytesMut::with_capacity(len);
+        for part in &segment.parts {
+            data.extend_from_slice(&part.data);
+        }
+        let data = data.freeze();
+        let mut offset = 0;
+        for part in &mut segment.parts {
+            let end = offset + part.data.len();
+            part.data = data.slice(offset..end);
+            offset = end;
+        }
+        segment.data = data;
+        // Spec 4.4.3.1: every EXTINF rounded to the nearest integer must be <= the target.
+        // Raising it is the only way to stay valid when the source's GOP is longer than the
+        // configured target; it is never lowered, since a live playlist may only change in
+        // the ways 6.2.1 lists.
+        self.target_duration = self.target_duration.max(round_secs(segment.duration));
+        self.complete_duration += segment.duration;
+        self.complete.push_back(segment);
+        self.evict();
+    }
+
+    /// Keeps `window_segments` complete segments, or more while fewer would leave less than
+    /// three target durations listed (spec 6.2.2), but never more than twice the window.
+    fn evict(&mut self) {
+        let window = self.config.window_segments;
+        let cap = 2 * window;
+        let min_listed = Duration::from_secs(3 * self.target_duration);
+        while self.complete.len() > window {
+            let front = self.complete[0].duration;
+            if self.complete.len() <= cap && self.complete_duration - front < min_listed {
+                break;
+            }
+            self.complete.pop_front();
+            self.complete_duration -= front;
+        }
+    }
+
+    /// Duration of the segment being built (sum of its parts so far), so the caller can decide
+    /// when to cut.
+    pub fn current_segment_duration(&self) -> Duration {
+        self.current.duration
+    }
+
+    /// Answers a playlist request. `Ready(bytes)` when it can be answered now (each variant is
+    /// rendered once per change and cached, so answering is a reference count); `NotYet` for a
+    /// blocking request for a segment or part that does not exist yet but is within reach
+    /// (wait for the next push and ask again, up to a timeout); `Invalid(reason)` for a request
+    /// too far ahead or malformed (spec 6.2.5.2: answer 400).
+    pub fn playlist(&self, request: &PlaylistRequest) -> PlaylistAnswer {
+        match (request.msn, request.part) {
+            (None, Some(_)) => {
+                return PlaylistAnswer::Invalid(
+                    "_HLS_part without _HLS_msn (spec 6.2.5.2)".to_string(),
+                )
+            }
+            (Some(msn), part) => match self.position(msn, part) {
+                Position::Listed => {}
+                Position::Upcoming => return PlaylistAnswer::NotYet,
+                Position::TooFar(reason) => return PlaylistAnswer::Invalid(reason),
+            },
+            (None, None) => {}
+        }
+        PlaylistAnswer::Ready(self.rendered(request.skip))
+    }
+
+    /// The init segment (`init.mp4`).
+    pub fn init(&self) -> Bytes {
+        self.init.clone()
+    }
+
+    /// A complete segment (all its parts concatenated, built once when it completed), if still
+    /// in the window.
+    pub fn segment(&self, msn: u64) -> Option<Bytes> {
+        self.complete_segment(msn).map(|s| s.data.clone())
+    }
+
+    /// A part, if it exists and is still in the window.
+    pub fn part(&self, msn: u64, index: u32) -> Option<Bytes> {
+        let segment = if msn == self.current.msn {
+            &self.current
+        } else {
+            self.complete_segment(msn)?
+        };
+        segment.parts.get(index as usize).map(|p| p.data.clone())
+    }
+
+    /// Whether a segment (`index` = None) or part request is for something not yet produced
+    /// but within the blocking range, so the caller should wait (e.g. for the part named by
+    /// EXT-X-PRELOAD-HINT), as opposed to gone, never coming, or absurd (404).
+    pub fn is_upcoming(&self, msn: u64, index: Option<u32>) -> bool {
+        self.position(msn, index) == Position::Upcoming
+    }
+
+    /// `EXT-X-MEDIA-SEQUENCE`: the msn of the oldest segment listed.
+    pub fn media_sequence(&self) -> u64 {
+        self.complete.front().map_or(self.current.msn, |s| s.msn)
+    }
+
+    /// The part the playlist's EXT-X-PRELOAD-HINT names: (msn, index) of the next part.
+    pub fn next_part(&self) -> (u64, u32) {
+        (self.current.msn, self.current.parts.len() as u32)
+    }
+
+    /// `EXT-X-TARGETDURATION` in seconds.
+    pub fn target_duration(&self) -> u64 {
+        self.target_duration
+    }
+
+    /// The advertised `PART-TARGET`: the configured one, or the longest part pushed if longer.
+    pub fn part_target(&self) -> Duration {
+        self.part_target
+    }
+
+    fn complete_segment(&self, msn: u64) -> Option<&Segment> {
+        let first = self.complete.front()?.msn;
+        let i = usize::try_from(msn.checked_sub(first)?).ok()?;
+        self.complete.get(i)
+    }
+
+    /// The Advance Part Limit of spec 6.2.5.2: 3 / PART-TARGET parts when the part target is
+    /// under a second, else 3.
+    fn advance_part_limit(&self) -> f64 {
+        let target = self.part_target.as_secs_f64();
+        if target < 1.0 {
+            3.0 / target
+        } else {
+            3.0
+        }
+    }
+
+    /// Spec 6.2.5.2 for `_HLS_msn=msn` (and `_HLS_part=part`).
+    fn position(&self, msn: u64, part: Option<u32>) -> Position {
+        // The in-progress segment: every part of it is listed, its EXTINF is not.
+        let building = self.current.msn;
+        // "_HLS_msn greater than the last Media Sequence Number in the Playlist plus two";
+        // the last complete segment is `building - 1`.
+        if msn > building.saturating_add(1) {
+            return Position::TooFar(format!(
+                "_HLS_msn={msn} is more than two segments past the last one ({})",
+                building as i64 - 1
+            ));
+        }
+        let Some(part) = part else {
+            return if msn < building {
+                Position::Listed
+            } else {
+                Position::Upcoming
+            };
+        };
+        if msn < building {
+            // Segment `msn` is complete (or already evicted). A part index past its last part
+            // means part 0 of the next segment (6.2.5.2), which exists as soon as `msn` is
+            // complete; the playlist lists a later part either way.
+            return Position::Listed;
+        }
+        let last = self.current.parts.len() as i64 - 1;
+        let ahead = if msn == building {
+            if i64::from(part) <= last {
+                return Position::Listed;
+            }
+            i64::from(part) - last
+        } else {
+            // Part of the segment after the one being built: at least all of it ahead.
+            i64::from(part) + 1
+        };
+        let limit = self.advance_part_limit();
+        if ahead as f64 > limit {
+            Position::TooFar(format!(
+                "_HLS_msn={msn}&_HLS_part={part} is {ahead} parts past the last part \
+                 ({building}.{last}); the limit is {}",
+                limit.floor()
+            ))
+        } else {
+            Position::Upcoming
+        }
+    }
+
+    /// The playlist for `skip`, rendered on first use after a change.
+    fn rendered(&self, skip: Skip) -> Bytes {
+        let variant = match skip {
+            Skip::No => Variant::Full,
+            Skip::Yes => Variant::SkipYes,
+            Skip::V2 => Variant::SkipV2,
+        };
+        self.cache[variant as usize]
+            .get_or_init(|| match variant {
+                Variant::Full => render::render(self, variant),
+                // Without a delta to give (skip not advertised, or nothing old enough yet) a
+                // delta request gets the full playlist (6.2.5.1), the very same buffer.
+                _ if render::skipped_segments(self) == 0 => self.rendered(Skip::No),
+                _ => render::render(self, variant),
+            })
+            .clone()
+    }
+}
+
+/// Seconds rounded to the nearest integer, halves up (the rounding of spec 4.4.3.1).
+pub(crate) fn round_secs(d: Duration) -> u64 {
+    ((d.as_nanos() + 500_000_000) / 1_000_000_000) as u64
+}

@@ -1,0 +1,208 @@
+//! Delivery directives of a playlist request (spec 6.2.5: `_HLS_msn`, `_HLS_part`,
+//! `_HLS_skip`) and the names of the resources a playlist points to.
+
+use crate::{HlsError, INIT_URI};
+
+/// What a playlist request asks for (spec 6.2.5). Validation against the live state (e.g.
+/// `_HLS_part` without `_HLS_msn`) happens in [`crate::LivePlaylist::playlist`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlaylistRequest {
+    /// `_HLS_msn`: block until this Media Sequence Number is in the playlist.
+    pub msn: Option<u64>,
+    /// `_HLS_part`: block until this part of segment `msn` is in the playlist.
+    pub part: Option<u32>,
+    /// `_HLS_skip`: ask for a playlist delta update.
+    pub skip: Skip,
+}
+
+/// `_HLS_skip` (spec 6.2.5.1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Skip {
+    /// A full playlist.
+    #[default]
+    No,
+    /// `_HLS_skip=YES`: skip old media segments.
+    Yes,
+    /// `_HLS_skip=v2`: also skip old `EXT-X-DATERANGE` tags (we write none).
+    V2,
+}
+
+/// Parses the query string of a playlist request (`_HLS_msn=5&_HLS_part=2&_HLS_skip=YES`,
+/// with or without the leading `?`). Unknown parameters are ignored; a directive given twice,
+/// without a value, or with a value that is not a number (or `YES`/`v2` for `_HLS_skip`) is an
+/// error, since guessing would answer a different request than the one asked.
+pub fn parse_request(query: &str) -> Result<PlaylistRequest, HlsError> {
+    let query = query.strip_prefix('?').unwrap_or(query);
+    let mut request = PlaylistRequest::default();
+    let mut seen_skip = false;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = match pair.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (pair, None),
+        };
+        if !matches!(name, "_HLS_msn" | "_HLS_part" | "_HLS_skip") {
+            continue;
+        }
+        let bad = |reason: &str| HlsError::BadQuery {
+            param: name.to_string(),
+            value: value.unwrap_or_default().to_string(),
+            reason: reason.to_string(),
+        };
+        let value = match value {
+            Some(v) if !v.is_empty() => v,
+            _ => return Err(bad("missing value")),
+        };
+        match name {
+            "_HLS_msn" => {
+                if request.msn.is_some() {
+                    return Err(bad("given twice"));
+                }
+                request.msn = Some(parse_number(value).map_err(|r| bad(&r))?);
+            }
+            "_HLS_part" => {
+                if request.part.is_some() {
+                    return Err(bad("given twice"));
+                }
+                request.part = Some(parse_number(value).map_err(|r| bad(&r))?);
+            }
+            _ => {
+                if seen_skip {
+                    return Err(bad("given twice"));
+                }
+                seen_skip = true;
+                request.skip = match value {
+                    "YES" => Skip::Yes,
+                    "v2" => Skip::V2,
+                    _ => return Err(bad("expected YES or v2")),
+                };
+            }
+        }
+    }
+    Ok(request)
+}
+
+/// A decimal-integer as the spec defines it (4.2): digits only, no sign, no spaces.
+fn parse_number<T: std::str::FromStr>(value: &str) -> Result<T, String> {
+    if !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("not a decimal integer".to_string());
+    }
+    value.parse().map_err(|_| "number out of range".to_string())
+}
+
+/// A resource a playlist links to, by its relative URI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    /// `init.mp4`
+    Init,
+    /// `seg{msn}.m4s`
+    Segment(u64),
+    /// `part{msn}.{index}.m4s`
+    Part(u64, u32),
+}
+
+impl Resource {
+    /// The relative URI written in the playlist.
+    pub fn uri(&self) -> String {
+        match self {
+            Resource::Init => INIT_URI.to_string(),
+            Resource::Segment(msn) => format!("seg{msn}.m4s"),
+            Resource::Part(msn, index) => format!("part{msn}.{index}.m4s"),
+        }
+    }
+}
+
+/// Maps the last path element of a request back to the resource, the inverse of
+/// [`Resource::uri`]; `None` for anything else (answer 404).
+pub fn parse_resource_name(name: &str) -> Option<Resource> {
+    if name == INIT_URI {
+        return Some(Resource::Init);
+    }
+    let stem = name.strip_suffix(".m4s")?;
+    if let Some(msn) = stem.strip_prefix("seg") {
+        return Some(Resource::Segment(parse_number(msn).ok()?));
+    }
+    let (msn, index) = stem.strip_prefix("part")?.split_once('.')?;
+    Some(Resource::Part(
+        parse_number(msn).ok()?,
+        parse_number(index).ok()?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_all_directives_in_any_order() {
+        let r = parse_request("_HLS_skip=YES&_HLS_part=2&_HLS_msn=5").unwrap();
+        assert_eq!(
+            r,
+            PlaylistRequest {
+                msn: Some(5),
+                part: Some(2),
+                skip: Skip::Yes
+            }
+        );
+        assert_eq!(parse_request("?_HLS_skip=v2").unwrap().skip, Skip::V2);
+        assert_eq!(parse_request("").unwrap(), PlaylistRequest::default());
+    }
+
+    #[test]
+    fn ignores_unknown_parameters() {
+        let r = parse_request("token=abc&_HLS_msn=7&x&&cb=1").unwrap();
+        assert_eq!(r.msn, Some(7));
+        assert_eq!(r.part, None);
+    }
+
+    #[test]
+    fn rejects_bad_numbers_with_the_parameter_named() {
+        for q in [
+            "_HLS_msn=abc",
+            "_HLS_msn=-1",
+            "_HLS_msn=+1",
+            "_HLS_msn= 1",
+            "_HLS_msn=",
+            "_HLS_msn",
+            "_HLS_msn=99999999999999999999999",
+            "_HLS_msn=1&_HLS_part=4294967296",
+            "_HLS_msn=1&_HLS_part=1.5",
+        ] {
+            let err = parse_request(q).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains("_HLS_"), "{q}: {text}");
+        }
+    }
+
+    #[test]
+    fn rejects_unknown_skip_values_and_repeats() {
+        assert!(parse_request("_HLS_skip=yes").is_err());
+        assert!(parse_request("_HLS_skip=NO").is_err());
+        assert!(parse_request("_HLS_skip=YES&_HLS_skip=v2").is_err());
+        assert!(parse_request("_HLS_msn=1&_HLS_msn=2").is_err());
+        assert!(parse_request("_HLS_msn=1&_HLS_part=1&_HLS_part=1").is_err());
+    }
+
+    #[test]
+    fn resource_names_round_trip() {
+        for r in [
+            Resource::Init,
+            Resource::Segment(0),
+            Resource::Segment(u64::MAX),
+            Resource::Part(12, 0),
+            Resource::Part(12, 9),
+        ] {
+            assert_eq!(parse_resource_name(&r.uri()), Some(r));
+        }
+        for bad in [
+            "seg.m4s",
+            "seg1.mp4",
+            "part1.m4s",
+            "part1.x.m4s",
+            "segx.m4s",
+            "index.m3u8",
+            "part-1.0.m4s",
+        ] {
+            assert_eq!(parse_resource_name(bad), None, "{bad}");
+        }
+    }
+}

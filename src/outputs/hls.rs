@@ -1,0 +1,376 @@
+//! HLS / Low-Latency HLS output: `/hls/{name}/index.m3u8`, `init.mp4`, `seg{msn}.m4s`,
+//! `part{msn}.{i}.m4s`, all from memory (draft-pantos-hls-rfc8216bis, with LL-HLS parts).
+//!
+//! One muxer per stream, started by the first request and stopped after `hls.idle_timeout_secs`
+//! without requests (or kept on for every stream with `hls.always_on`). It reads the bus, cuts
+//! parts of about `hls.part_target_ms` and segments of about `hls.segment_target_ms` at
+//! keyframes, builds each part once as an fMP4 fragment, and hands it to the playlist engine
+//! (`protocols/hls`), which renders playlists once per change. Requests are served by reference.
+
+use super::fmp4::SampleClock;
+use crate::bus::{BusError, Peer, Reader, ReaderEvent, Registry};
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use switchyard_fmp4::{Sample, TrackFragment};
+use switchyard_hls::{HlsConfig, LivePlaylist, Part};
+use switchyard_media::{MediaKind, Track, TrackId};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone)]
+pub struct HlsSettings {
+    pub playlist: HlsConfig,
+    pub idle_timeout: Duration,
+    pub always_on: bool,
+}
+
+/// The running muxers, by stream name.
+#[derive(Clone)]
+pub struct HlsOutputs {
+    registry: Registry,
+    settings: HlsSettings,
+    muxers: Arc<Mutex<HashMap<String, Arc<HlsMuxer>>>>,
+    shutdown: CancellationToken,
+    started: Instant,
+}
+
+/// One stream's muxer, as request handlers see it.
+pub struct HlsMuxer {
+    playlist: Mutex<Option<LivePlaylist>>,
+    /// Bumped on every change of the playlist; blocked requests wait on it.
+    version: watch::Sender<u64>,
+    last_request_ms: AtomicU64,
+}
+
+impl HlsMuxer {
+    /// Runs `f` on the playlist, if the muxer has produced its first part.
+    pub fn with_playlist<T>(&self, f: impl FnOnce(&LivePlaylist) -> T) -> Option<T> {
+        self.playlist.lock().unwrap().as_ref().map(f)
+    }
+
+    /// Waits until the playlist changes or `deadline`; false on timeout or when the muxer ended.
+    pub async fn changed(
+        &self,
+        seen: &mut watch::Receiver<u64>,
+        deadline: tokio::time::Instant,
+    ) -> bool {
+        matches!(
+            tokio::time::timeout_at(deadline, seen.changed()).await,
+            Ok(Ok(()))
+        )
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
+    /// Longest a blocking request should wait: three target durations (spec 6.2.5.2).
+    pub fn block_limit(&self, config: &HlsConfig) -> Duration {
+        config.segment_target * 3 + config.part_target
+    }
+}
+
+impl HlsOutputs {
+    pub fn new(registry: Registry, settings: HlsSettings, shutdown: CancellationToken) -> Self {
+        let outputs = HlsOutputs {
+            registry,
+            settings,
+            muxers: Arc::default(),
+            shutdown,
+            started: Instant::now(),
+        };
+        if outputs.settings.always_on {
+            let o = outputs.clone();
+            tokio::spawn(async move { o.keep_all_on().await });
+        }
+        outputs
+    }
+
+    pub fn settings(&self) -> &HlsSettings {
+        &self.settings
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// The muxer for `name`, started if needed. `NotFound` if the stream is not on the bus.
+    pub fn muxer(&self, name: &str) -> Result<Arc<HlsMuxer>, BusError> {
+        let mut muxers = self.muxers.lock().unwrap();
+        if let Some(m) = muxers.get(name) {
+            m.last_request_ms.store(self.now_ms(), Ordering::Relaxed);
+            return Ok(m.clone());
+        }
+        let reader = self.registry.subscribe(name, Peer::new("hls", None))?;
+        let muxer = Arc::new(HlsMuxer {
+            playlist: Mutex::new(None),
+            version: watch::channel(0).0,
+            last_request_ms: AtomicU64::new(self.now_ms()),
+        });
+        muxers.insert(name.to_string(), muxer.clone());
+        let this = self.clone();
+        let (name, m) = (name.to_string(), muxer.clone());
+        tracing::info!(stream = %name, "HLS muxer started");
+        tokio::spawn(async move {
+            this.run_muxer(reader, &m).await;
+            let mut muxers = this.muxers.lock().unwrap();
+            if muxers.get(&name).is_some_and(|x| Arc::ptr_eq(x, &m)) {
+                muxers.remove(&name);
+            }
+            tracing::info!(stream = %name, "HLS muxer stopped");
+        });
+        Ok(muxer)
+    }
+
+    async fn keep_all_on(&self) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            for stream in self.registry.list() {
+                let _ = self.muxer(stream.name());
+            }
+        }
+    }
+
+    async fn run_muxer(&self, mut reader: Reader, muxer: &HlsMuxer) {
+        let mut cutter = PartCutter::new(self.settings.playlist.clone());
+        let mut idle_check = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            let event = tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = idle_check.tick() => {
+                    let idle = Duration::from_millis(self.now_ms().saturating_sub(muxer.last_request_ms.load(Ordering::Relaxed)));
+                    if !self.settings.always_on && idle > self.settings.idle_timeout {
+                        return;
+                    }
+                    continue;
+                }
+                e = reader.recv() => e,
+            };
+            let Some(event) = event else { return };
+            let mut produced = false;
+            for output in cutter.handle(event) {
+                let mut playlist = muxer.playlist.lock().unwrap();
+                match output {
+                    CutterOutput::Init(init) => {
+                        // A new codec configuration starts a new playlist (clients reload it).
+                        *playlist = Some(LivePlaylist::new(self.settings.playlist.clone(), init));
+                    }
+                    CutterOutput::Part {
+                        part,
+                        starts_segment,
+                        wall_ms,
+                    } => {
+                        if let Some(p) = playlist.as_mut() {
+                            if let Err(e) = p.push_part(part, starts_segment, wall_ms) {
+                                tracing::warn!(stream = %reader.stream().name(), error = %e, "HLS part refused");
+                            }
+                        }
+                    }
+                }
+                produced = true;
+            }
+            if produced {
+                muxer.version.send_modify(|v| *v += 1);
+            }
+        }
+    }
+}
+
+enum CutterOutput {
+    Init(Bytes),
+    Part {
+        part: Part,
+        starts_segment: bool,
+        wall_ms: u64,
+    },
+}
+
+/// Cuts a stream into parts and segments: a segment starts at the first video keyframe after
+/// the segment target; a part closes once it holds `part_target` of the leading track (video
+/// if any, else audio).
+struct PartCutter {
+    config: HlsConfig,
+    tracks: Vec<Track>,
+    clock: SampleClock,
+    /// Samples of the part being built, per track, in the init segment's order.
+    pending: Vec<(TrackId, Vec<Sample>)>,
+    pending_duration: Duration,
+    pending_independent: bool,
+    pending_starts_segment: bool,
+    pending_wall_ms: u64,
+    segment_duration: Duration,
+    sequence: u32,
+    started: bool,
+}
+
+impl PartCutter {
+    fn new(config: HlsConfig) -> Self {
+        PartCutter {
+            config,
+            tracks: Vec::new(),
+            clock: SampleClock::default(),
+            pending: Vec::new(),
+            pending_duration: Duration::ZERO,
+            pending_independent: false,
+            pending_starts_segment: false,
+            pending_wall_ms: 0,
+            segment_duration: Duration::ZERO,
+            sequence: 0,
+            started: false,
+        }
+    }
+
+    fn leading_kind(&self) -> MediaKind {
+        if self.tracks.iter().any(|t| t.kind() == MediaKind::Video) {
+            MediaKind::Video
+        } else {
+            MediaKind::Audio
+        }
+    }
+
+    fn handle(&mut self, event: ReaderEvent) -> Vec<CutterOutput> {
+        let mut out = Vec::new();
+        match event {
+            ReaderEvent::Tracks(set) => {
+                let playable: Vec<Track> = set
+                    .tracks
+                    .iter()
+                    .filter(|t| switchyard_fmp4::supports(&t.codec))
+                    .cloned()
+                    .collect();
+                if playable != self.tracks {
+                    self.tracks = playable;
+                    self.restart();
+                    if !self.tracks.is_empty() {
+                        match switchyard_fmp4::init_segment(&self.tracks) {
+                            Ok(init) => out.push(CutterOutput::Init(init)),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot build an fMP4 init segment for HLS");
+                                self.tracks.clear();
+                            }
+                        }
+                    }
+                }
+            }
+            ReaderEvent::Lost { .. } => {
+                // A gap: drop the part in progress and restart at the next keyframe.
+                self.restart();
+            }
+            ReaderEvent::Frame(frame) => {
+                let Some(track) = self
+                    .tracks
+                    .iter()
+                    .find(|t| t.id == frame.frame.track)
+                    .cloned()
+                else {
+                    return out;
+                };
+                let leading = track.kind() == self.leading_kind();
+                if !self.started {
+                    if !(leading && (frame.frame.keyframe || track.kind() == MediaKind::Audio)) {
+                        return out;
+                    }
+                    self.started = true;
+                }
+                let Some((previous, duration)) = self.clock.push(frame.clone()) else {
+                    if self.pending.iter().all(|(_, s)| s.is_empty()) && leading {
+                        self.begin_part(frame.frame.keyframe, true);
+                    }
+                    return out;
+                };
+                let prev_track_leading = self
+                    .tracks
+                    .iter()
+                    .find(|t| t.id == previous.frame.track)
+                    .is_some_and(|t| t.kind() == self.leading_kind());
+                self.add_sample(
+                    previous.frame.track,
+                    Sample::from_frame(&previous.frame, duration),
+                );
+                if prev_track_leading {
+                    let clock_rate = track.clock_rate.max(1);
+                    self.pending_duration +=
+                        Duration::from_secs_f64(duration as f64 / clock_rate as f64);
+                    // `frame` (the next leading frame) begins the next part; cut before it?
+                    let segment_due =
+                        self.segment_duration + self.pending_duration >= self.config.segment_target;
+                    let cut_segment = frame.frame.keyframe && segment_due;
+                    if cut_segment || self.pending_duration >= self.config.part_target {
+                        if let Some(part) = self.finish_part() {
+                            out.push(part);
+                        }
+                        if cut_segment {
+                            self.segment_duration = Duration::ZERO;
+                        }
+                        self.begin_part(frame.frame.keyframe, cut_segment);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn restart(&mut self) {
+        self.clock.reset();
+        self.pending = self.tracks.iter().map(|t| (t.id, Vec::new())).collect();
+        self.pending_duration = Duration::ZERO;
+        self.segment_duration = Duration::ZERO;
+        self.started = false;
+    }
+
+    fn begin_part(&mut self, independent: bool, starts_segment: bool) {
+        self.pending_independent = independent;
+        self.pending_starts_segment = starts_segment;
+        self.pending_wall_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+    }
+
+    fn add_sample(&mut self, track: TrackId, s: Sample) {
+        if let Some((_, samples)) = self.pending.iter_mut().find(|(id, _)| *id == track) {
+            samples.push(s);
+        }
+    }
+
+    fn finish_part(&mut self) -> Option<CutterOutput> {
+        let fragments: Vec<TrackFragment> = self
+            .pending
+            .iter_mut()
+            .filter(|(_, s)| !s.is_empty())
+            .map(|(track, samples)| TrackFragment {
+                track: *track,
+                samples: std::mem::take(samples),
+            })
+            .collect();
+        let duration = std::mem::replace(&mut self.pending_duration, Duration::ZERO);
+        if fragments.is_empty() {
+            return None;
+        }
+        self.sequence = self.sequence.wrapping_add(1);
+        let data = match switchyard_fmp4::fragment(self.sequence, &fragments, &self.tracks) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot build an HLS part");
+                return None;
+            }
+        };
+        self.segment_duration += duration;
+        Some(CutterOutput::Part {
+            part: Part {
+                data,
+                duration,
+                independent: self.pending_independent,
+            },
+            starts_segment: self.pending_starts_segment,
+            wall_ms: self.pending_wall_ms,
+        })
+    }
+}

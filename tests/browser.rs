@@ -1,0 +1,71 @@
+//! Headless Chromium plays `/play/{name}` in MSE mode and in HLS mode (hls.js), driven by
+//! `tests/browser/play.mjs` (playwright-core with Debian's Chromium).
+
+mod support;
+
+use std::process::Command;
+use support::*;
+
+/// Opens `url` in Chromium for `seconds` and returns what the page reported.
+fn play(url: &str, seconds: u32) -> serde_json::Value {
+    require("node");
+    require("chromium");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/play.mjs");
+    let out = Command::new("node")
+        .arg(script)
+        .arg(url)
+        .arg(seconds.to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "play.mjs failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+fn assert_plays(report: &serde_json::Value, what: &str) {
+    assert_eq!(
+        report["advanced"], true,
+        "{what}: currentTime advances: {report}"
+    );
+    assert!(
+        report["totalVideoFrames"].as_u64().unwrap_or(0) > 50,
+        "{what}: frames decoded: {report}"
+    );
+    assert_eq!(
+        report["errors"].as_array().map(Vec::len),
+        Some(0),
+        "{what}: {report}"
+    );
+    assert_eq!(
+        (
+            report["videoWidth"].as_u64(),
+            report["videoHeight"].as_u64()
+        ),
+        (Some(640), Some(360)),
+        "{what}: {report}"
+    );
+}
+
+#[test]
+fn chromium_plays_mse_and_hls() {
+    let server = Switchyard::start();
+    let _publisher = ffmpeg_publish(&server.rtmp_url("live/web"), Encoding::Baseline, 25, 60);
+    server.wait_for_stream("live/web", true);
+    let mse = play(&server.api("/play/live/web?mode=mse"), 8);
+    assert_plays(&mse, "MSE");
+    let hls = play(&server.api("/play/live/web?mode=hls"), 12);
+    assert_plays(&hls, "HLS (hls.js)");
+}
+
+#[test]
+fn chromium_shows_a_clear_error_for_an_unknown_stream() {
+    let server = Switchyard::start();
+    let report = play(&server.api("/play/live/nothing?mode=mse"), 3);
+    let errors = report["errors"].to_string();
+    assert!(errors.contains("not found"), "{report}");
+}

@@ -38,7 +38,9 @@
 //! # }
 //! ```
 
-use std::sync::Arc;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -108,18 +110,7 @@ pub async fn rtmp_play_load(
         at += step;
     }
 
-    let mut report = RtmpLoadReport {
-        sessions,
-        playing: 0,
-        failed: 0,
-        bytes_total: 0,
-        bytes_min: 0,
-        bytes_max: 0,
-        seconds: 0.0,
-        first_error: None,
-    };
-    let mut first_error_at: Option<Instant> = None;
-    let mut min = u64::MAX;
+    let mut tally = Tally::new();
     for task in tasks {
         let outcome = match task.await {
             Ok(outcome) => outcome,
@@ -128,25 +119,18 @@ pub async fn rtmp_play_load(
                 error: Some((Instant::now(), format!("session task: {e}"))),
             },
         };
-        report.bytes_total += outcome.bytes;
-        match outcome.error {
-            None => {
-                report.playing += 1;
-                min = min.min(outcome.bytes);
-                report.bytes_max = report.bytes_max.max(outcome.bytes);
-            }
-            Some((when, message)) => {
-                report.failed += 1;
-                if first_error_at.is_none_or(|first| when < first) {
-                    first_error_at = Some(when);
-                    report.first_error = Some(message);
-                }
-            }
-        }
+        tally.add(outcome.bytes, outcome.error);
     }
-    if report.playing > 0 {
-        report.bytes_min = min;
-    }
+    let mut report = RtmpLoadReport {
+        sessions,
+        playing: tally.playing,
+        failed: tally.failed,
+        bytes_total: tally.bytes_total,
+        bytes_min: tally.bytes_min(),
+        bytes_max: tally.bytes_max,
+        seconds: 0.0,
+        first_error: tally.first_error.map(|(_, message)| message),
+    };
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
@@ -485,6 +469,1320 @@ fn acknowledgement_chunk(sequence_number: u32) -> [u8; 16] {
     chunk[7] = MSG_ACKNOWLEDGEMENT;
     chunk[12..16].copy_from_slice(&sequence_number.to_be_bytes());
     chunk
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dispatcher
+// ---------------------------------------------------------------------------------------------
+
+/// Outcome of a [`run`]: the report of the protocol the URL named. Serialises to the report's
+/// own JSON object (no wrapper), so an RTMP run prints exactly an [`RtmpLoadReport`].
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(untagged)]
+pub enum LoadReport {
+    Rtmp(RtmpLoadReport),
+    /// HLS (`http://`) or MSE (`ws://`).
+    Http(HttpLoadReport),
+}
+
+/// Runs the load generator that the URL's scheme selects:
+///
+/// - `rtmp://HOST[:PORT]/app/key`: RTMP players ([`rtmp_play_load`]);
+/// - `http://HOST[:PORT]/.../index.m3u8`: HLS players ([`hls_load`]); LL-HLS when the playlist
+///   has `EXT-X-PART-INF`, plain HLS otherwise, or plain HLS always with a `#plain` fragment
+///   (fragments are never sent to the server);
+/// - `ws://HOST[:PORT]/mse/{name}`: WebSocket MSE players ([`mse_load`]).
+///
+/// # Errors
+///
+/// An unsupported scheme (`https://` and `wss://` included: plain TCP only) or a URL that
+/// cannot be parsed; per-session errors are counted in the report.
+pub async fn run(url: &str, sessions: usize, duration: Duration) -> Result<LoadReport> {
+    let scheme = url
+        .split_once("://")
+        .map(|(scheme, _)| scheme.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("rtmp") => Ok(LoadReport::Rtmp(
+            rtmp_play_load(url, sessions, duration).await?,
+        )),
+        Some("http") => Ok(LoadReport::Http(hls_load(url, sessions, duration).await?)),
+        Some("ws") => Ok(LoadReport::Http(mse_load(url, sessions, duration).await?)),
+        Some(scheme @ ("https" | "wss" | "rtmps")) => {
+            bail!("{scheme}:// is not supported: the load generator speaks plain TCP only")
+        }
+        _ => bail!("unsupported URL {url}: expected rtmp://, http://...m3u8 or ws://"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HLS and MSE load
+// ---------------------------------------------------------------------------------------------
+
+/// Size of the buffer each HTTP connection reads into.
+const HTTP_READ_BUFFER: usize = 32 * 1024;
+/// Longest response head accepted.
+const MAX_HEAD: usize = 16 * 1024;
+/// Longest playlist accepted.
+const MAX_PLAYLIST: usize = 1024 * 1024;
+/// Bytes of an error response's body kept for the error message.
+const ERROR_BODY_KEPT: usize = 200;
+/// A session gives up after this many failed requests in a row (non-2xx answers, bad playlists).
+const MAX_CONSECUTIVE_ERRORS: u32 = 10;
+/// Pause before retrying after a failed request.
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+/// Shortest pause between two playlist polls of a plain HLS client.
+const MIN_POLL: Duration = Duration::from_millis(100);
+
+/// Outcome of a [`hls_load`] or [`mse_load`] run: the fields of [`RtmpLoadReport`] plus request
+/// counts. Serialises to one JSON object.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct HttpLoadReport {
+    /// `"hls"` or `"mse"`.
+    pub protocol: &'static str,
+    /// What the clients did: `"ll-hls"` (blocking playlist reloads and parts), `"hls"` (playlist
+    /// polling and segments), `"mse"`; `"mixed"` if HLS sessions saw different playlists,
+    /// `"unknown"` if no session got a playlist.
+    pub mode: &'static str,
+    /// Sessions requested.
+    pub sessions: usize,
+    /// Sessions that received media and were still receiving at the deadline.
+    pub playing: usize,
+    /// Sessions that failed (`playing + failed == sessions`).
+    pub failed: usize,
+    /// Media bytes received, summed over all sessions: HLS response bodies of the init section,
+    /// segments and parts (not playlists); MSE: every byte after the `101` response head,
+    /// WebSocket frame headers and the JSON text message included.
+    pub bytes_total: u64,
+    /// Fewest bytes received by one playing session (0 if none played).
+    pub bytes_min: u64,
+    /// Most bytes received by one playing session (0 if none played).
+    pub bytes_max: u64,
+    /// Wall-clock length of the run, from the first connect to the last close.
+    pub seconds: f64,
+    /// The earliest error of a failed session, if any.
+    pub first_error: Option<String>,
+    /// Playlist requests sent (HLS; blocking and plain).
+    pub playlist_requests: u64,
+    /// Media requests sent (HLS: init section, segments, parts; hinted parts included).
+    pub media_requests: u64,
+    /// Requests that failed without ending their session: non-2xx answers, unparsable
+    /// playlists. The session retried.
+    pub request_errors: u64,
+    /// The earliest request error, if any.
+    pub first_request_error: Option<String>,
+    /// TCP connections opened (HLS: keep-alive connections are reused, so this counts the
+    /// initial two per session plus reconnects; MSE: one per session).
+    pub connects: u64,
+    /// LL-HLS: requests for a preload-hinted part that the next playlist did not list (the
+    /// server cut a segment there, so the part comes under another name); the client closes
+    /// that connection and fetches the part that did come.
+    pub abandoned_hints: u64,
+    /// Sessions that used LL-HLS / plain HLS.
+    pub ll_hls_sessions: usize,
+    pub plain_hls_sessions: usize,
+}
+
+/// Counters of one session, shared by its connections; they survive the session's
+/// cancellation at the deadline.
+#[derive(Default)]
+struct SessionStats {
+    media_bytes: AtomicU64,
+    playlist_requests: AtomicU64,
+    media_requests: AtomicU64,
+    request_errors: AtomicU64,
+    connects: AtomicU64,
+    abandoned_hints: AtomicU64,
+    /// 0: no playlist yet, 1: LL-HLS, 2: plain HLS.
+    mode: AtomicU8,
+    playing: AtomicBool,
+    first_request_error: Mutex<Option<(Instant, String)>>,
+}
+
+impl SessionStats {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    fn note_request_error(&self, message: String) {
+        Self::add(&self.request_errors, 1);
+        let mut first = self.first_request_error.lock().unwrap();
+        if first.is_none() {
+            *first = Some((Instant::now(), message));
+        }
+    }
+}
+
+const MODE_LL_HLS: u8 = 1;
+const MODE_PLAIN_HLS: u8 = 2;
+
+/// Opens `sessions` HLS players on `url` (`http://HOST[:PORT]/path/index.m3u8`, port 80 by
+/// default), keeps them playing for `duration`, then closes them and reports.
+///
+/// Each session first GETs the playlist. With `EXT-X-PART-INF` (LL-HLS), like hls.js in
+/// low-latency mode, it GETs the init section and the last listed part, then loops: a blocking
+/// playlist reload (`_HLS_msn` / `_HLS_part` of the part after the last listed one) on one
+/// keep-alive connection, and at the same time a GET of the `EXT-X-PRELOAD-HINT` part on a
+/// second one (the server holds both until that part exists); then GETs every listed part it
+/// has not fetched yet. Without `EXT-X-PART-INF` (or with a `#plain` fragment on the URL), it
+/// GETs the init section if any and the last listed segment, then polls the playlist every
+/// half target duration and GETs each new segment once. Request failures (non-2xx answers,
+/// bad playlists) are counted and retried; a session fails on a TCP or HTTP framing error, on
+/// [`MAX_CONSECUTIVE_ERRORS`] failed requests in a row, or if no media came before the deadline.
+///
+/// # Errors
+///
+/// Only if `url` cannot be parsed.
+pub async fn hls_load(url: &str, sessions: usize, duration: Duration) -> Result<HttpLoadReport> {
+    let target = Arc::new(HttpTarget::parse(url, "http")?);
+    let mut report = run_http_sessions(sessions, duration, |_, stats| {
+        let target = target.clone();
+        async move { hls_session(&target, &stats).await }
+    })
+    .await;
+    report.protocol = "hls";
+    Ok(report)
+}
+
+/// Opens `sessions` WebSocket MSE players on `url` (`ws://HOST[:PORT]/mse/{name}`, port 80 by
+/// default), keeps them reading for `duration`, then closes them and reports.
+///
+/// Each session sends the RFC 6455 opening handshake (with its own `Sec-WebSocket-Key`),
+/// requires `101 Switching Protocols` with `Upgrade: websocket`, then reads into one reused
+/// buffer and counts bytes without parsing frames. It sends nothing after the handshake (a
+/// client that never sends needs no masking) and answers no ping. The server closing the
+/// connection fails the session.
+///
+/// # Errors
+///
+/// Only if `url` cannot be parsed.
+pub async fn mse_load(url: &str, sessions: usize, duration: Duration) -> Result<HttpLoadReport> {
+    let target = Arc::new(HttpTarget::parse(url, "ws")?);
+    let mut report = run_http_sessions(sessions, duration, |index, stats| {
+        let target = target.clone();
+        async move { mse_session(&target, index, &stats).await }
+    })
+    .await;
+    report.protocol = "mse";
+    report.mode = "mse";
+    Ok(report)
+}
+
+/// Runs `sessions` sessions of `play` over a ramp, all until `duration` after the call.
+async fn run_http_sessions<F, Fut>(
+    sessions: usize,
+    duration: Duration,
+    mut play: F,
+) -> HttpLoadReport
+where
+    F: FnMut(usize, Arc<SessionStats>) -> Fut,
+    Fut: Future<Output = Result<Never>> + Send + 'static,
+{
+    let started = Instant::now();
+    let start = tokio::time::Instant::now();
+    let deadline = start + duration;
+    let step = ramp_step(sessions);
+
+    let mut tasks = Vec::with_capacity(sessions);
+    let mut at = start;
+    for index in 0..sessions {
+        let stats = Arc::new(SessionStats::default());
+        let session = play(index, stats.clone());
+        let task = tokio::spawn(async move {
+            tokio::time::sleep_until(at).await;
+            let result = tokio::time::timeout_at(deadline, session).await;
+            let playing = stats.playing.load(Ordering::Relaxed);
+            let error = match result {
+                Err(_elapsed) if playing => None,
+                Err(_elapsed) => Some(match &*stats.first_request_error.lock().unwrap() {
+                    Some((_, e)) => format!("no media before the end of the run; first error: {e}"),
+                    None => "no media before the end of the run".to_string(),
+                }),
+                Ok(Err(e)) => Some(format!("{e:#}")),
+                Ok(Ok(never)) => match never {},
+            };
+            (stats, error.map(|message| (Instant::now(), message)))
+        });
+        tasks.push(task);
+        at += step;
+    }
+
+    let mut tally = Tally::new();
+    let mut report = HttpLoadReport {
+        sessions,
+        ..HttpLoadReport::default()
+    };
+    let mut first_request_error: Option<(Instant, String)> = None;
+    for task in tasks {
+        let (bytes, error) = match task.await {
+            Ok((stats, error)) => {
+                report.playlist_requests += SessionStats::get(&stats.playlist_requests);
+                report.media_requests += SessionStats::get(&stats.media_requests);
+                report.request_errors += SessionStats::get(&stats.request_errors);
+                report.connects += SessionStats::get(&stats.connects);
+                report.abandoned_hints += SessionStats::get(&stats.abandoned_hints);
+                match stats.mode.load(Ordering::Relaxed) {
+                    MODE_LL_HLS => report.ll_hls_sessions += 1,
+                    MODE_PLAIN_HLS => report.plain_hls_sessions += 1,
+                    _ => {}
+                }
+                if let Some((when, message)) = stats.first_request_error.lock().unwrap().take() {
+                    if first_request_error
+                        .as_ref()
+                        .is_none_or(|(first, _)| when < *first)
+                    {
+                        first_request_error = Some((when, message));
+                    }
+                }
+                (SessionStats::get(&stats.media_bytes), error)
+            }
+            Err(e) => (0, Some((Instant::now(), format!("session task: {e}")))),
+        };
+        tally.add(bytes, error);
+    }
+    report.playing = tally.playing;
+    report.failed = tally.failed;
+    report.bytes_total = tally.bytes_total;
+    report.bytes_min = tally.bytes_min();
+    report.bytes_max = tally.bytes_max;
+    report.first_error = tally.first_error.map(|(_, message)| message);
+    report.first_request_error = first_request_error.map(|(_, message)| message);
+    report.mode = match (report.ll_hls_sessions, report.plain_hls_sessions) {
+        (0, 0) => "unknown",
+        (_, 0) => "ll-hls",
+        (0, _) => "hls",
+        _ => "mixed",
+    };
+    report.seconds = started.elapsed().as_secs_f64();
+    report
+}
+
+/// Where to connect and what to request, parsed from an `http://` or `ws://` URL.
+#[derive(Debug, PartialEq, Eq)]
+struct HttpTarget {
+    /// Host name or address, without IPv6 brackets.
+    host: String,
+    port: u16,
+    /// The URL's authority, sent as `Host`.
+    authority: String,
+    /// Path and query (at least `/`), without the fragment.
+    path: String,
+    /// The URL's fragment was `plain`: HLS clients poll even an LL-HLS playlist.
+    force_plain: bool,
+}
+
+impl HttpTarget {
+    fn parse(url: &str, scheme: &str) -> Result<Self> {
+        let rest = url
+            .get(..scheme.len() + 3)
+            .filter(|prefix| prefix.eq_ignore_ascii_case(&format!("{scheme}://")))
+            .map(|_| &url[scheme.len() + 3..])
+            .with_context(|| format!("not a {scheme}:// URL: {url}"))?;
+        let (rest, fragment) = match rest.split_once('#') {
+            Some((rest, fragment)) => (rest, Some(fragment)),
+            None => (rest, None),
+        };
+        let force_plain = match fragment {
+            None | Some("") => false,
+            Some("plain") => true,
+            Some(other) => bail!("unknown fragment #{other} in {url} (only #plain is known)"),
+        };
+        let split = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(split);
+        let path = match path.strip_prefix('?') {
+            Some(_) => format!("/{path}"),
+            None if path.is_empty() => "/".to_string(),
+            None => path.to_string(),
+        };
+        let (host, port) = split_authority(authority, 80).with_context(|| format!("in {url}"))?;
+        Ok(Self {
+            host,
+            port,
+            authority: authority.to_string(),
+            path,
+            force_plain,
+        })
+    }
+
+    /// The request path of `uri` from a playlist at `base` (a path): relative URIs resolve
+    /// against the playlist's directory; absolute ones must be on this server.
+    fn resolve(&self, base: &str, uri: &str) -> Result<String> {
+        if let Some(rest) = uri.strip_prefix("http://") {
+            let split = rest.find(['/', '?']).unwrap_or(rest.len());
+            let (authority, path) = rest.split_at(split);
+            let (host, port) = split_authority(authority, 80)?;
+            if !host.eq_ignore_ascii_case(&self.host) || port != self.port {
+                bail!("{uri} is on another server than the playlist");
+            }
+            return Ok(if path.is_empty() { "/" } else { path }.to_string());
+        }
+        if uri.contains("://") {
+            bail!("unsupported URI {uri}");
+        }
+        if uri.starts_with('/') {
+            return Ok(uri.to_string());
+        }
+        let base = base.split('?').next().unwrap_or(base);
+        let dir = &base[..=base.rfind('/').unwrap_or(0)];
+        Ok(format!("{dir}{uri}"))
+    }
+}
+
+/// `host[:port]` or `[v6][:port]` -> (host without brackets, port).
+fn split_authority(authority: &str, default_port: u16) -> Result<(String, u16)> {
+    let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
+        let (host, after) = bracketed.split_once(']').context("unclosed [")?;
+        match after.strip_prefix(':') {
+            Some(port) => (host, Some(port)),
+            None if after.is_empty() => (host, None),
+            None => bail!("bad authority {authority}"),
+        }
+    } else {
+        match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() || host.contains('@') {
+        bail!("no host (or user info) in authority '{authority}'");
+    }
+    let port = match port {
+        Some(port) => port.parse().with_context(|| format!("bad port '{port}'"))?,
+        None => default_port,
+    };
+    Ok((host.to_string(), port))
+}
+
+// --- HTTP/1.1 client ---------------------------------------------------------------------------
+
+/// How the body of a response is delimited (RFC 9112, 6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyLength {
+    /// No body (1xx, 204, 304).
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Until the server closes the connection.
+    UntilClose,
+}
+
+/// A parsed response head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Head {
+    status: u16,
+    body: BodyLength,
+    /// The connection can carry another request after this response.
+    keep_alive: bool,
+    /// `Upgrade: websocket` was present.
+    upgrade_websocket: bool,
+}
+
+/// Parses a response head at the start of `buf`. `Ok(None)`: incomplete; `Ok(Some((head,
+/// n)))`: the head took `n` bytes.
+fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>> {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        if buf.len() > MAX_HEAD {
+            bail!("response head longer than {MAX_HEAD} bytes");
+        }
+        return Ok(None);
+    };
+    let text = std::str::from_utf8(&buf[..end]).context("response head is not UTF-8")?;
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let mut words = status_line.splitn(3, ' ');
+    let version = words.next().unwrap_or_default();
+    let http10 = match version {
+        "HTTP/1.1" => false,
+        "HTTP/1.0" => true,
+        _ => bail!("not an HTTP/1.x response: {status_line:?}"),
+    };
+    let status: u16 = words
+        .next()
+        .filter(|s| s.len() == 3)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("bad status line {status_line:?}"))?;
+    let mut content_length: Option<u64> = None;
+    let mut chunked = false;
+    let mut keep_alive = !http10;
+    let mut upgrade_websocket = false;
+    for line in lines {
+        let (name, value) = line
+            .split_once(':')
+            .with_context(|| format!("bad header line {line:?}"))?;
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            let length = value
+                .parse()
+                .with_context(|| format!("bad Content-Length {value:?}"))?;
+            if content_length.is_some_and(|l| l != length) {
+                bail!("conflicting Content-Length headers");
+            }
+            content_length = Some(length);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            // Chunked must be the last coding (RFC 9112, 6.1); we ask for no other.
+            let last = value.rsplit(',').next().unwrap_or_default().trim();
+            if !last.eq_ignore_ascii_case("chunked") {
+                bail!("unsupported Transfer-Encoding {value:?}");
+            }
+            chunked = true;
+        } else if name.eq_ignore_ascii_case("connection") {
+            for option in value.split(',').map(str::trim) {
+                if option.eq_ignore_ascii_case("close") {
+                    keep_alive = false;
+                } else if option.eq_ignore_ascii_case("keep-alive") && http10 {
+                    keep_alive = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case("upgrade") {
+            upgrade_websocket = value.eq_ignore_ascii_case("websocket");
+        }
+    }
+    let body = if (100..200).contains(&status) || status == 204 || status == 304 {
+        BodyLength::Empty
+    } else if chunked {
+        BodyLength::Chunked
+    } else if let Some(length) = content_length {
+        BodyLength::Length(length)
+    } else {
+        keep_alive = false;
+        BodyLength::UntilClose
+    };
+    Ok(Some((
+        Head {
+            status,
+            body,
+            keep_alive,
+            upgrade_websocket,
+        },
+        end + 4,
+    )))
+}
+
+/// Decodes a chunked body (RFC 9112, 7.1) as it arrives, in pieces of any size.
+#[derive(Debug, Default)]
+struct ChunkedDecoder {
+    state: ChunkState,
+    /// The incomplete size, CRLF or trailer line.
+    line: Vec<u8>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    #[default]
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailer,
+    Done,
+}
+
+impl ChunkedDecoder {
+    fn is_done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    /// Feeds `input`; passes body bytes to `body`; returns how many bytes of `input` belonged
+    /// to the chunked body (all of them unless it ended inside `input`).
+    fn feed(&mut self, input: &[u8], body: &mut impl FnMut(&[u8])) -> Result<usize> {
+        let mut rest = input;
+        while !rest.is_empty() && !self.is_done() {
+            if let ChunkState::Data(remaining) = self.state {
+                let n = usize::try_from(remaining)
+                    .unwrap_or(usize::MAX)
+                    .min(rest.len());
+                body(&rest[..n]);
+                rest = &rest[n..];
+                self.state = match remaining - n as u64 {
+                    0 => ChunkState::DataEnd,
+                    left => ChunkState::Data(left),
+                };
+                continue;
+            }
+            let (taken, complete) = match rest.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (rest.len(), false),
+            };
+            self.line.extend_from_slice(&rest[..taken]);
+            rest = &rest[taken..];
+            if self.line.len() > 4096 {
+                bail!("chunk size or trailer line too long");
+            }
+            if !complete {
+                break;
+            }
+            let line = std::mem::take(&mut self.line);
+            let text = std::str::from_utf8(&line).context("chunked framing is not UTF-8")?;
+            let text = text.trim_end_matches(['\r', '\n']);
+            self.state = match self.state {
+                ChunkState::Size => {
+                    let size = text.split(';').next().unwrap_or_default().trim();
+                    let size = u64::from_str_radix(size, 16)
+                        .with_context(|| format!("bad chunk size {size:?}"))?;
+                    if size == 0 {
+                        ChunkState::Trailer
+                    } else {
+                        ChunkState::Data(size)
+                    }
+                }
+                ChunkState::DataEnd if text.is_empty() => ChunkState::Size,
+                ChunkState::DataEnd => bail!("no CRLF after chunk data"),
+                ChunkState::Trailer if text.is_empty() => ChunkState::Done,
+                ChunkState::Trailer => ChunkState::Trailer,
+                ChunkState::Data(_) | ChunkState::Done => unreachable!("handled above"),
+            };
+        }
+        Ok(input.len() - rest.len())
+    }
+}
+
+/// Where a response body goes.
+enum Sink<'a> {
+    /// Kept, up to a limit (playlists).
+    Keep(&'a mut Vec<u8>, usize),
+    /// Counted as media bytes of the session, then dropped.
+    Media(&'a AtomicU64),
+}
+
+impl Sink<'_> {
+    fn take(&mut self, data: &[u8]) -> bool {
+        match self {
+            Sink::Keep(body, limit) => {
+                if body.len() + data.len() > *limit {
+                    return false;
+                }
+                body.extend_from_slice(data);
+            }
+            Sink::Media(counter) => {
+                counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
+        }
+        true
+    }
+}
+
+/// An HTTP/1.1 keep-alive connection that (re)connects when needed. One request at a time.
+struct HttpConn {
+    target: Arc<HttpTarget>,
+    stats: Arc<SessionStats>,
+    stream: Option<TcpStream>,
+    /// Has answered a request: a close before the next response is a keep-alive timeout.
+    reused: bool,
+    buf: Vec<u8>,
+    /// Received bytes not yet consumed: `buf[start..end]`.
+    start: usize,
+    end: usize,
+}
+
+/// Status of a response and, if not 2xx, the start of its body.
+struct Answer {
+    status: u16,
+    error_body: String,
+}
+
+impl Answer {
+    fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    fn describe(&self, path: &str) -> String {
+        format!("GET {path}: {} {}", self.status, self.error_body.trim())
+    }
+}
+
+impl HttpConn {
+    fn new(target: Arc<HttpTarget>, stats: Arc<SessionStats>) -> Self {
+        Self {
+            target,
+            stats,
+            stream: None,
+            reused: false,
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// Closes the connection (e.g. to abandon a request in flight).
+    fn close(&mut self) {
+        self.stream = None;
+    }
+
+    /// GETs `path`; a 2xx body goes to `sink`. Retries once on a fresh connection when a
+    /// reused one turns out closed before any byte of the response.
+    async fn get(&mut self, path: &str, mut sink: Sink<'_>) -> Result<Answer> {
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: switchyard-loadtest\r\nAccept: */*\r\n\r\n",
+            self.target.authority
+        );
+        let head = loop {
+            let retry_allowed = self.stream.is_some() && self.reused;
+            match self.send_and_read_head(request.as_bytes()).await {
+                Ok(Some(head)) => break head,
+                Ok(None) if retry_allowed => self.stream = None,
+                Ok(None) => bail!("GET {path}: connection closed before the response"),
+                Err(e) => {
+                    self.stream = None;
+                    return Err(e.context(format!("GET {path}")));
+                }
+            }
+        };
+        let result = self.read_body(&head, &mut sink).await;
+        if result.is_err() || !head.keep_alive {
+            self.stream = None;
+        } else {
+            self.reused = true;
+        }
+        let error_body = result.with_context(|| format!("GET {path}: body"))?;
+        Ok(Answer {
+            status: head.status,
+            error_body,
+        })
+    }
+
+    /// Sends the request and reads the head; `Ok(None)` if the server closed the connection
+    /// before sending anything.
+    async fn send_and_read_head(&mut self, request: &[u8]) -> Result<Option<Head>> {
+        if self.stream.is_none() {
+            let stream = TcpStream::connect((self.target.host.as_str(), self.target.port))
+                .await
+                .context("connect")?;
+            stream.set_nodelay(true).context("set TCP_NODELAY")?;
+            SessionStats::add(&self.stats.connects, 1);
+            self.stream = Some(stream);
+            self.reused = false;
+            self.start = 0;
+            self.end = 0;
+            if self.buf.is_empty() {
+                self.buf = vec![0; HTTP_READ_BUFFER];
+            }
+        }
+        let stream = self.stream.as_mut().expect("connected above");
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        if let Err(e) = stream.write_all(request).await {
+            if self.reused {
+                return Ok(None);
+            }
+            return Err(anyhow::Error::from(e).context("send request"));
+        }
+        let mut received_any = self.end > self.start;
+        loop {
+            if let Some((head, n)) = parse_head(&self.buf[self.start..self.end])? {
+                self.start += n;
+                return Ok(Some(head));
+            }
+            if self.end == self.buf.len() {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            let n = match stream.read(&mut self.buf[self.end..]).await {
+                Ok(n) => n,
+                Err(e) if !received_any && self.reused => {
+                    tracing::debug!(error = %e, "keep-alive connection failed; reconnecting");
+                    return Ok(None);
+                }
+                Err(e) => return Err(anyhow::Error::from(e).context("read response head")),
+            };
+            if n == 0 {
+                if received_any {
+                    bail!("connection closed inside the response head");
+                }
+                return Ok(None);
+            }
+            received_any = true;
+            self.end += n;
+        }
+    }
+
+    /// Reads the body that `head` announces; returns the start of it for a non-2xx answer.
+    async fn read_body(&mut self, head: &Head, sink: &mut Sink<'_>) -> Result<String> {
+        let success = (200..300).contains(&head.status);
+        let mut error_body = Vec::new();
+        let mut overflow = false;
+        let mut take = |data: &[u8]| {
+            if success {
+                overflow |= !sink.take(data);
+            } else if error_body.len() < ERROR_BODY_KEPT {
+                let n = data.len().min(ERROR_BODY_KEPT - error_body.len());
+                error_body.extend_from_slice(&data[..n]);
+            }
+        };
+        let stream = self.stream.as_mut().context("not connected")?;
+        match head.body {
+            BodyLength::Empty => {}
+            BodyLength::Length(mut remaining) => loop {
+                let available = (self.end - self.start) as u64;
+                let n = usize::try_from(remaining.min(available)).unwrap_or(usize::MAX);
+                take(&self.buf[self.start..self.start + n]);
+                self.start += n;
+                remaining -= n as u64;
+                if remaining == 0 {
+                    break;
+                }
+                self.start = 0;
+                self.end = read_some(stream, &mut self.buf).await?;
+            },
+            BodyLength::Chunked => {
+                let mut decoder = ChunkedDecoder::default();
+                loop {
+                    let n = decoder.feed(&self.buf[self.start..self.end], &mut take)?;
+                    self.start += n;
+                    if decoder.is_done() {
+                        break;
+                    }
+                    self.start = 0;
+                    self.end = read_some(stream, &mut self.buf).await?;
+                }
+            }
+            BodyLength::UntilClose => loop {
+                take(&self.buf[self.start..self.end]);
+                self.start = 0;
+                self.end = 0;
+                let n = stream.read(&mut self.buf).await.context("read")?;
+                if n == 0 {
+                    break;
+                }
+                self.end = n;
+            },
+        }
+        if overflow {
+            bail!("body larger than the limit");
+        }
+        Ok(String::from_utf8_lossy(&error_body).into_owned())
+    }
+}
+
+// --- HLS ---------------------------------------------------------------------------------------
+
+/// What a client needs from a media playlist.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Playlist {
+    /// `EXT-X-TARGETDURATION`, seconds.
+    target_duration: f64,
+    /// `EXT-X-PART-INF:PART-TARGET`, seconds: the playlist is LL-HLS.
+    part_target: Option<f64>,
+    /// `EXT-X-MAP` URI.
+    map: Option<String>,
+    /// Complete segments: (media sequence number, URI).
+    segments: Vec<(u64, String)>,
+    /// Listed parts, in order.
+    parts: Vec<PartRef>,
+    /// The part after the last listed one: (msn, index), what a blocking reload asks for.
+    next_part: (u64, u32),
+    /// `EXT-X-PRELOAD-HINT:TYPE=PART` URI: the part at `next_part`.
+    preload_hint: Option<String>,
+    end_list: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PartRef {
+    msn: u64,
+    index: u32,
+    uri: String,
+}
+
+impl Playlist {
+    fn parse(text: &str) -> Result<Self> {
+        let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+        if lines.next() != Some("#EXTM3U") {
+            bail!("not a playlist: no #EXTM3U");
+        }
+        let mut playlist = Playlist::default();
+        let mut msn = 0u64;
+        let mut index = 0u32;
+        let mut target_duration = None;
+        for line in lines {
+            let Some(tag) = line.strip_prefix('#') else {
+                // A URI line ends a segment (EXTINF is required before it).
+                playlist.segments.push((msn, line.to_string()));
+                msn += 1;
+                index = 0;
+                continue;
+            };
+            let (name, value) = tag.split_once(':').unwrap_or((tag, ""));
+            match name {
+                "EXT-X-TARGETDURATION" => {
+                    target_duration = Some(
+                        value
+                            .parse::<f64>()
+                            .with_context(|| format!("bad EXT-X-TARGETDURATION {value:?}"))?,
+                    );
+                }
+                "EXT-X-MEDIA-SEQUENCE" => {
+                    msn = value
+                        .parse()
+                        .with_context(|| format!("bad EXT-X-MEDIA-SEQUENCE {value:?}"))?;
+                }
+                "EXT-X-SKIP" => {
+                    let skipped: u64 = attribute(value, "SKIPPED-SEGMENTS")
+                        .and_then(|v| v.parse().ok())
+                        .context("bad EXT-X-SKIP")?;
+                    msn += skipped;
+                }
+                "EXT-X-PART-INF" => {
+                    playlist.part_target = Some(
+                        attribute(value, "PART-TARGET")
+                            .and_then(|v| v.parse().ok())
+                            .context("bad EXT-X-PART-INF")?,
+                    );
+                }
+                "EXT-X-MAP" if playlist.map.is_none() => {
+                    playlist.map = Some(attribute(value, "URI").context("EXT-X-MAP without URI")?);
+                }
+                "EXT-X-PART" => {
+                    let uri = attribute(value, "URI").context("EXT-X-PART without URI")?;
+                    playlist.parts.push(PartRef { msn, index, uri });
+                    index += 1;
+                }
+                "EXT-X-PRELOAD-HINT" if attribute(value, "TYPE").as_deref() == Some("PART") => {
+                    playlist.preload_hint = attribute(value, "URI");
+                }
+                "EXT-X-ENDLIST" => playlist.end_list = true,
+                _ => {}
+            }
+        }
+        playlist.target_duration = target_duration.context("no EXT-X-TARGETDURATION")?;
+        playlist.next_part = (msn, index);
+        Ok(playlist)
+    }
+
+    fn lists_part(&self, part: (u64, u32)) -> bool {
+        self.parts.iter().any(|p| (p.msn, p.index) == part)
+    }
+}
+
+/// The value of attribute `name` in an attribute list (`A=1,B="x,y"`), unquoted.
+fn attribute(list: &str, name: &str) -> Option<String> {
+    let mut rest = list;
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once('=')?;
+        let (value, next) = if let Some(quoted) = after.strip_prefix('"') {
+            let end = quoted.find('"')?;
+            let next = quoted[end + 1..]
+                .strip_prefix(',')
+                .unwrap_or(&quoted[end + 1..]);
+            (&quoted[..end], next)
+        } else {
+            after.split_once(',').unwrap_or((after, ""))
+        };
+        if key.trim() == name {
+            return Some(value.to_string());
+        }
+        rest = next;
+    }
+    None
+}
+
+/// `path` with a blocking-reload query for `(msn, part)` appended.
+fn blocking_reload_path(path: &str, (msn, part): (u64, u32)) -> String {
+    let separator = if path.contains('?') { '&' } else { '?' };
+    format!("{path}{separator}_HLS_msn={msn}&_HLS_part={part}")
+}
+
+/// One HLS player until an unrecoverable error (or cancellation at the deadline).
+async fn hls_session(target: &Arc<HttpTarget>, stats: &Arc<SessionStats>) -> Result<Never> {
+    let mut client = HlsClient {
+        target: target.clone(),
+        stats: stats.clone(),
+        playlist_conn: HttpConn::new(target.clone(), stats.clone()),
+        media_conn: HttpConn::new(target.clone(), stats.clone()),
+        consecutive_errors: 0,
+        init_fetched: false,
+    };
+    loop {
+        let Some(playlist) = client.playlist(&target.path).await? else {
+            tokio::time::sleep(RETRY_PAUSE).await;
+            continue;
+        };
+        if playlist.part_target.is_some() && !target.force_plain {
+            stats.mode.store(MODE_LL_HLS, Ordering::Relaxed);
+            client.low_latency(playlist).await?;
+        } else {
+            stats.mode.store(MODE_PLAIN_HLS, Ordering::Relaxed);
+            client.poll(playlist).await?;
+        }
+        // Back here after a failed request: start again from a plain playlist.
+        tokio::time::sleep(RETRY_PAUSE).await;
+    }
+}
+
+struct HlsClient {
+    target: Arc<HttpTarget>,
+    stats: Arc<SessionStats>,
+    playlist_conn: HttpConn,
+    media_conn: HttpConn,
+    consecutive_errors: u32,
+    init_fetched: bool,
+}
+
+impl HlsClient {
+    /// Counts a failed request; an error once there were too many in a row.
+    fn failed(&mut self, message: String) -> Result<()> {
+        self.consecutive_errors += 1;
+        if self.consecutive_errors >= MAX_CONSECUTIVE_ERRORS {
+            bail!("{MAX_CONSECUTIVE_ERRORS} failed requests in a row, the last: {message}");
+        }
+        self.stats.note_request_error(message);
+        Ok(())
+    }
+
+    /// Counts the answer to a media request; false if it failed.
+    fn media_answer(&mut self, path: &str, answer: &Answer) -> Result<bool> {
+        if answer.ok() {
+            self.consecutive_errors = 0;
+            self.stats.playing.store(true, Ordering::Relaxed);
+            Ok(true)
+        } else {
+            self.failed(answer.describe(path))?;
+            Ok(false)
+        }
+    }
+
+    /// GETs the playlist at `path`; `None` after a counted failure.
+    async fn playlist(&mut self, path: &str) -> Result<Option<Playlist>> {
+        let mut body = Vec::new();
+        SessionStats::add(&self.stats.playlist_requests, 1);
+        let answer = self
+            .playlist_conn
+            .get(path, Sink::Keep(&mut body, MAX_PLAYLIST))
+            .await?;
+        self.parse_playlist(path, &answer, &body)
+    }
+
+    fn parse_playlist(
+        &mut self,
+        path: &str,
+        answer: &Answer,
+        body: &[u8],
+    ) -> Result<Option<Playlist>> {
+        if !answer.ok() {
+            self.failed(answer.describe(path))?;
+            return Ok(None);
+        }
+        let parsed = std::str::from_utf8(body)
+            .context("not UTF-8")
+            .and_then(Playlist::parse);
+        match parsed {
+            Ok(playlist) => Ok(Some(playlist)),
+            Err(e) => {
+                self.failed(format!("GET {path}: {e:#}"))?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// GETs a media URI of the playlist on the media connection; false after a counted failure.
+    async fn media(&mut self, uri: &str) -> Result<bool> {
+        let path = self.target.resolve(&self.target.path, uri)?;
+        SessionStats::add(&self.stats.media_requests, 1);
+        let answer = self
+            .media_conn
+            .get(&path, Sink::Media(&self.stats.media_bytes))
+            .await?;
+        self.media_answer(&path, &answer)
+    }
+
+    /// GETs the init section once per session.
+    async fn init(&mut self, playlist: &Playlist) -> Result<bool> {
+        match &playlist.map {
+            Some(map) if !self.init_fetched => {
+                self.init_fetched = self.media(map).await?;
+                Ok(self.init_fetched)
+            }
+            _ => Ok(true),
+        }
+    }
+
+    /// Plain HLS: poll every half target duration, GET each new segment once. Returns after a
+    /// failed playlist request.
+    async fn poll(&mut self, mut playlist: Playlist) -> Result<()> {
+        if !self.init(&playlist).await? {
+            return Ok(());
+        }
+        // Start at the live edge: the last complete segment.
+        let mut next = playlist.segments.last().map_or(0, |(msn, _)| *msn);
+        loop {
+            let polled = tokio::time::Instant::now();
+            for (msn, uri) in &playlist.segments {
+                if *msn >= next {
+                    self.media(uri).await?;
+                    next = msn + 1;
+                }
+            }
+            let interval = Duration::from_secs_f64(playlist.target_duration / 2.0).max(MIN_POLL);
+            tokio::time::sleep_until(polled + interval).await;
+            let path = self.target.path.clone();
+            match self.playlist(&path).await? {
+                Some(p) => playlist = p,
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// LL-HLS: blocking playlist reloads, the preload-hinted part fetched alongside, and any
+    /// listed part not fetched yet. Returns after a failed playlist request.
+    async fn low_latency(&mut self, mut playlist: Playlist) -> Result<()> {
+        if !self.init(&playlist).await? {
+            return Ok(());
+        }
+        // Start at the live edge: the last listed part.
+        let mut last: Option<(u64, u32)> = None;
+        if let Some(part) = playlist.parts.last().cloned() {
+            if self.media(&part.uri).await? {
+                last = Some((part.msn, part.index));
+            }
+        }
+        loop {
+            let hinted = playlist.next_part;
+            let reload = blocking_reload_path(&self.target.path, hinted);
+            let hint_path = match &playlist.preload_hint {
+                Some(uri) => Some(self.target.resolve(&self.target.path, uri)?),
+                None => None,
+            };
+            SessionStats::add(&self.stats.playlist_requests, 1);
+            let (reloaded, hint_answer, new_playlist) = {
+                let playlist_conn = &mut self.playlist_conn;
+                let reload_fut = async {
+                    let mut body = Vec::new();
+                    let answer = playlist_conn
+                        .get(&reload, Sink::Keep(&mut body, MAX_PLAYLIST))
+                        .await?;
+                    anyhow::Ok((answer, body))
+                };
+                let media_conn = &mut self.media_conn;
+                let stats = &self.stats;
+                let hint_fut = async {
+                    match &hint_path {
+                        Some(path) => {
+                            SessionStats::add(&stats.media_requests, 1);
+                            Some(media_conn.get(path, Sink::Media(&stats.media_bytes)).await)
+                        }
+                        None => None,
+                    }
+                };
+                tokio::pin!(reload_fut, hint_fut);
+                let mut hint_answer = None;
+                let reloaded = loop {
+                    tokio::select! {
+                        reloaded = &mut reload_fut => break reloaded?,
+                        answer = &mut hint_fut, if hint_answer.is_none() => {
+                            hint_answer = Some(answer);
+                        }
+                    }
+                };
+                let new_playlist = if reloaded.0.ok() {
+                    std::str::from_utf8(&reloaded.1)
+                        .context("not UTF-8")
+                        .and_then(Playlist::parse)
+                        .ok()
+                } else {
+                    None
+                };
+                if hint_answer.is_none() {
+                    // The hinted part is listed: its answer is under way. Not listed: the
+                    // server cut a segment there and the part comes under another name.
+                    if new_playlist.as_ref().is_some_and(|p| p.lists_part(hinted)) {
+                        hint_answer = Some(hint_fut.await);
+                    }
+                }
+                (reloaded, hint_answer, new_playlist)
+            };
+            match (&hint_path, hint_answer) {
+                (Some(path), Some(Some(answer))) => {
+                    if self.media_answer(path, &answer?)? {
+                        last = Some(hinted);
+                    }
+                }
+                (Some(_), _) => {
+                    self.media_conn.close();
+                    SessionStats::add(&self.stats.abandoned_hints, 1);
+                }
+                (None, _) => {}
+            }
+            let Some(new_playlist) = new_playlist else {
+                // Counts the failure (a non-2xx answer or an unparsable playlist).
+                self.parse_playlist(&reload, &reloaded.0, &reloaded.1)?;
+                return Ok(());
+            };
+            playlist = new_playlist;
+            self.consecutive_errors = 0;
+            // Catch up on listed parts not fetched yet (none, usually).
+            let first_listed = playlist.parts.first().map(|p| (p.msn, p.index));
+            if last.is_none() || last < first_listed {
+                // Fell out of the window: jump to the live edge.
+                last = playlist
+                    .parts
+                    .len()
+                    .checked_sub(2)
+                    .map(|i| (playlist.parts[i].msn, playlist.parts[i].index));
+            }
+            let missing: Vec<PartRef> = playlist
+                .parts
+                .iter()
+                .filter(|p| Some((p.msn, p.index)) > last)
+                .cloned()
+                .collect();
+            for part in missing {
+                if self.media(&part.uri).await? {
+                    last = Some((part.msn, part.index));
+                }
+            }
+        }
+    }
+}
+
+// --- WebSocket MSE -----------------------------------------------------------------------------
+
+/// One MSE player: opening handshake, then count bytes until the server closes.
+async fn mse_session(target: &HttpTarget, index: usize, stats: &SessionStats) -> Result<Never> {
+    let mut stream = TcpStream::connect((target.host.as_str(), target.port))
+        .await
+        .context("connect")?;
+    stream.set_nodelay(true).context("set TCP_NODELAY")?;
+    SessionStats::add(&stats.connects, 1);
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: switchyard-loadtest\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        target.path,
+        target.authority,
+        websocket_key(index)
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .context("send opening handshake")?;
+    let mut buf = vec![0u8; READ_BUFFER];
+    let mut end = 0;
+    let (head, used) = loop {
+        if end == buf.len() {
+            bail!("response head longer than {} bytes", buf.len());
+        }
+        let n = read_some(&mut stream, &mut buf[end..])
+            .await
+            .context("opening handshake")?;
+        end += n;
+        if let Some(parsed) = parse_head(&buf[..end])? {
+            break parsed;
+        }
+    };
+    if head.status != 101 || !head.upgrade_websocket {
+        let body = String::from_utf8_lossy(&buf[used..end]);
+        bail!(
+            "opening handshake refused: {} {}",
+            head.status,
+            body.chars().take(ERROR_BODY_KEPT).collect::<String>()
+        );
+    }
+    stats.playing.store(true, Ordering::Relaxed);
+    SessionStats::add(&stats.media_bytes, (end - used) as u64);
+    loop {
+        let n = read_some(&mut stream, &mut buf)
+            .await
+            .context("during playback")?;
+        SessionStats::add(&stats.media_bytes, n as u64);
+    }
+}
+
+/// A `Sec-WebSocket-Key`: 16 bytes, base64 (RFC 6455, 4.1), different per session and run.
+fn websocket_key(index: usize) -> String {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let mut nonce = [0u8; 16];
+    let mut state = seed;
+    for chunk in nonce.chunks_mut(8) {
+        // splitmix64
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        chunk.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    base64(&nonce)
+}
+
+/// Standard base64 with padding (RFC 4648, 4).
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+// --- shared ------------------------------------------------------------------------------------
+
+/// Sums session outcomes into the fields that every report has.
+struct Tally {
+    playing: usize,
+    failed: usize,
+    bytes_total: u64,
+    bytes_max: u64,
+    /// Fewest bytes of a playing session (`u64::MAX` while none).
+    min: u64,
+    first_error: Option<(Instant, String)>,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Self {
+            playing: 0,
+            failed: 0,
+            bytes_total: 0,
+            bytes_max: 0,
+            min: u64::MAX,
+            first_error: None,
+        }
+    }
+
+    fn add(&mut self, bytes: u64, error: Option<(Instant, String)>) {
+        self.bytes_total += bytes;
+        match error {
+            None => {
+                self.playing += 1;
+                self.min = self.min.min(bytes);
+                self.bytes_max = self.bytes_max.max(bytes);
+            }
+            Some((when, message)) => {
+                self.failed += 1;
+                if self
+                    .first_error
+                    .as_ref()
+                    .is_none_or(|(first, _)| when < *first)
+                {
+                    self.first_error = Some((when, message));
+                }
+            }
+        }
+    }
+
+    fn bytes_min(&self) -> u64 {
+        if self.playing > 0 {
+            self.min
+        } else {
+            0
+        }
+    }
 }
 
 #[cfg(test)]

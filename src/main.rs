@@ -44,7 +44,9 @@ enum Command {
     Config,
     /// Play many sessions from a server and report what they received.
     Loadtest {
-        /// What to play, e.g. rtmp://127.0.0.1:1935/live/test
+        /// What to play: rtmp://127.0.0.1:1935/live/test (RTMP),
+        /// http://127.0.0.1:8080/hls/live/test/index.m3u8 (HLS: LL-HLS if the playlist has parts;
+        /// append #plain to poll it like a plain HLS player), ws://127.0.0.1:8080/mse/live/test (MSE)
         url: String,
         #[arg(long, default_value_t = 100)]
         sessions: usize,
@@ -91,7 +93,7 @@ fn main() -> std::process::ExitCode {
         } => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| {
-                rt.block_on(switchyard::loadtest::rtmp_play_load(
+                rt.block_on(switchyard::loadtest::run(
                     &url,
                     sessions,
                     Duration::from_secs(seconds),

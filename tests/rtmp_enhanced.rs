@@ -141,3 +141,39 @@ fn av1_round_trips_over_enhanced_rtmp() {
         "{frames} frames, {errors}"
     );
 }
+
+/// H.264 + Opus (Enhanced RTMP audio) comes out of HLS and MSE with an fMP4 `Opus` track
+/// (`dOps`), which ffmpeg decodes.
+#[test]
+fn opus_from_enhanced_rtmp_is_muxed_into_hls_and_mse() {
+    let server = Switchyard::start();
+    let args = [
+        "-c:v",
+        "libx264",
+        "-profile:v",
+        "baseline",
+        "-g",
+        "25",
+        "-x264-params",
+        "sliced-threads=0",
+    ];
+    let _publisher = ff9_publish(&server.rtmp_url("live/opus"), &args, true);
+    server.wait_for_stream("live/opus", true);
+    let url = server.api("/hls/live/opus/index.m3u8");
+    let streams = ffprobe_streams(&url);
+    assert!(
+        streams.iter().any(|s| s.starts_with("codec_name=opus")),
+        "{streams:?}"
+    );
+    let decode = ffmpeg_decode(&url, 4);
+    assert!(
+        decode.success && decode.errors.is_empty() && decode.video_frames >= 75,
+        "{decode:?}"
+    );
+
+    let (mut ws, _) = tungstenite::connect(format!("ws://{}/mse/live/opus", server.http)).unwrap();
+    let tungstenite::Message::Text(first) = ws.read().unwrap() else {
+        panic!("mime first")
+    };
+    assert!(first.as_str().contains(r#"avc1.42C01E,opus"#), "{first}");
+}

@@ -32,6 +32,8 @@ struct StreamInfo {
     frames_dropped: u64,
     uptime_secs: f64,
     started_at_unix: u64,
+    /// When the publisher started, in milliseconds since the Unix epoch.
+    started_at_unix_ms: u64,
 }
 
 #[derive(Serialize)]
@@ -110,6 +112,11 @@ impl From<StreamSnapshot> for StreamInfo {
                 .started_wall
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
+                .unwrap_or(0),
+            started_at_unix_ms: s
+                .started_wall
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
                 .unwrap_or(0),
         }
     }

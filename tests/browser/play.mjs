@@ -57,6 +57,10 @@ function sample() {
     state: p.state ?? null,
     mode: p.mode ?? null,
     errors: Array.isArray(p.errors) ? [...p.errors] : [],
+    // For glass-to-player latency: when this sample was taken, and (HLS) the program date
+    // time of the frame on screen.
+    wallClockMs: Date.now(),
+    playingDateMs: typeof p.playingDate === 'number' ? p.playingDate : null,
   };
 }
 

@@ -69,3 +69,47 @@ fn chromium_shows_a_clear_error_for_an_unknown_stream() {
     let errors = report["errors"].to_string();
     assert!(errors.contains("not found"), "{report}");
 }
+
+#[test]
+fn console_lists_streams_with_links_to_the_player() {
+    let server = Switchyard::start();
+    let _publisher = ffmpeg_publish(&server.rtmp_url("live/listed"), Encoding::Baseline, 25, 30);
+    server.wait_for_stream("live/listed", true);
+    let page = ureq::get(&server.api("/"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(
+        page.contains("/api/v1/streams"),
+        "the console reads the API"
+    );
+    let out = Command::new("node")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/browser/play.mjs"
+        ))
+        .arg(server.api("/"))
+        .arg("3")
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default(),
+    )
+    .unwrap();
+    assert_eq!(
+        report["consoleErrors"].as_array().map(Vec::len),
+        Some(0),
+        "{report}"
+    );
+    let text = report["bodyText"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("live/listed")
+            && text.contains("avc1.42C01E 640x360")
+            && text.contains("rtmp from 127.0.0.1"),
+        "{text}"
+    );
+}

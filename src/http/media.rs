@@ -1,4 +1,5 @@
-//! HTTP routes of the media outputs: HLS files, the MSE WebSocket, and the player page.
+//! HTTP routes of the media outputs (HLS files, the MSE WebSocket) and the pages: the console
+//! at `/` and the player at `/play/{name}`.
 
 use super::{ApiError, AppState};
 use crate::bus::{validate_name, Peer};
@@ -16,6 +17,7 @@ use switchyard_hls::{
     parse_request, parse_resource_name, PlaylistAnswer, PlaylistRequest, Resource,
 };
 
+const CONSOLE_PAGE: &str = include_str!("../console/index.html");
 const PLAYER_PAGE: &str = include_str!("../console/player.html");
 const HLS_JS: &[u8] = include_bytes!("../console/vendor/hls.min.js");
 
@@ -23,6 +25,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/hls/{*path}", get(hls_file))
         .route("/mse/{*name}", get(mse_socket))
+        .route("/", get(|| async { Html(CONSOLE_PAGE) }))
         .route("/play/{*name}", get(player_page))
         .route(
             "/assets/hls.min.js",

@@ -60,6 +60,7 @@ function sample() {
     // For glass-to-player latency: when this sample was taken, and (HLS) the program date
     // time of the frame on screen.
     wallClockMs: Date.now(),
+    bodyText: document.body ? document.body.innerText.slice(0, 4000) : '',
     playingDateMs: typeof p.playingDate === 'number' ? p.playingDate : null,
   };
 }

@@ -16,6 +16,13 @@ pub struct Config {
     pub hls: HlsSection,
     pub mse: MseSection,
     pub bus: BusSection,
+    pub pull: PullSection,
+    /// Pulls started at boot (`[[pulls]]` tables): `source` URL and local `name`.
+    pub pulls: Vec<PullEntry>,
+    /// Push rules (`[[pushes]]` tables): every stream whose name matches `stream` (`*` matches
+    /// within a path segment, e.g. `live/*`) is pushed to `url` (`{name}` is replaced by the
+    /// stream name).
+    pub pushes: Vec<PushRule>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -144,6 +151,41 @@ impl MseSection {
             write_timeout: std::time::Duration::from_secs(self.write_timeout_secs),
         }
     }
+}
+
+/// Retry policy of pulls and pushes: exponential backoff with jitter, bounded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PullSection {
+    /// First retry delay after a failure.
+    pub retry_min_ms: u64,
+    /// Upper bound of the retry delay.
+    pub retry_max_ms: u64,
+    /// Connecting (and the protocol's setup) must succeed within this time.
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for PullSection {
+    fn default() -> Self {
+        PullSection { retry_min_ms: 500, retry_max_ms: 30_000, connect_timeout_secs: 10 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullEntry {
+    pub source: String,
+    pub name: String,
+    /// Start only when a reader asks for `name` (and stop when the last one leaves).
+    #[serde(default)]
+    pub on_demand: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushRule {
+    pub stream: String,
+    pub url: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,5 +7,7 @@ pub mod inputs;
 pub mod loadtest;
 pub mod logging;
 pub mod outputs;
+pub mod pulls;
+pub mod pushes;
 pub mod rtmp;
 pub mod server;

@@ -1789,6 +1789,7 @@ impl Tally {
 mod tests {
     use super::*;
     use rml_rtmp::messages::RtmpMessage;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]
     fn parses_urls() {
@@ -1855,5 +1856,374 @@ mod tests {
             .unwrap();
         assert_eq!((report.sessions, report.playing, report.failed), (3, 0, 3));
         assert!(report.first_error.unwrap().contains("connect"));
+    }
+
+    const LL_PLAYLIST: &str = "#EXTM3U
+#EXT-X-VERSION:9
+#EXT-X-TARGETDURATION:2
+#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.600,HOLD-BACK=6.000
+#EXT-X-PART-INF:PART-TARGET=0.200
+#EXT-X-MEDIA-SEQUENCE:40
+#EXT-X-INDEPENDENT-SEGMENTS
+#EXT-X-MAP:URI=\"init.mp4\"
+#EXT-X-PROGRAM-DATE-TIME:2025-01-01T00:00:00.000Z
+#EXTINF:2.00000,
+seg40.m4s
+#EXT-X-PROGRAM-DATE-TIME:2025-01-01T00:00:02.000Z
+#EXT-X-PART:DURATION=0.20000,URI=\"part41.0.m4s\",INDEPENDENT=YES
+#EXT-X-PART:DURATION=0.20000,URI=\"part41.1.m4s\"
+#EXTINF:0.40000,
+seg41.m4s
+#EXT-X-PROGRAM-DATE-TIME:2025-01-01T00:00:02.400Z
+#EXT-X-PART:DURATION=0.20000,URI=\"part42.0.m4s\",INDEPENDENT=YES
+#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part42.1.m4s\"
+";
+
+    #[test]
+    fn parses_ll_hls_playlist() {
+        let p = Playlist::parse(LL_PLAYLIST).unwrap();
+        assert_eq!(p.target_duration, 2.0);
+        assert_eq!(p.part_target, Some(0.2));
+        assert_eq!(p.map.as_deref(), Some("init.mp4"));
+        assert_eq!(
+            p.segments,
+            vec![(40, "seg40.m4s".to_string()), (41, "seg41.m4s".to_string())]
+        );
+        let parts: Vec<(u64, u32, &str)> = p
+            .parts
+            .iter()
+            .map(|x| (x.msn, x.index, x.uri.as_str()))
+            .collect();
+        assert_eq!(
+            parts,
+            vec![
+                (41, 0, "part41.0.m4s"),
+                (41, 1, "part41.1.m4s"),
+                (42, 0, "part42.0.m4s")
+            ]
+        );
+        // The part after the last listed one, which the preload hint names.
+        assert_eq!(p.next_part, (42, 1));
+        assert_eq!(p.preload_hint.as_deref(), Some("part42.1.m4s"));
+        assert!(p.lists_part((41, 1)) && !p.lists_part((42, 1)));
+        assert!(!p.end_list);
+        assert_eq!(
+            blocking_reload_path("/hls/live/x/index.m3u8", p.next_part),
+            "/hls/live/x/index.m3u8?_HLS_msn=42&_HLS_part=1"
+        );
+        assert_eq!(
+            blocking_reload_path("/i.m3u8?token=a", (7, 0)),
+            "/i.m3u8?token=a&_HLS_msn=7&_HLS_part=0"
+        );
+    }
+
+    #[test]
+    fn next_part_after_a_segment_boundary_and_a_skip() {
+        // The segment just completed: no part of the next one yet.
+        let text = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-PART-INF:PART-TARGET=0.2\n\
+                    #EXT-X-MEDIA-SEQUENCE:5\n#EXT-X-SKIP:SKIPPED-SEGMENTS=3\n\
+                    #EXT-X-PART:DURATION=0.2,URI=\"a\"\n#EXTINF:0.2,\ns8\n";
+        let p = Playlist::parse(text).unwrap();
+        assert_eq!(p.segments, vec![(8, "s8".to_string())]);
+        assert_eq!(p.parts[0].msn, 8);
+        assert_eq!(p.next_part, (9, 0));
+        assert_eq!(p.preload_hint, None);
+    }
+
+    #[test]
+    fn parses_plain_hls_playlist() {
+        // As nginx-rtmp writes it.
+        let text = "#EXTM3U\r\n#EXT-X-VERSION:3\r\n#EXT-X-MEDIA-SEQUENCE:12\r\n\
+                    #EXT-X-TARGETDURATION:2\r\n#EXT-X-DISCONTINUITY\r\n#EXTINF:2.000,\r\n\
+                    bench-12.ts\r\n#EXTINF:2.000,\r\nbench-13.ts\r\n";
+        let p = Playlist::parse(text).unwrap();
+        assert_eq!(p.part_target, None);
+        assert_eq!(p.map, None);
+        assert_eq!(
+            p.segments,
+            vec![(12, "bench-12.ts".into()), (13, "bench-13.ts".into())]
+        );
+        assert_eq!(p.next_part, (14, 0));
+        assert!(Playlist::parse("#EXT-X-TARGETDURATION:2\n").is_err());
+        assert!(Playlist::parse("#EXTM3U\nseg.ts\n").is_err()); // no target duration
+        assert!(
+            Playlist::parse("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:x\n").is_err()
+        );
+        let ended = Playlist::parse("#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXT-X-ENDLIST\n").unwrap();
+        assert!(ended.end_list && ended.segments.is_empty());
+    }
+
+    #[test]
+    fn reads_attributes() {
+        let list = "TYPE=PART,URI=\"a,b=c.m4s\",BYTERANGE-START=3";
+        assert_eq!(attribute(list, "TYPE").as_deref(), Some("PART"));
+        assert_eq!(attribute(list, "URI").as_deref(), Some("a,b=c.m4s"));
+        assert_eq!(attribute(list, "BYTERANGE-START").as_deref(), Some("3"));
+        assert_eq!(attribute(list, "START"), None);
+        assert_eq!(attribute("URI=\"unclosed", "URI"), None);
+    }
+
+    #[test]
+    fn parses_http_urls_and_resolves_uris() {
+        let t = HttpTarget::parse("http://127.0.0.1:18081/hls/live/b/index.m3u8", "http").unwrap();
+        assert_eq!(
+            t,
+            HttpTarget {
+                host: "127.0.0.1".into(),
+                port: 18081,
+                authority: "127.0.0.1:18081".into(),
+                path: "/hls/live/b/index.m3u8".into(),
+                force_plain: false,
+            }
+        );
+        let base = t.path.as_str();
+        assert_eq!(
+            t.resolve(base, "part3.1.m4s").unwrap(),
+            "/hls/live/b/part3.1.m4s"
+        );
+        assert_eq!(t.resolve(base, "/x/seg.ts").unwrap(), "/x/seg.ts");
+        assert_eq!(
+            t.resolve(base, "http://127.0.0.1:18081/y/seg.ts?a=1")
+                .unwrap(),
+            "/y/seg.ts?a=1"
+        );
+        assert!(t.resolve(base, "http://other:18081/y.ts").is_err());
+        assert!(t.resolve(base, "https://127.0.0.1:18081/y.ts").is_err());
+        assert_eq!(t.resolve("/a/i.m3u8?x=/b/", "s.ts").unwrap(), "/a/s.ts");
+
+        let t = HttpTarget::parse("HTTP://[::1]/live.m3u8?k=v#plain", "http").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("::1", 80));
+        assert_eq!(t.path, "/live.m3u8?k=v");
+        assert!(t.force_plain);
+        let t = HttpTarget::parse("ws://h:8080?x", "ws").unwrap();
+        assert_eq!((t.authority.as_str(), t.path.as_str()), ("h:8080", "/?x"));
+        for bad in [
+            "rtmp://h/a/b",
+            "http://",
+            "http://:80/x",
+            "http://h:port/x",
+            "http://u@h/x",
+            "http://h/x#other",
+        ] {
+            assert!(HttpTarget::parse(bad, "http").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn parses_response_heads() {
+        assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Le").unwrap(), None);
+        let text =
+            b"HTTP/1.1 200 OK\r\ncontent-type: video/mp4\r\nContent-Length: 1234\r\n\r\nBODY";
+        let (head, n) = parse_head(text).unwrap().unwrap();
+        assert_eq!(n, text.len() - 4);
+        assert_eq!(
+            head,
+            Head {
+                status: 200,
+                body: BodyLength::Length(1234),
+                keep_alive: true,
+                upgrade_websocket: false
+            }
+        );
+        let (head, _) = parse_head(
+            b"HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: gzip, chunked\r\n\
+              Content-Length: 5\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (head.status, head.body, head.keep_alive),
+            (503, BodyLength::Chunked, false)
+        );
+        let (head, _) = parse_head(b"HTTP/1.0 200 OK\r\n\r\n").unwrap().unwrap();
+        assert_eq!(
+            (head.body, head.keep_alive),
+            (BodyLength::UntilClose, false)
+        );
+        let (head, _) = parse_head(b"HTTP/1.0 204 No Content\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!((head.body, head.keep_alive), (BodyLength::Empty, true));
+        let (head, _) = parse_head(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\
+              Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n\x81\x05",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (head.status, head.body, head.upgrade_websocket),
+            (101, BodyLength::Empty, true)
+        );
+        for bad in [
+            &b"HTTP/2 200\r\n\r\n"[..],
+            b"HTTP/1.1 20 OK\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nno colon\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+        ] {
+            assert!(parse_head(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        assert!(parse_head(&vec![b'a'; MAX_HEAD + 1]).is_err());
+    }
+
+    #[test]
+    fn decodes_chunked_bodies_split_anywhere() {
+        let wire =
+            b"4;ext=1\r\nWiki\r\n10\r\npedia in\r\n\r\nchunks.\r\n0\r\nX-Trailer: 1\r\n\r\nNEXT";
+        let body_end = wire.len() - 4;
+        for split in 0..=wire.len() {
+            for step in [1, 3, wire.len()] {
+                let mut decoder = ChunkedDecoder::default();
+                let mut body = Vec::new();
+                let mut consumed = 0;
+                // First the bytes before `split`, then the rest in pieces of `step`.
+                let mut pieces = vec![&wire[..split]];
+                pieces.extend(wire[split..].chunks(step));
+                for piece in pieces {
+                    if decoder.is_done() {
+                        break;
+                    }
+                    consumed += decoder
+                        .feed(piece, &mut |d: &[u8]| body.extend_from_slice(d))
+                        .unwrap();
+                }
+                assert!(decoder.is_done(), "split {split} step {step}");
+                assert_eq!(consumed, body_end, "split {split} step {step}");
+                assert_eq!(body, b"Wikipedia in\r\n\r\nchunks.");
+            }
+        }
+        for bad in [&b"zz\r\n"[..], b"2\r\nabX\r\n", b"-1\r\n"] {
+            let mut decoder = ChunkedDecoder::default();
+            assert!(decoder.feed(bad, &mut |_: &[u8]| {}).is_err());
+        }
+    }
+
+    #[test]
+    fn websocket_keys_are_base64_of_16_bytes() {
+        // RFC 6455, 4.1 / 1.3: the nonce "the sample nonce".
+        assert_eq!(base64(b"the sample nonce"), "dGhlIHNhbXBsZSBub25jZQ==");
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        let (a, b) = (websocket_key(0), websocket_key(1));
+        assert_eq!(a.len(), 24);
+        assert!(a.ends_with("=="));
+        assert_ne!(a, b);
+    }
+
+    #[tokio::test]
+    async fn dispatches_by_scheme() {
+        for bad in ["https://h/x.m3u8", "wss://h/mse/x", "ftp://h/x", "nothing"] {
+            assert!(
+                run(bad, 1, Duration::from_millis(10)).await.is_err(),
+                "{bad}"
+            );
+        }
+        // Nothing listens on port 1: every session fails at connect.
+        for url in [
+            "http://127.0.0.1:1/hls/x/index.m3u8",
+            "ws://127.0.0.1:1/mse/x",
+        ] {
+            let LoadReport::Http(report) = run(url, 2, Duration::from_millis(200)).await.unwrap()
+            else {
+                panic!("not an HTTP report");
+            };
+            assert_eq!((report.sessions, report.playing, report.failed), (2, 0, 2));
+            assert!(report.first_error.unwrap().contains("connect"), "{url}");
+        }
+        let LoadReport::Rtmp(report) =
+            run("rtmp://127.0.0.1:1/live/x", 1, Duration::from_millis(200))
+                .await
+                .unwrap()
+        else {
+            panic!("not an RTMP report");
+        };
+        assert_eq!(report.failed, 1);
+    }
+
+    /// A tiny HTTP server on loopback: answers each request on a connection with the next of
+    /// `answers` (closing the connection where an answer is `None`).
+    async fn serve(
+        answers: Vec<Option<&'static [u8]>>,
+    ) -> (u16, tokio::task::JoinHandle<Vec<String>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let mut requests = Vec::new();
+            let mut answers = answers.into_iter();
+            'connections: loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut buf = Vec::new();
+                loop {
+                    let mut chunk = [0u8; 1024];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        let n = socket.read(&mut chunk).await.unwrap();
+                        if n == 0 {
+                            continue 'connections;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    let request = String::from_utf8(buf.drain(..end).collect()).unwrap();
+                    requests.push(request.lines().next().unwrap().to_string());
+                    match answers.next() {
+                        Some(Some(answer)) => socket.write_all(answer).await.unwrap(),
+                        Some(None) => continue 'connections,
+                        None => return requests,
+                    }
+                }
+            }
+        });
+        (port, task)
+    }
+
+    #[tokio::test]
+    async fn http_client_keeps_alive_reads_bodies_and_reconnects() {
+        let (port, server) = serve(vec![
+            Some(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"),
+            Some(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"),
+            // Closed before answering: a keep-alive timeout; the client retries on a new one.
+            None,
+            Some(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found"),
+            Some(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+        ])
+        .await;
+        let target =
+            Arc::new(HttpTarget::parse(&format!("http://127.0.0.1:{port}/"), "http").unwrap());
+        let stats = Arc::new(SessionStats::default());
+        let mut conn = HttpConn::new(target, stats.clone());
+        let mut body = Vec::new();
+        let answer = conn.get("/a", Sink::Keep(&mut body, 100)).await.unwrap();
+        assert!(answer.ok());
+        assert_eq!(body, b"hello");
+        let answer = conn
+            .get("/b", Sink::Media(&stats.media_bytes))
+            .await
+            .unwrap();
+        assert!(answer.ok());
+        assert_eq!(SessionStats::get(&stats.media_bytes), 3);
+        let answer = conn
+            .get("/c", Sink::Media(&stats.media_bytes))
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 404);
+        assert_eq!(answer.describe("/c"), "GET /c: 404 not found");
+        assert_eq!(SessionStats::get(&stats.media_bytes), 3);
+        let mut body = Vec::new();
+        assert!(conn.get("/d", Sink::Keep(&mut body, 1)).await.is_err()); // over the limit
+        drop(conn);
+        assert_eq!(SessionStats::get(&stats.connects), 2);
+        assert_eq!(
+            server.await.unwrap(),
+            [
+                "GET /a HTTP/1.1",
+                "GET /b HTTP/1.1",
+                "GET /c HTTP/1.1",
+                "GET /c HTTP/1.1",
+                "GET /d HTTP/1.1"
+            ]
+        );
     }
 }

@@ -4,6 +4,8 @@
 mod api;
 mod media;
 mod metrics;
+mod pulls;
+mod pushes;
 
 use crate::bus::Registry;
 use crate::config::Config;
@@ -23,6 +25,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     pub hls: HlsOutputs,
     pub mse: MseSettings,
+    pub pulls: Arc<crate::pulls::PullManager>,
+    pub pushes: Arc<crate::pushes::PushManager>,
     pub shutdown: CancellationToken,
 }
 
@@ -31,6 +35,8 @@ impl AppState {
         AppState {
             hls: HlsOutputs::new(registry.clone(), config.hls.to_settings(), shutdown.clone()),
             mse: config.mse.to_settings(),
+            pulls: Arc::new(crate::pulls::PullManager::new(registry.clone(), config, shutdown.clone())),
+            pushes: Arc::new(crate::pushes::PushManager::new(registry.clone(), config, shutdown.clone())),
             registry,
             metrics: Arc::new(metrics::Metrics::new()),
             shutdown,
@@ -45,7 +51,7 @@ pub fn router(state: AppState) -> Router {
             get(|| async { Json(serde_json::json!({ "status": "ok" })) }),
         )
         .route("/metrics", get(metrics::render))
-        .nest("/api/v1", api::routes())
+        .nest("/api/v1", api::routes().merge(pulls::routes()).merge(pushes::routes()))
         .merge(media::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(|| async {

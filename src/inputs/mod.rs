@@ -1,3 +1,4 @@
 //! Inputs: each turns a network protocol into a bus [`Publisher`](crate::bus::Publisher).
 
 pub mod rtmp;
+pub mod rtsp_pull;

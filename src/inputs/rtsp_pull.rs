@@ -1,0 +1,1 @@
+//! RTSP pull input (being written).

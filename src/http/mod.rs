@@ -35,8 +35,16 @@ impl AppState {
         AppState {
             hls: HlsOutputs::new(registry.clone(), config.hls.to_settings(), shutdown.clone()),
             mse: config.mse.to_settings(),
-            pulls: Arc::new(crate::pulls::PullManager::new(registry.clone(), config, shutdown.clone())),
-            pushes: Arc::new(crate::pushes::PushManager::new(registry.clone(), config, shutdown.clone())),
+            pulls: Arc::new(crate::pulls::PullManager::new(
+                registry.clone(),
+                config,
+                shutdown.clone(),
+            )),
+            pushes: Arc::new(crate::pushes::PushManager::new(
+                registry.clone(),
+                config,
+                shutdown.clone(),
+            )),
             registry,
             metrics: Arc::new(metrics::Metrics::new()),
             shutdown,
@@ -51,7 +59,11 @@ pub fn router(state: AppState) -> Router {
             get(|| async { Json(serde_json::json!({ "status": "ok" })) }),
         )
         .route("/metrics", get(metrics::render))
-        .nest("/api/v1", api::routes().merge(pulls::routes()).merge(pushes::routes()))
+        .nest(
+            "/api/v1",
+            api::routes().merge(pulls::routes()).merge(pushes::routes()),
+        )
+        .nest("/rest-api/push", pushes::wcs_routes())
         .merge(media::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(|| async {

@@ -87,16 +87,164 @@ pub fn chunk_message(
     out.freeze()
 }
 
+/// An FLV message for the RTMP wire: what both players and pushes send.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FlvMessage {
+    /// `onMetaData` (FLV spec E.5) describing the tracks.
+    Metadata(HashMap<String, Amf0Value>),
+    /// A video message body (a sequence header here; frames go through [`FlvMapper::frame`]).
+    Video {
+        timestamp: u32,
+        body: Bytes,
+    },
+    Audio {
+        timestamp: u32,
+        body: Bytes,
+    },
+}
+
+/// A frame as an FLV message: its kind, timestamp and tag header; the body is the header
+/// followed by the frame's data.
+pub struct FlvFrame {
+    pub kind: MediaKind,
+    pub timestamp: u32,
+    pub header: switchyard_flv::TagHeader,
+}
+
+/// Maps a reader's events onto FLV messages: sequence headers and metadata when tracks
+/// change, frames from the first keyframe on, in milliseconds on the stream's clock.
+pub struct FlvMapper {
+    tracks: Arc<TrackSet>,
+    /// Video frames are held back until the first keyframe, so a decoder never starts on a
+    /// frame it cannot decode.
+    waiting_for_keyframe: bool,
+    last_timestamp: u32,
+    /// Whether Opus goes out (Enhanced RTMP). Many RTMP servers and CDNs cannot take it.
+    pub carry_opus: bool,
+}
+
+impl Default for FlvMapper {
+    fn default() -> Self {
+        FlvMapper {
+            tracks: Arc::default(),
+            waiting_for_keyframe: true,
+            last_timestamp: 0,
+            carry_opus: true,
+        }
+    }
+}
+
+impl FlvMapper {
+    pub fn tracks(&self) -> &Arc<TrackSet> {
+        &self.tracks
+    }
+
+    fn carries(&self, codec: &CodecConfig) -> bool {
+        self.carry_opus || !matches!(codec, CodecConfig::Opus { .. })
+    }
+
+    /// The messages a track change calls for (nothing if no carried codec changed).
+    pub fn on_tracks(&mut self, tracks: Arc<TrackSet>) -> Vec<FlvMessage> {
+        let old = std::mem::replace(&mut self.tracks, tracks);
+        let new = &self.tracks;
+        let video_changed = new.video().map(|t| &t.codec) != old.video().map(|t| &t.codec);
+        let audio_changed = new.audio().map(|t| &t.codec) != old.audio().map(|t| &t.codec);
+        if !(video_changed || audio_changed) {
+            return Vec::new();
+        }
+        let mut out = vec![FlvMessage::Metadata(self.metadata())];
+        let timestamp = self.last_timestamp;
+        if let Some(body) = new.video().and_then(|t| video_sequence_header(&t.codec)) {
+            out.push(FlvMessage::Video { timestamp, body });
+            if video_changed {
+                self.waiting_for_keyframe = true;
+            }
+        }
+        if let Some(body) = new
+            .audio()
+            .filter(|t| self.carries(&t.codec))
+            .and_then(|t| audio_sequence_header(&t.codec))
+        {
+            out.push(FlvMessage::Audio { timestamp, body });
+        }
+        out
+    }
+
+    /// The frame as an FLV message, or `None` if it is not sent (before the first keyframe, a
+    /// codec FLV cannot carry, an unknown track).
+    pub fn frame(&mut self, frame: &BusFrame) -> Option<FlvFrame> {
+        let track = self.tracks.get(frame.frame.track)?;
+        let kind = track.kind();
+        if kind == MediaKind::Video {
+            if self.waiting_for_keyframe && !frame.starts_gop {
+                return None;
+            }
+            self.waiting_for_keyframe = false;
+        }
+        if !self.carries(&track.codec) {
+            return None;
+        }
+        let f = &frame.frame;
+        let clock = track.clock_rate;
+        let header = match kind {
+            MediaKind::Video => {
+                let cts = rescale(f.pts - f.dts, clock, 1000).clamp(0, 0x7f_ffff) as i32;
+                video_frame_header(&track.codec, f.keyframe, cts)?
+            }
+            MediaKind::Audio => audio_frame_header(&track.codec)?,
+        };
+        let timestamp = rescale(f.dts, clock, 1000) as u32;
+        self.last_timestamp = timestamp;
+        Some(FlvFrame {
+            kind,
+            timestamp,
+            header,
+        })
+    }
+
+    fn metadata(&self) -> HashMap<String, Amf0Value> {
+        let mut props = HashMap::new();
+        if let Some(v) = self.tracks.video() {
+            if let Some((w, h)) = v.codec.resolution() {
+                props.insert("width".to_string(), Amf0Value::Number(w as f64));
+                props.insert("height".to_string(), Amf0Value::Number(h as f64));
+            }
+            let id = match v.codec {
+                CodecConfig::H264(_) => Amf0Value::Number(7.0),
+                _ => Amf0Value::Utf8String(v.codec.rfc6381_codec()),
+            };
+            props.insert("videocodecid".to_string(), id);
+        }
+        if let Some(a) = self.tracks.audio().filter(|a| self.carries(&a.codec)) {
+            let id = match a.codec {
+                CodecConfig::Aac(_) => 10.0,
+                CodecConfig::G711 {
+                    law: switchyard_media::G711Law::ALaw,
+                    ..
+                } => 7.0,
+                CodecConfig::G711 { .. } => 8.0,
+                _ => 9.0,
+            };
+            props.insert("audiocodecid".to_string(), Amf0Value::Number(id));
+            props.insert(
+                "audiosamplerate".to_string(),
+                Amf0Value::Number(a.clock_rate as f64),
+            );
+        }
+        props.insert(
+            "encoder".to_string(),
+            Amf0Value::Utf8String(concat!("switchyard ", env!("CARGO_PKG_VERSION")).to_string()),
+        );
+        props
+    }
+}
+
 /// One RTMP player: turns its reader's events into chunk bytes.
 pub struct RtmpPlayer {
     reader: Reader,
     stream_id: u32,
     chunk_size: usize,
-    tracks: Arc<TrackSet>,
-    /// Video frames are held back until the first keyframe, so a player's decoder never starts
-    /// on a frame it cannot decode.
-    waiting_for_keyframe: bool,
-    last_timestamp: u32,
+    mapper: FlvMapper,
     last_loss_log: Option<Instant>,
     lost_since_log: u64,
 }
@@ -114,9 +262,7 @@ impl RtmpPlayer {
             reader,
             stream_id,
             chunk_size: chunk_size as usize,
-            tracks: Arc::default(),
-            waiting_for_keyframe: true,
-            last_timestamp: 0,
+            mapper: FlvMapper::default(),
             last_loss_log: None,
             lost_since_log: 0,
         }
@@ -150,7 +296,11 @@ impl RtmpPlayer {
 
     fn encode(&mut self, event: ReaderEvent, out: &mut Vec<Bytes>) {
         match event {
-            ReaderEvent::Tracks(tracks) => self.on_tracks(tracks, out),
+            ReaderEvent::Tracks(tracks) => {
+                for message in self.mapper.on_tracks(tracks) {
+                    out.push(self.chunk(message));
+                }
+            }
             ReaderEvent::Frame(frame) => self.on_frame(&frame, out),
             ReaderEvent::Lost { frames } => {
                 self.lost_since_log += frames;
@@ -166,138 +316,60 @@ impl RtmpPlayer {
         }
     }
 
-    fn on_tracks(&mut self, tracks: Arc<TrackSet>, out: &mut Vec<Bytes>) {
-        let old = std::mem::replace(&mut self.tracks, tracks);
-        let new = &self.tracks;
-        let video_changed = new.video().map(|t| &t.codec) != old.video().map(|t| &t.codec);
-        let audio_changed = new.audio().map(|t| &t.codec) != old.audio().map(|t| &t.codec);
-        if !(video_changed || audio_changed) {
-            return;
-        }
-        out.push(self.metadata());
-        let ts = self.last_timestamp;
-        if let Some(body) = new.video().and_then(|t| video_sequence_header(&t.codec)) {
-            out.push(chunk_message(
-                VIDEO_CSID,
-                MSG_VIDEO,
-                self.stream_id,
-                ts,
-                &[&body],
-                self.chunk_size,
-            ));
-            if video_changed {
-                self.waiting_for_keyframe = true;
+    fn chunk(&self, message: FlvMessage) -> Bytes {
+        let (csid, msg_type, timestamp, body) = match message {
+            FlvMessage::Metadata(props) => {
+                let values = vec![
+                    Amf0Value::Utf8String("onMetaData".to_string()),
+                    Amf0Value::Object(props),
+                ];
+                let body = Bytes::from(rml_amf0::serialize(&values).unwrap_or_default());
+                // Timestamp 0: ffmpeg's FLV reader takes `onMetaData` at any other time for a data stream.
+                (DATA_CSID, MSG_DATA_AMF0, 0, body)
             }
-        }
-        if let Some(body) = new.audio().and_then(|t| audio_sequence_header(&t.codec)) {
-            out.push(chunk_message(
-                AUDIO_CSID,
-                MSG_AUDIO,
-                self.stream_id,
-                ts,
-                &[&body],
-                self.chunk_size,
-            ));
-        }
-    }
-
-    fn on_frame(&mut self, frame: &Arc<BusFrame>, out: &mut Vec<Bytes>) {
-        let Some(track) = self.tracks.get(frame.frame.track) else {
-            return;
+            FlvMessage::Video { timestamp, body } => (VIDEO_CSID, MSG_VIDEO, timestamp, body),
+            FlvMessage::Audio { timestamp, body } => (AUDIO_CSID, MSG_AUDIO, timestamp, body),
         };
-        let kind = track.kind();
-        if kind == MediaKind::Video {
-            if self.waiting_for_keyframe && !frame.starts_gop {
-                return;
-            }
-            self.waiting_for_keyframe = false;
-        }
-        let codec = &track.codec;
-        let clock = track.clock_rate;
-        let encode = |f: &switchyard_media::Frame| -> Option<Bytes> {
-            let timestamp = rescale(f.dts, clock, 1000) as u32;
-            let ((header, n), csid, msg_type) = match kind {
-                MediaKind::Video => {
-                    let cts = rescale(f.pts - f.dts, clock, 1000).clamp(0, 0x7f_ffff) as i32;
-                    (
-                        video_frame_header(codec, f.keyframe, cts)?,
-                        VIDEO_CSID,
-                        MSG_VIDEO,
-                    )
-                }
-                MediaKind::Audio => (audio_frame_header(codec)?, AUDIO_CSID, MSG_AUDIO),
-            };
-            Some(chunk_message(
-                csid,
-                msg_type,
-                self.stream_id,
-                timestamp,
-                &[&header[..n], &f.data],
-                self.chunk_size,
-            ))
-        };
-        let bytes = if self.stream_id == SHARED_STREAM_ID {
-            // Codecs FLV cannot carry encode to an empty buffer, shared like any other.
-            frame
-                .encoded(EncodedSlot::RtmpChunks, |f| encode(f).unwrap_or_default())
-                .clone()
-        } else {
-            encode(&frame.frame).unwrap_or_default()
-        };
-        if !bytes.is_empty() {
-            self.last_timestamp = rescale(frame.frame.dts, clock, 1000) as u32;
-            out.push(bytes);
-        }
-    }
-
-    /// `onMetaData` (FLV spec E.5) describing the current tracks.
-    fn metadata(&self) -> Bytes {
-        let mut props = HashMap::new();
-        if let Some(v) = self.tracks.video() {
-            if let Some((w, h)) = v.codec.resolution() {
-                props.insert("width".to_string(), Amf0Value::Number(w as f64));
-                props.insert("height".to_string(), Amf0Value::Number(h as f64));
-            }
-            let id = match v.codec {
-                CodecConfig::H264(_) => Amf0Value::Number(7.0),
-                _ => Amf0Value::Utf8String(v.codec.rfc6381_codec()),
-            };
-            props.insert("videocodecid".to_string(), id);
-        }
-        if let Some(a) = self.tracks.audio() {
-            let id = match a.codec {
-                CodecConfig::Aac(_) => 10.0,
-                CodecConfig::G711 {
-                    law: switchyard_media::G711Law::ALaw,
-                    ..
-                } => 7.0,
-                CodecConfig::G711 { .. } => 8.0,
-                _ => 9.0,
-            };
-            props.insert("audiocodecid".to_string(), Amf0Value::Number(id));
-            props.insert(
-                "audiosamplerate".to_string(),
-                Amf0Value::Number(a.clock_rate as f64),
-            );
-        }
-        props.insert(
-            "encoder".to_string(),
-            Amf0Value::Utf8String(concat!("switchyard ", env!("CARGO_PKG_VERSION")).to_string()),
-        );
-        let values = vec![
-            Amf0Value::Utf8String("onMetaData".to_string()),
-            Amf0Value::Object(props),
-        ];
-        let body = rml_amf0::serialize(&values).unwrap_or_default();
-        // Timestamp 0: ffmpeg's FLV reader takes `onMetaData` at any other time for a data stream.
         chunk_message(
-            DATA_CSID,
-            MSG_DATA_AMF0,
+            csid,
+            msg_type,
             self.stream_id,
-            0,
+            timestamp,
             &[&body],
             self.chunk_size,
         )
+    }
+
+    fn on_frame(&mut self, frame: &Arc<BusFrame>, out: &mut Vec<Bytes>) {
+        let Some(FlvFrame {
+            kind,
+            timestamp,
+            header: (header, n),
+        }) = self.mapper.frame(frame)
+        else {
+            return;
+        };
+        let (csid, msg_type) = match kind {
+            MediaKind::Video => (VIDEO_CSID, MSG_VIDEO),
+            MediaKind::Audio => (AUDIO_CSID, MSG_AUDIO),
+        };
+        let (stream_id, chunk_size) = (self.stream_id, self.chunk_size);
+        let encode = |f: &switchyard_media::Frame| {
+            chunk_message(
+                csid,
+                msg_type,
+                stream_id,
+                timestamp,
+                &[&header[..n], &f.data],
+                chunk_size,
+            )
+        };
+        let bytes = if stream_id == SHARED_STREAM_ID {
+            frame.encoded(EncodedSlot::RtmpChunks, encode).clone()
+        } else {
+            encode(&frame.frame)
+        };
+        out.push(bytes);
     }
 }
 

@@ -5,6 +5,8 @@
 //! FLV bodies are ours. A stream `rtmp://HOST/{app}/{key}` is the bus name `app/key`; a query
 //! string on the key (`key?token=...`, as OBS and CDNs use) is not part of the name.
 
+pub mod client;
+
 use crate::bus::{Peer, Registry};
 use crate::config::RtmpConfig;
 use crate::inputs::rtmp::RtmpIngest;

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod nginx;
 pub mod rtmp_client;
 
 /// A running server; killed (SIGKILL) on drop unless stopped first.

@@ -1,0 +1,285 @@
+//! RTMP pushes to a CDN: nginx with the RTMP module receives them; ffprobe reads them back
+//! from nginx.
+
+mod support;
+
+use std::time::{Duration, Instant};
+use support::nginx::Nginx;
+use support::*;
+
+fn post(server: &Switchyard, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let r = ureq::post(&server.api(path))
+        .set("content-type", "application/json")
+        .send_string(body);
+    match r {
+        Ok(r) => (r.status(), r.into_json().unwrap_or(serde_json::Value::Null)),
+        Err(ureq::Error::Status(code, r)) => {
+            (code, r.into_json().unwrap_or(serde_json::Value::Null))
+        }
+        Err(e) => panic!("POST {path}: {e}"),
+    }
+}
+
+/// Waits until push `id` reaches `state`; returns its info.
+fn wait_push_state(
+    server: &Switchyard,
+    id: &str,
+    state: &str,
+    timeout: Duration,
+) -> serde_json::Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (status, info) = server.get_json(&format!("/api/v1/pushes/{id}"));
+        assert_eq!(status, 200, "{info}");
+        if info["state"] == state {
+            return info;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "push never became {state}: {info}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// ffprobe's streams at `url`, retried while the push gets there.
+fn probe_until(url: &str, want: &[&str]) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // ffmpeg takes `rtmp://h/live/a/b` as application `live/a`; name the application.
+    let app = url.split('/').nth(3).unwrap();
+    let key = url.splitn(5, '/').nth(4).unwrap();
+    loop {
+        let out = std::process::Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-rw_timeout",
+                "3000000",
+                "-rtmp_app",
+                app,
+                "-rtmp_playpath",
+                key,
+            ])
+            .args([
+                "-show_entries",
+                "stream=codec_name,profile,width,height",
+                "-of",
+                "compact=p=0",
+                url,
+            ])
+            .output()
+            .unwrap();
+        let streams: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        if want
+            .iter()
+            .all(|w| streams.iter().any(|s| s.starts_with(w)))
+        {
+            return streams;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} never had {want:?}: {streams:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn push_to_nginx_survives_an_nginx_restart() {
+    let mut nginx = Nginx::start();
+    let server = Switchyard::start_with_config("[pull]\nretry_min_ms = 200\nretry_max_ms = 1000\n");
+    let _publisher = ffmpeg_publish(&server.rtmp_url("live/src"), Encoding::HighBFrames, 25, 90);
+    server.wait_for_stream("live/src", true);
+    let (status, created) = post(
+        &server,
+        "/api/v1/pushes",
+        &format!(r#"{{"stream": "live/src", "url": "{}"}}"#, nginx.url("cdn")),
+    );
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    wait_push_state(&server, &id, "running", Duration::from_secs(10));
+    let streams = probe_until(
+        &nginx.url("cdn"),
+        &[
+            "codec_name=h264|profile=High|width=640|height=360",
+            "codec_name=aac",
+        ],
+    );
+    assert_eq!(streams.len(), 2, "{streams:?}");
+    // nginx starts its players at the next keyframe, so up to a second of the 3 is not video.
+    let decode = ffmpeg_decode(&nginx.url("cdn"), 4);
+    assert!(
+        decode.success && decode.errors.is_empty() && decode.video_frames >= 55,
+        "{decode:?}"
+    );
+
+    nginx.stop();
+    let info = wait_push_state(&server, &id, "retrying", Duration::from_secs(10));
+    assert!(info["last_error"].is_string(), "{info}");
+    nginx.restart();
+    let info = wait_push_state(&server, &id, "running", Duration::from_secs(15));
+    assert!(info["reconnects"].as_u64().unwrap() >= 1, "{info}");
+    probe_until(&nginx.url("cdn"), &["codec_name=h264", "codec_name=aac"]);
+    let decode = ffmpeg_decode(&nginx.url("cdn"), 4);
+    assert!(
+        decode.success && decode.errors.is_empty() && decode.video_frames >= 55,
+        "{decode:?}"
+    );
+    let (_, info) = server.get_json(&format!("/api/v1/pushes/{id}"));
+    assert!(info["bytes_sent"].as_u64().unwrap() > 100_000, "{info}");
+
+    let deleted = ureq::delete(&server.api(&format!("/api/v1/pushes/{id}")))
+        .call()
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    assert_eq!(server.get_json(&format!("/api/v1/pushes/{id}")).0, 404);
+}
+
+#[test]
+fn wcs_push_routes_start_list_and_terminate() {
+    let nginx = Nginx::start();
+    let server = Switchyard::start();
+    let _publisher = ffmpeg_publish(&server.rtmp_url("live/wcs"), Encoding::Baseline, 25, 60);
+    server.wait_for_stream("live/wcs", true);
+    let (status, started) = post(
+        &server,
+        "/rest-api/push/startup",
+        &format!(
+            r#"{{"streamName": "live/wcs", "rtmpUrl": "{}"}}"#,
+            nginx.url("wcs")
+        ),
+    );
+    assert_eq!(status, 200, "{started}");
+    assert_eq!(started["streamName"], "live/wcs");
+    let (_, all) = post(&server, "/rest-api/push/find_all", "{}");
+    assert_eq!(all.as_array().map(Vec::len), Some(1), "{all}");
+    assert_eq!(all[0]["mediaSessionId"], started["mediaSessionId"]);
+    probe_until(&nginx.url("wcs"), &["codec_name=h264", "codec_name=aac"]);
+    let (status, _) = post(
+        &server,
+        "/rest-api/push/terminate",
+        &format!(r#"{{"mediaSessionId": {}}}"#, started["mediaSessionId"]),
+    );
+    assert_eq!(status, 200);
+    let (_, all) = post(&server, "/rest-api/push/find_all", "{}");
+    assert_eq!(all.as_array().map(Vec::len), Some(0), "{all}");
+    let (status, body) = post(
+        &server,
+        "/rest-api/push/terminate",
+        r#"{"streamName": "live/none"}"#,
+    );
+    assert_eq!((status, body["error"].is_string()), (404, true));
+}
+
+#[test]
+fn rules_push_every_matching_stream() {
+    let nginx = Nginx::start();
+    let config = format!(
+        "[[pushes]]\nstream = \"live/*\"\nurl = \"rtmp://127.0.0.1:{}/live/{{name}}\"\n",
+        nginx.rtmp_port
+    );
+    let server = Switchyard::start_with_config(&config);
+    let _a = ffmpeg_publish(&server.rtmp_url("live/a"), Encoding::Baseline, 25, 60);
+    let _b = ffmpeg_publish(&server.rtmp_url("live/b"), Encoding::Baseline, 25, 60);
+    let _other = ffmpeg_publish(&server.rtmp_url("other/c"), Encoding::Baseline, 25, 60);
+    server.wait_for_stream("live/a", true);
+    server.wait_for_stream("live/b", true);
+    server.wait_for_stream("other/c", true);
+    probe_until(&nginx.url("live/a"), &["codec_name=h264", "codec_name=aac"]);
+    probe_until(&nginx.url("live/b"), &["codec_name=h264", "codec_name=aac"]);
+    let (_, pushes) = server.get_json("/api/v1/pushes");
+    let streams: Vec<&str> = pushes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["stream"].as_str().unwrap())
+        .collect();
+    assert_eq!(streams.len(), 2, "{pushes}");
+    assert!(
+        streams.contains(&"live/a") && streams.contains(&"live/b") && !streams.contains(&"other/c")
+    );
+    assert!(pushes
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["origin"] == "rule"));
+}
+
+#[test]
+fn bad_push_requests_and_refusing_targets_get_clear_errors() {
+    let nginx = Nginx::start();
+    let server = Switchyard::start();
+    for (body, what) in [
+        (
+            r#"{"stream": "live/x", "url": "http://example.com/a/b"}"#,
+            "rtmp://",
+        ),
+        (
+            r#"{"stream": "live/x", "url": "rtmp://127.0.0.1"}"#,
+            "rtmp://",
+        ),
+        (
+            r#"{"stream": "bad name", "url": "rtmp://127.0.0.1/a/b"}"#,
+            "invalid stream name",
+        ),
+        (r#"{"stream": "live/x""#, "bad JSON"),
+        (
+            r#"{"stream": "live/x", "url": "rtmps://127.0.0.1/a/b"}"#,
+            "not supported",
+        ),
+    ] {
+        let (status, err) = post(&server, "/api/v1/pushes", body);
+        assert_eq!(status, 400, "{body}: {err}");
+        assert!(
+            err["error"].as_str().unwrap().contains(what),
+            "{body}: {err}"
+        );
+    }
+    assert!(matches!(
+        ureq::delete(&server.api("/api/v1/pushes/999")).call(),
+        Err(ureq::Error::Status(404, _))
+    ));
+    // nginx has no application "nope": it drops the publisher, and the push says so.
+    let _publisher = ffmpeg_publish(&server.rtmp_url("live/r"), Encoding::Baseline, 25, 60);
+    server.wait_for_stream("live/r", true);
+    let url = format!("rtmp://127.0.0.1:{}/nope/key", nginx.rtmp_port);
+    let (status, created) = post(
+        &server,
+        "/api/v1/pushes",
+        &format!(r#"{{"stream": "live/r", "url": "{url}"}}"#),
+    );
+    assert_eq!(status, 201);
+    let info = wait_push_state(
+        &server,
+        created["id"].as_str().unwrap(),
+        "retrying",
+        Duration::from_secs(15),
+    );
+    assert!(
+        info["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{info}"
+    );
+    // A target nobody listens on.
+    let (_, created) = post(
+        &server,
+        "/api/v1/pushes",
+        r#"{"stream": "live/r", "url": "rtmp://127.0.0.1:1/live/k"}"#,
+    );
+    let info = wait_push_state(
+        &server,
+        created["id"].as_str().unwrap(),
+        "retrying",
+        Duration::from_secs(15),
+    );
+    assert!(
+        info["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot connect"),
+        "{info}"
+    );
+    assert_eq!(server.get_json("/healthz").0, 200);
+}

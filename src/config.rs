@@ -161,13 +161,26 @@ pub struct PullSection {
     pub retry_min_ms: u64,
     /// Upper bound of the retry delay.
     pub retry_max_ms: u64,
-    /// Connecting (and the protocol's setup) must succeed within this time.
+    /// Connecting (and the protocol's setup) must succeed within this time; a running pull
+    /// that receives no media for this long reconnects.
     pub connect_timeout_secs: u64,
+    /// How RTSP pulls receive RTP: `tcp` (interleaved on the RTSP connection, works through
+    /// NAT and firewalls) or `udp`. A source URL's `?transport=udp|tcp` overrides it.
+    pub rtsp_transport: String,
+    /// PEM file of extra CA certificates trusted for `rtmps://` targets, besides the public web
+    /// PKI roots (empty: none).
+    pub tls_ca_file: String,
 }
 
 impl Default for PullSection {
     fn default() -> Self {
-        PullSection { retry_min_ms: 500, retry_max_ms: 30_000, connect_timeout_secs: 10 }
+        PullSection {
+            retry_min_ms: 500,
+            retry_max_ms: 30_000,
+            connect_timeout_secs: 10,
+            rtsp_transport: "tcp".to_string(),
+            tls_ca_file: String::new(),
+        }
     }
 }
 
@@ -255,6 +268,26 @@ impl Config {
             self.bus.reader_queue_frames >= 16,
             "bus.reader_queue_frames must be at least 16"
         );
+        anyhow::ensure!(
+            self.pull.retry_min_ms >= 1 && self.pull.retry_min_ms <= self.pull.retry_max_ms,
+            "pull.retry_min_ms must be at least 1 and at most pull.retry_max_ms"
+        );
+        anyhow::ensure!(
+            self.pull.connect_timeout_secs >= 1,
+            "pull.connect_timeout_secs must be at least 1"
+        );
+        anyhow::ensure!(
+            matches!(self.pull.rtsp_transport.as_str(), "tcp" | "udp"),
+            "pull.rtsp_transport must be \"tcp\" or \"udp\", not {:?}",
+            self.pull.rtsp_transport
+        );
+        for p in &self.pulls {
+            anyhow::ensure!(
+                !p.on_demand,
+                "[[pulls]] {:?}: on_demand = true is not supported yet; remove it to pull all the time",
+                p.name
+            );
+        }
         Ok(())
     }
 

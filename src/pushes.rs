@@ -14,7 +14,7 @@
 use crate::bus::{Peer, Reader, ReaderEvent, Registry};
 use crate::config::{Config, PushRule};
 use crate::outputs::rtmp::{FlvMapper, FlvMessage};
-use crate::rtmp::client::{ClientError, RtmpClient, RtmpUrl};
+use crate::rtmp::client::{ClientError, RtmpClient, RtmpUrl, TlsTrust};
 use bytes::Bytes;
 use rml_rtmp::sessions::StreamMetadata;
 use std::collections::BTreeMap;
@@ -142,6 +142,8 @@ struct Inner {
     next_id: AtomicU64,
     backoff: Backoff,
     connect_timeout: Duration,
+    /// Trust for `rtmps://` targets; an unreadable CA file is reported by every such push.
+    tls: Result<TlsTrust, String>,
     shutdown: CancellationToken,
 }
 
@@ -156,6 +158,7 @@ impl PushManager {
                 max: Duration::from_millis(config.pull.retry_max_ms),
             },
             connect_timeout: Duration::from_secs(config.pull.connect_timeout_secs),
+            tls: TlsTrust::new(&config.pull.tls_ca_file).map_err(|e| e.to_string()),
             shutdown,
         });
         if !config.pushes.is_empty() {
@@ -258,7 +261,11 @@ async fn run(inner: &Inner, push: &Push, target: &RtmpUrl) {
         if client.is_none() {
             push.set_state(PushState::Connecting, None);
             let connect = async {
-                let mut c = RtmpClient::connect(target).await?;
+                let trust = inner
+                    .tls
+                    .as_ref()
+                    .map_err(|e| ClientError::Url(e.clone()))?;
+                let mut c = RtmpClient::connect(target, trust).await?;
                 c.publish(&target.key).await?;
                 Ok::<_, ClientError>(c)
             };

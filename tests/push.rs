@@ -227,8 +227,8 @@ fn bad_push_requests_and_refusing_targets_get_clear_errors() {
         ),
         (r#"{"stream": "live/x""#, "bad JSON"),
         (
-            r#"{"stream": "live/x", "url": "rtmps://127.0.0.1/a/b"}"#,
-            "not supported",
+            r#"{"stream": "live/x", "url": "rtmps://127.0.0.1/a"}"#,
+            "no stream key",
         ),
     ] {
         let (status, err) = post(&server, "/api/v1/pushes", body);
@@ -282,4 +282,137 @@ fn bad_push_requests_and_refusing_targets_get_clear_errors() {
         "{info}"
     );
     assert_eq!(server.get_json("/healthz").0, 200);
+}
+
+/// A CA and a `localhost` certificate it signed, made with openssl; returns (ca, cert, key).
+fn make_certificates(dir: &std::path::Path) -> (String, String, String) {
+    require("openssl");
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Switchyard test CA",
+        "-keyout",
+        &p("ca.key"),
+        "-out",
+        &p("ca.pem"),
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        &p("leaf.key"),
+        "-out",
+        &p("leaf.csr"),
+    ]);
+    std::fs::write(
+        p("ext.cnf"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &p("leaf.csr"),
+        "-CA",
+        &p("ca.pem"),
+        "-CAkey",
+        &p("ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &p("ext.cnf"),
+        "-out",
+        &p("leaf.pem"),
+    ]);
+    (p("ca.pem"), p("leaf.pem"), p("leaf.key"))
+}
+
+#[test]
+fn rtmps_push_goes_through_tls() {
+    let nginx = Nginx::start();
+    let dir = TempDir::new("tls");
+    let (ca, cert, key) = make_certificates(&dir.path);
+    let tls_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut proxy = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/support/tls_proxy.py"
+        ))
+        .args([tls_port.to_string(), nginx.rtmp_port.to_string(), cert, key])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(proxy.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready.trim(), "ready");
+    let _proxy = Proc(proxy);
+
+    let server = Switchyard::start_with_config(&format!("[pull]\ntls_ca_file = \"{ca}\"\n"));
+    let _publisher = ffmpeg_publish(&server.rtmp_url("live/tls"), Encoding::Baseline, 25, 60);
+    server.wait_for_stream("live/tls", true);
+    let (status, created) = post(
+        &server,
+        "/api/v1/pushes",
+        &format!(r#"{{"stream": "live/tls", "url": "rtmps://localhost:{tls_port}/live/secure"}}"#),
+    );
+    assert_eq!(status, 201, "{created}");
+    wait_push_state(
+        &server,
+        created["id"].as_str().unwrap(),
+        "running",
+        Duration::from_secs(15),
+    );
+    probe_until(&nginx.url("secure"), &["codec_name=h264", "codec_name=aac"]);
+
+    // Without the CA, the certificate is refused and the push says why.
+    let plain = Switchyard::start();
+    let _publisher2 = ffmpeg_publish(&plain.rtmp_url("live/tls"), Encoding::Baseline, 25, 60);
+    plain.wait_for_stream("live/tls", true);
+    let (_, created) = post(
+        &plain,
+        "/api/v1/pushes",
+        &format!(r#"{{"stream": "live/tls", "url": "rtmps://localhost:{tls_port}/live/other"}}"#),
+    );
+    let info = wait_push_state(
+        &plain,
+        created["id"].as_str().unwrap(),
+        "retrying",
+        Duration::from_secs(15),
+    );
+    assert!(
+        info["last_error"].as_str().unwrap().contains("TLS"),
+        "{info}"
+    );
 }

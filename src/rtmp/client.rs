@@ -1,7 +1,8 @@
 //! The client side of RTMP, for pushes (publish to another server) and pulls (play from one):
 //! handshake, `connect` and `publish`/`play` through rml_rtmp's `ClientSession`, over a tokio
-//! socket. `rtmp://HOST[:PORT]/APP/KEY`: the first path segment is the application, the rest
-//! (with any query string, which CDNs use for keys) is the stream key.
+//! socket, or TLS (rustls) for `rtmps://`. `rtmp[s]://HOST[:PORT]/APP/KEY`: the first path
+//! segment is the application, the rest (with any query string, which CDNs use for keys) is the
+//! stream key. Default ports: 1935 for RTMP, 443 for RTMPS.
 
 use bytes::Bytes;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
@@ -11,9 +12,50 @@ use rml_rtmp::sessions::{
 };
 use rml_rtmp::time::RtmpTimestamp;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::rustls;
+
+/// A byte stream to the server: plain TCP or TLS.
+trait Transport: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Transport for T {}
+
+/// Trust for `rtmps://` servers: the web PKI roots plus optional extra CA certificates.
+#[derive(Clone)]
+pub struct TlsTrust {
+    config: Arc<rustls::ClientConfig>,
+}
+
+impl TlsTrust {
+    /// `extra_ca_pem`: a PEM file of additional CA certificates, or empty for none.
+    pub fn new(extra_ca_pem: &str) -> Result<TlsTrust, ClientError> {
+        use rustls_pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        if !extra_ca_pem.is_empty() {
+            let bad = |e: &dyn std::fmt::Display| {
+                ClientError::Url(format!("CA file {extra_ca_pem}: {e}"))
+            };
+            for cert in rustls_pki_types::CertificateDer::pem_file_iter(extra_ca_pem)
+                .map_err(|e| bad(&e))?
+            {
+                roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ClientError::Url(format!("TLS setup: {e}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(TlsTrust {
+            config: Arc::new(config),
+        })
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -33,6 +75,8 @@ pub enum ClientError {
     Closed,
     #[error("no answer within {0:?}")]
     Timeout(Duration),
+    #[error("TLS with {host}: {source}")]
+    Tls { host: String, source: io::Error },
 }
 
 impl From<rml_rtmp::sessions::ClientSessionError> for ClientError {
@@ -44,6 +88,8 @@ impl From<rml_rtmp::sessions::ClientSessionError> for ClientError {
 /// A parsed `rtmp://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RtmpUrl {
+    /// `rtmps://`: RTMP over TLS.
+    pub tls: bool,
     pub host: String,
     pub port: u16,
     pub app: String,
@@ -54,19 +100,17 @@ impl RtmpUrl {
     pub fn parse(url: &str) -> Result<RtmpUrl, ClientError> {
         let bad =
             |why: &str| ClientError::Url(format!("{why}: expected rtmp://HOST[:PORT]/APP/KEY"));
-        let rest = url.strip_prefix("rtmp://").ok_or_else(|| {
-            if url.starts_with("rtmps://") {
-                ClientError::Url("rtmps:// (RTMP over TLS) is not supported yet".into())
-            } else {
-                bad("not an rtmp:// URL")
-            }
-        })?;
+        let (tls, rest) = match (url.strip_prefix("rtmp://"), url.strip_prefix("rtmps://")) {
+            (Some(rest), _) => (false, rest),
+            (_, Some(rest)) => (true, rest),
+            _ => return Err(bad("not an rtmp:// or rtmps:// URL")),
+        };
         let (authority, path) = rest.split_once('/').ok_or_else(|| bad("no application"))?;
         let (host, port) = match authority.rsplit_once(':') {
             Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
                 (h, p.parse::<u16>().map_err(|_| bad("bad port"))?)
             }
-            _ => (authority, 1935),
+            _ => (authority, if tls { 443 } else { 1935 }),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() || host.contains(['@', ' ']) {
@@ -77,6 +121,7 @@ impl RtmpUrl {
             return Err(bad("empty application or stream key"));
         }
         Ok(RtmpUrl {
+            tls,
             host: host.to_string(),
             port,
             app: app.to_string(),
@@ -84,19 +129,39 @@ impl RtmpUrl {
         })
     }
 
+    fn scheme(&self) -> &'static str {
+        if self.tls {
+            "rtmps"
+        } else {
+            "rtmp"
+        }
+    }
+
     fn tc_url(&self) -> String {
-        format!("rtmp://{}:{}/{}", self.host, self.port, self.app)
+        format!(
+            "{}://{}:{}/{}",
+            self.scheme(),
+            self.host,
+            self.port,
+            self.app
+        )
     }
 
     /// The URL with the stream key hidden (keys are credentials), for logs.
     pub fn redacted(&self) -> String {
-        format!("rtmp://{}:{}/{}/***", self.host, self.port, self.app)
+        format!(
+            "{}://{}:{}/{}/***",
+            self.scheme(),
+            self.host,
+            self.port,
+            self.app
+        )
     }
 }
 
 /// An RTMP client connection.
 pub struct RtmpClient {
-    socket: TcpStream,
+    socket: Box<dyn Transport>,
     session: ClientSession,
     buf: Box<[u8]>,
     out: Vec<u8>,
@@ -104,12 +169,26 @@ pub struct RtmpClient {
 
 impl RtmpClient {
     /// Connects, handshakes and `connect`s to the URL's application.
-    pub async fn connect(url: &RtmpUrl) -> Result<RtmpClient, ClientError> {
+    pub async fn connect(url: &RtmpUrl, trust: &TlsTrust) -> Result<RtmpClient, ClientError> {
         let addr = format!("{}:{}", url.host, url.port);
-        let socket = TcpStream::connect(&addr)
+        let tcp = TcpStream::connect(&addr)
             .await
             .map_err(|source| ClientError::Connect { addr, source })?;
-        let _ = socket.set_nodelay(true);
+        let _ = tcp.set_nodelay(true);
+        let socket: Box<dyn Transport> = if url.tls {
+            let name = rustls_pki_types::ServerName::try_from(url.host.clone())
+                .map_err(|e| ClientError::Url(format!("TLS server name {}: {e}", url.host)))?;
+            let tls = tokio_rustls::TlsConnector::from(trust.config.clone())
+                .connect(name, tcp)
+                .await
+                .map_err(|source| ClientError::Tls {
+                    host: url.host.clone(),
+                    source,
+                })?;
+            Box::new(tls)
+        } else {
+            Box::new(tcp)
+        };
         let mut handshake = Handshake::new(PeerType::Client);
         let p0p1 = handshake
             .generate_outbound_p0_and_p1()
@@ -250,6 +329,8 @@ impl RtmpClient {
         let n = self.out.len();
         if n > 0 {
             self.socket.write_all(&self.out).await?;
+            // TLS keeps written data in its buffer until flushed.
+            self.socket.flush().await?;
             self.out.clear();
         }
         Ok(n)
@@ -273,13 +354,15 @@ mod tests {
             (19350, "live", "a/b")
         );
         assert_eq!(u.redacted(), "rtmp://127.0.0.1:19350/live/***");
+        let u = RtmpUrl::parse("rtmps://live.example/app/key").unwrap();
+        assert_eq!((u.tls, u.port), (true, 443));
         for bad in [
             "http://x/a/b",
             "rtmp://x",
             "rtmp://x/app",
             "rtmp://x:notaport/a/b",
             "rtmp:///a/b",
-            "rtmps://x/a/b",
+            "rtmps://x",
         ] {
             assert!(RtmpUrl::parse(bad).is_err(), "{bad}");
         }

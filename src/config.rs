@@ -133,6 +133,9 @@ pub struct MseSection {
     pub max_lag_ms: u64,
     /// A client whose socket accepts nothing for this long is closed.
     pub write_timeout_secs: u64,
+    /// A client's messages are gathered for up to this long and sent with one write (at most
+    /// one frame of added delay at 30 fps). 0 sends each fragment as it comes.
+    pub coalesce_ms: u64,
 }
 
 impl Default for MseSection {
@@ -140,6 +143,7 @@ impl Default for MseSection {
         MseSection {
             max_lag_ms: 1500,
             write_timeout_secs: 10,
+            coalesce_ms: 30,
         }
     }
 }
@@ -149,6 +153,7 @@ impl MseSection {
         crate::outputs::mse::MseSettings {
             max_lag: std::time::Duration::from_millis(self.max_lag_ms),
             write_timeout: std::time::Duration::from_secs(self.write_timeout_secs),
+            coalesce: std::time::Duration::from_millis(self.coalesce_ms),
         }
     }
 }
@@ -255,6 +260,10 @@ impl Config {
         anyhow::ensure!(
             self.rtmp.coalesce_ms <= 1000,
             "rtmp.coalesce_ms must be at most 1000"
+        );
+        anyhow::ensure!(
+            self.mse.coalesce_ms <= 1000,
+            "mse.coalesce_ms must be at most 1000"
         );
         anyhow::ensure!(
             self.hls.part_target_ms >= 50 && self.hls.part_target_ms <= self.hls.segment_target_ms,

@@ -254,3 +254,42 @@ fn muxer_stops_after_the_idle_timeout() {
     let (_, info) = server.get_json("/api/v1/streams/live/i");
     assert!(info["readers"]["hls"].is_null(), "{info}");
 }
+
+#[test]
+fn preload_hinted_parts_are_served_or_refused_never_left_hanging() {
+    // Short segments give many segment boundaries, where a hinted part can be replaced by the
+    // next segment's first part.
+    let server =
+        Switchyard::start_with_config("[hls]\nsegment_target_ms = 400\npart_target_ms = 200\n");
+    let _publisher = ffmpeg_publish(&server.rtmp_url("live/hint"), Encoding::Baseline, 10, 40);
+    server.wait_for_stream("live/hint", true);
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let (mut served, mut refused) = (0, 0);
+    while Instant::now() < deadline {
+        let text = playlist_text(&server, "/hls/live/hint/index.m3u8");
+        let hint = text
+            .lines()
+            .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT"))
+            .unwrap();
+        let uri = hint
+            .split("URI=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let started = Instant::now();
+        let (status, _, _) = get(&server, &format!("/hls/live/hint/{uri}"));
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{uri} answered after {:?}",
+            started.elapsed()
+        );
+        match status {
+            200 => served += 1,
+            404 => refused += 1,
+            other => panic!("{uri}: HTTP {other}"),
+        }
+    }
+    assert!(served > 10, "served {served}, refused {refused}");
+}

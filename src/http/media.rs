@@ -58,7 +58,13 @@ async fn mse_socket(
             .subscribe(&name, Peer::new("mse", Some(peer)))
     });
     let (settings, shutdown) = (state.mse.clone(), state.shutdown.clone());
-    ws.on_upgrade(move |socket| mse::serve(socket, reader, settings, shutdown))
+    // Clients send nothing: small read buffers and a small message limit keep a client cheap
+    // and a hostile one harmless.
+    ws.read_buffer_size(4096)
+        .write_buffer_size(64 * 1024)
+        .max_message_size(64 * 1024)
+        .max_frame_size(64 * 1024)
+        .on_upgrade(move |socket| mse::serve(socket, reader, settings, shutdown))
 }
 
 async fn hls_file(
@@ -87,7 +93,7 @@ async fn hls_file(
             playlist(&state, &muxer, &request).await
         }
         Some(Resource::Init) => {
-            let init = wait_for(&state, &muxer, |p| Some(p.init())).await?;
+            let init = wait_for(&state, &muxer, |p| Some(p.init()), |_| true).await?;
             Ok(media_response(init, "video/mp4", "no-cache"))
         }
         Some(Resource::Segment(msn)) => {
@@ -118,11 +124,14 @@ fn media_response(body: Bytes, content_type: &'static str, cache: &'static str) 
     r
 }
 
-/// Waits (up to the blocking limit) until `get` yields something from the muxer's playlist.
+/// Waits (up to the blocking limit) until `get` yields something from the muxer's playlist;
+/// 404 as soon as `coming` says it never will (e.g. a preload-hinted part that a segment
+/// boundary replaced with the next segment's first part: RFC 8216bis 6.2.6).
 async fn wait_for(
     state: &AppState,
     muxer: &Arc<HlsMuxer>,
     get: impl Fn(&switchyard_hls::LivePlaylist) -> Option<Bytes>,
+    coming: impl Fn(&switchyard_hls::LivePlaylist) -> bool,
 ) -> Result<Bytes, ApiError> {
     let deadline = tokio::time::Instant::now() + muxer.block_limit(&state.hls.settings().playlist);
     let mut seen = muxer.subscribe();
@@ -130,6 +139,12 @@ async fn wait_for(
         seen.borrow_and_update();
         if let Some(b) = muxer.with_playlist(&get).flatten() {
             return Ok(b);
+        }
+        if !muxer.with_playlist(&coming).unwrap_or(true) {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "segment or part not in the playlist window, and not coming",
+            ));
         }
         if !muxer.changed(&mut seen, deadline).await {
             return Err(ApiError::new(
@@ -140,7 +155,7 @@ async fn wait_for(
     }
 }
 
-/// A segment or part: served at once if present, awaited if it is the upcoming one, else 404.
+/// A segment or part: served at once if present, awaited while it is upcoming, else 404.
 async fn wait_for_media(
     state: &AppState,
     muxer: &Arc<HlsMuxer>,
@@ -148,19 +163,7 @@ async fn wait_for_media(
     part: Option<u32>,
     get: impl Fn(&switchyard_hls::LivePlaylist) -> Option<Bytes>,
 ) -> Result<Bytes, ApiError> {
-    if let Some(b) = muxer.with_playlist(&get).flatten() {
-        return Ok(b);
-    }
-    if !muxer
-        .with_playlist(|p| p.is_upcoming(msn, part))
-        .unwrap_or(true)
-    {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "segment or part not in the playlist window",
-        ));
-    }
-    wait_for(state, muxer, get).await
+    wait_for(state, muxer, get, |p| p.is_upcoming(msn, part)).await
 }
 
 async fn playlist(

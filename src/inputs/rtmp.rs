@@ -62,8 +62,8 @@ impl TrackClock {
         let ms = self.unwrapper.unwrap(timestamp_ms);
         let mut dts = rescale(ms, 1000, clock_rate);
         if let Some(last) = self.last_dts {
-            let one_ms =
-                (clock_rate as i64).div_euclid(1000).max(1) + i64::from(clock_rate % 1000 != 0);
+            let one_ms = (clock_rate as i64).div_euclid(1000).max(1)
+                + i64::from(!clock_rate.is_multiple_of(1000));
             dts = dts.max(last + one_ms);
         }
         self.last_dts = Some(dts);

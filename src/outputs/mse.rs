@@ -13,6 +13,7 @@
 use super::fmp4::SampleClock;
 use crate::bus::{BusFrame, EncodedSlot, Reader, ReaderEvent, TrackSet, TryRecv};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::SinkExt;
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_fmp4::{Sample, TrackFragment};
@@ -26,6 +27,7 @@ const CLOSE_NOT_FOUND: u16 = 4404;
 pub struct MseSettings {
     pub max_lag: Duration,
     pub write_timeout: Duration,
+    pub coalesce: Duration,
 }
 
 /// Turns one reader's events into MSE messages.
@@ -119,6 +121,15 @@ impl MseSession {
         }
     }
 
+    /// Messages for everything already pending; `false` once the stream ended.
+    fn drain(&mut self, out: &mut Vec<Message>) -> bool {
+        match self.reader.try_recv() {
+            TryRecv::Event(e) => self.collect(e, out),
+            TryRecv::Empty => true,
+            TryRecv::Ended => false,
+        }
+    }
+
     /// Messages for `event` and everything already pending; `false` once the stream ended.
     fn collect(&mut self, event: ReaderEvent, out: &mut Vec<Message>) -> bool {
         let mut next = Some(event);
@@ -149,9 +160,53 @@ enum Wake {
     Shutdown,
     Media(Option<ReaderEvent>),
     Client(Option<Result<Message, axum::Error>>),
+    /// The coalescing window is over: send what is pending.
+    FlushDue,
+}
+
+/// Sends `messages` with one flush (one write where the socket takes it); false if the client
+/// is gone or stopped reading.
+async fn send_all(
+    socket: &mut WebSocket,
+    messages: &mut Vec<Message>,
+    session: &MseSession,
+    settings: &MseSettings,
+    name: &str,
+) -> bool {
+    let bytes: usize = messages
+        .iter()
+        .map(|m| {
+            if let Message::Binary(b) = m {
+                b.len()
+            } else {
+                0
+            }
+        })
+        .sum();
+    let send = async {
+        for message in messages.drain(..) {
+            socket.feed(message).await?;
+        }
+        socket.flush().await
+    };
+    match tokio::time::timeout(settings.write_timeout, send).await {
+        Ok(Ok(())) => {
+            session.reader.add_bytes_out(bytes);
+            true
+        }
+        Ok(Err(_)) => false,
+        Err(_) => {
+            tracing::info!(stream = %name, "MSE client stopped reading; closing");
+            false
+        }
+    }
 }
 
 /// Serves one WebSocket MSE client until it leaves, the stream ends or the server stops.
+///
+/// Like RTMP players, a client that wakes for a frame gathers what arrives during
+/// `mse.coalesce_ms` (one frame interval) and sends it with one write, instead of waking and
+/// writing for every audio and video frame.
 pub async fn serve(
     mut socket: WebSocket,
     reader: Result<Reader, crate::bus::BusError>,
@@ -176,10 +231,12 @@ pub async fn serve(
     let name = reader.stream().name().to_string();
     let mut session = MseSession::new(reader, settings.max_lag);
     let mut out = Vec::new();
+    let mut flush_at: Option<tokio::time::Instant> = None;
     loop {
         let wake = tokio::select! {
             _ = shutdown.cancelled() => Wake::Shutdown,
-            e = session.reader.recv() => Wake::Media(e),
+            _ = tokio::time::sleep_until(flush_at.unwrap_or_else(tokio::time::Instant::now)), if flush_at.is_some() => Wake::FlushDue,
+            e = session.reader.recv(), if flush_at.is_none() => Wake::Media(e),
             m = socket.recv() => Wake::Client(m),
         };
         let more = match wake {
@@ -195,21 +252,21 @@ pub async fn serve(
             Wake::Client(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return,
             Wake::Client(Some(Ok(_))) => continue, // clients have nothing to say; pings are answered by axum
             Wake::Media(None) => false,
-            Wake::Media(Some(event)) => session.collect(event, &mut out),
-        };
-        for message in out.drain(..) {
-            let n = match &message {
-                Message::Binary(b) => b.len(),
-                _ => 0,
-            };
-            match tokio::time::timeout(settings.write_timeout, socket.send(message)).await {
-                Ok(Ok(())) => session.reader.add_bytes_out(n),
-                Ok(Err(_)) => return,
-                Err(_) => {
-                    tracing::info!(stream = %name, "MSE client stopped reading; closing");
-                    return;
+            Wake::Media(Some(event)) => {
+                let more = session.collect(event, &mut out);
+                if more && !settings.coalesce.is_zero() {
+                    flush_at = Some(tokio::time::Instant::now() + settings.coalesce);
+                    continue;
                 }
+                more
             }
+            Wake::FlushDue => {
+                flush_at = None;
+                session.drain(&mut out)
+            }
+        };
+        if !out.is_empty() && !send_all(&mut socket, &mut out, &session, &settings, &name).await {
+            return;
         }
         if !more {
             let _ = socket

@@ -6,8 +6,8 @@
 //! delivers; readers see it end and come back. Errors retrying cannot fix (bad credentials, no
 //! usable track) stop the pull in state `failed`.
 //!
-//! Sources by scheme: `rtsp://` ([`crate::inputs::rtsp_pull`]). WHEP (`http(s)://`) and RTMP
-//! pulls are refused as not supported yet. `on_demand` pulls are refused too: the bus has no
+//! Sources by scheme: `rtsp://` ([`crate::inputs::rtsp_pull`]), `rtmp://` and `rtmps://`
+//! ([`crate::inputs::rtmp::pull`]). WHEP (`http(s)://`) pulls are refused as not supported yet. `on_demand` pulls are refused too: the bus has no
 //! hook yet that tells when a reader asks for a stream that does not exist.
 //!
 //! Sources are shown with their credentials redacted, in the API and in logs.
@@ -15,6 +15,7 @@
 use crate::bus::{BusError, Peer, Publisher, Registry};
 use crate::config::{Config, PullSection};
 use crate::inputs::rtsp_pull::{self, RtspSettings, RtspSource, RtspTransport};
+use crate::rtmp::client::{RtmpUrl, TlsTrust};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -99,12 +100,14 @@ pub struct PullInfo {
 
 enum Source {
     Rtsp(RtspSource),
+    Rtmp(RtmpUrl),
 }
 
 impl Source {
     fn protocol(&self) -> &'static str {
         match self {
             Source::Rtsp(_) => "rtsp",
+            Source::Rtmp(_) => "rtmp-pull",
         }
     }
 }
@@ -221,19 +224,21 @@ impl PullManager {
                 RtspSource::parse(source, self.default_transport)
                     .map_err(PullApiError::BadRequest)?,
             ),
-            "http" | "https" | "rtmp" | "rtmps" | "rtsps" => {
-                return Err(PullApiError::BadRequest(format!(
-                    "{scheme}:// pulls are not supported yet (supported: rtsp://)"
-                )))
-            }
+            "rtmp" | "rtmps" => Source::Rtmp(
+                RtmpUrl::parse(source).map_err(|e| PullApiError::BadRequest(e.to_string()))?,
+            ),
+            "http" | "https" | "rtsps" => return Err(PullApiError::BadRequest(format!(
+                "{scheme}:// pulls are not supported yet (supported: rtsp://, rtmp://, rtmps://)"
+            ))),
             other => {
                 return Err(PullApiError::BadRequest(format!(
-                    "unknown source scheme {other:?} (supported: rtsp://)"
+                    "unknown source scheme {other:?} (supported: rtsp://, rtmp://, rtmps://)"
                 )))
             }
         };
         let shown_source = match &source {
             Source::Rtsp(s) => s.redacted().to_string(),
+            Source::Rtmp(u) => u.redacted(),
         };
         let mut pulls = self.pulls.lock().unwrap();
         if let Some(other) = pulls.values().find(|p| p.name == name) {
@@ -361,8 +366,8 @@ impl PullSink for Sink {
 
 /// Delay before retry number `attempt` (1-based): doubling from `min`, capped at `max`, with
 /// jitter (a uniformly random 50-100 % of it, never under `min`) so that many pulls of one
-/// failed source do not reconnect in lockstep.
-fn backoff(attempt: u32, min: Duration, max: Duration) -> Duration {
+/// failed source do not reconnect in lockstep. Pushes use it too.
+pub(crate) fn backoff(attempt: u32, min: Duration, max: Duration) -> Duration {
     let exp = min.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
     let capped = exp.min(max);
     let jittered = capped.mul_f64(rand::random_range(0.5..=1.0));
@@ -376,6 +381,7 @@ async fn run_pull(pull: Arc<Pull>, registry: Registry, settings: PullSection) {
         connect_timeout: Duration::from_secs(settings.connect_timeout_secs),
         idle_timeout: Duration::from_secs(settings.connect_timeout_secs),
     };
+    let tls = TlsTrust::new(&settings.tls_ca_file).map_err(|e| e.to_string());
     let mut attempt = 0u32;
     loop {
         let mut sink = Sink {
@@ -388,6 +394,10 @@ async fn run_pull(pull: Arc<Pull>, registry: Registry, settings: PullSection) {
             e = async {
                 match &pull.source {
                     Source::Rtsp(source) => rtsp_pull::run(source, &rtsp, &mut sink).await,
+                    Source::Rtmp(url) => match &tls {
+                        Ok(trust) => crate::inputs::rtmp::pull(url, trust, rtsp.connect_timeout, &mut sink).await,
+                        Err(e) => PullError::permanent(e.clone()),
+                    },
                 }
             } => e,
         };

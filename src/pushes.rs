@@ -115,23 +115,6 @@ pub enum PushError {
     Name(#[from] crate::bus::BusError),
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Backoff {
-    min: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    /// The delay before attempt `n` (0-based): min * 2^n, capped, with +-25 % jitter.
-    fn delay(&self, attempt: u32) -> Duration {
-        let base = self
-            .min
-            .saturating_mul(1u32 << attempt.min(16))
-            .min(self.max);
-        base.mul_f64(rand::random_range(0.75..1.25))
-    }
-}
-
 pub struct PushManager {
     inner: Arc<Inner>,
 }
@@ -140,7 +123,8 @@ struct Inner {
     registry: Registry,
     pushes: Mutex<BTreeMap<u64, Arc<Push>>>,
     next_id: AtomicU64,
-    backoff: Backoff,
+    retry_min: Duration,
+    retry_max: Duration,
     connect_timeout: Duration,
     /// Trust for `rtmps://` targets; an unreadable CA file is reported by every such push.
     tls: Result<TlsTrust, String>,
@@ -153,10 +137,8 @@ impl PushManager {
             registry,
             pushes: Mutex::default(),
             next_id: AtomicU64::new(1),
-            backoff: Backoff {
-                min: Duration::from_millis(config.pull.retry_min_ms),
-                max: Duration::from_millis(config.pull.retry_max_ms),
-            },
+            retry_min: Duration::from_millis(config.pull.retry_min_ms),
+            retry_max: Duration::from_millis(config.pull.retry_max_ms),
             connect_timeout: Duration::from_secs(config.pull.connect_timeout_secs),
             tls: TlsTrust::new(&config.pull.tls_ca_file).map_err(|e| e.to_string()),
             shutdown,
@@ -280,7 +262,13 @@ async fn run(inner: &Inner, push: &Push, target: &RtmpUrl) {
                     attempt = 0;
                 }
                 Err(e) => {
-                    if retry(push, e, inner.backoff.delay(attempt)).await {
+                    if retry(
+                        push,
+                        e,
+                        crate::pulls::backoff(attempt + 1, inner.retry_min, inner.retry_max),
+                    )
+                    .await
+                    {
                         return;
                     }
                     attempt += 1;
@@ -297,7 +285,13 @@ async fn run(inner: &Inner, push: &Push, target: &RtmpUrl) {
             }
             RelayEnd::Target(e) => {
                 client = None;
-                if retry(push, e, inner.backoff.delay(0)).await {
+                if retry(
+                    push,
+                    e,
+                    crate::pulls::backoff(1, inner.retry_min, inner.retry_max),
+                )
+                .await
+                {
                     return;
                 }
             }
@@ -540,18 +534,5 @@ mod tests {
         assert!(!matches_pattern("live/*", "other/a"));
         assert!(matches_pattern("*/*", "x/y"));
         assert!(matches_pattern("exact", "exact"));
-    }
-
-    #[test]
-    fn backoff_grows_and_is_bounded() {
-        let b = Backoff {
-            min: Duration::from_millis(500),
-            max: Duration::from_secs(30),
-        };
-        assert!(
-            b.delay(0) >= Duration::from_millis(375) && b.delay(0) <= Duration::from_millis(625)
-        );
-        assert!(b.delay(3) >= Duration::from_millis(3000));
-        assert!(b.delay(40) <= Duration::from_millis(37_500));
     }
 }

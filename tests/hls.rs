@@ -124,19 +124,7 @@ fn playlists_parse_and_segments_decode_when_concatenated() {
         assert_eq!(status, 200);
         file.extend_from_slice(&body);
     }
-    let path = dir.path.join("all.mp4");
-    std::fs::write(&path, &file).unwrap();
-    let out = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(&path)
-        .args(["-f", "null", "-"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success() && out.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let path = assert_mp4_decodes(&dir, "all.mp4", &file);
     let streams = ffprobe_streams(path.to_str().unwrap());
     assert!(
         streams

@@ -47,19 +47,7 @@ fn mse_stream_decodes_in_ffmpeg() {
     }
     assert!(messages > 150, "about one message per frame: {messages}");
     let dir = TempDir::new("mse");
-    let path = dir.path.join("mse.mp4");
-    std::fs::write(&path, &file).unwrap();
-    let out = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(&path)
-        .args(["-f", "null", "-"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success() && out.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let path = assert_mp4_decodes(&dir, "mse.mp4", &file);
     let out = std::process::Command::new("ffprobe")
         .args([
             "-v",

@@ -8,16 +8,7 @@ use support::nginx::Nginx;
 use support::*;
 
 fn post(server: &Switchyard, path: &str, body: &str) -> (u16, serde_json::Value) {
-    let r = ureq::post(&server.api(path))
-        .set("content-type", "application/json")
-        .send_string(body);
-    match r {
-        Ok(r) => (r.status(), r.into_json().unwrap_or(serde_json::Value::Null)),
-        Err(ureq::Error::Status(code, r)) => {
-            (code, r.into_json().unwrap_or(serde_json::Value::Null))
-        }
-        Err(e) => panic!("POST {path}: {e}"),
-    }
+    server.request("POST", path, Some(body))
 }
 
 /// Waits until push `id` reaches `state`; returns its info.
@@ -27,19 +18,7 @@ fn wait_push_state(
     state: &str,
     timeout: Duration,
 ) -> serde_json::Value {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let (status, info) = server.get_json(&format!("/api/v1/pushes/{id}"));
-        assert_eq!(status, 200, "{info}");
-        if info["state"] == state {
-            return info;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "push never became {state}: {info}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    server.wait_for_state(&format!("/api/v1/pushes/{id}"), state, timeout)
 }
 
 /// ffprobe's streams at `url`, retried while the push gets there.

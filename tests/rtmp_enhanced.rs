@@ -48,37 +48,8 @@ fn ff9_publish(url: &str, codec_args: &[&str], audio: bool) -> Proc {
 
 /// Decodes 3 s of `url` with FFmpeg 9; returns (success, video frames, stderr).
 fn ff9_decode(url: &str) -> (bool, u64, String) {
-    let out = Command::new(ffmpeg9())
-        .args([
-            "-nostdin",
-            "-v",
-            "error",
-            "-rw_timeout",
-            "5000000",
-            "-i",
-            url,
-            "-t",
-            "3",
-            "-f",
-            "null",
-            "-progress",
-            "pipe:1",
-            "-",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let frames = stdout
-        .lines()
-        .rev()
-        .filter_map(|l| l.strip_prefix("frame="))
-        .find_map(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    (
-        out.status.success(),
-        frames,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let d = ffmpeg_decode_with(&ffmpeg9(), url, 3);
+    (d.success, d.video_frames, d.errors)
 }
 
 #[test]

@@ -57,30 +57,11 @@ impl Camera {
     }
 }
 
-fn request(server: &Switchyard, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let req = ureq::request(method, &server.api(path)).timeout(Duration::from_secs(5));
-    let result = match body {
-        Some(b) => req.send_json(b),
-        None => req.call(),
-    };
-    let read = |r: ureq::Response| {
-        let status = r.status();
-        let text = r.into_string().unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    };
-    match result {
-        Ok(r) => read(r),
-        Err(ureq::Error::Status(_, r)) => read(r),
-        Err(e) => panic!("{method} {path}: {e}"),
-    }
-}
-
 fn create_pull(server: &Switchyard, source: &str, name: &str) -> String {
-    let (status, body) = request(
-        server,
+    let (status, body) = server.request(
         "POST",
         "/api/v1/pulls",
-        Some(json!({ "source": source, "name": name })),
+        Some(&json!({ "source": source, "name": name }).to_string()),
     );
     assert_eq!(status, 201, "{body}");
     body["id"].as_str().unwrap().to_string()
@@ -88,26 +69,7 @@ fn create_pull(server: &Switchyard, source: &str, name: &str) -> String {
 
 /// Waits until the pull is in `state` and returns its JSON.
 fn wait_for_state(server: &Switchyard, id: &str, state: &str, timeout: Duration) -> Value {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let started = Instant::now();
-        let (status, body) = server.get_json(&format!("/api/v1/pulls/{id}"));
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "the API took {:?}",
-            started.elapsed()
-        );
-        assert_eq!(status, 200, "{body}");
-        if body["state"] == state {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pull {id} not {state} within {timeout:?}: {body}\n{}",
-            server.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    server.wait_for_state(&format!("/api/v1/pulls/{id}"), state, timeout)
 }
 
 fn assert_decodes(url: &str, seconds: u32) {
@@ -155,7 +117,7 @@ fn h264_aac_camera_over_tcp_plays_over_rtmp_and_hls() {
     assert!(!list.to_string().contains("s3cret"));
     assert!(!server.log_text().contains("s3cret"));
 
-    let (status, _) = request(&server, "DELETE", &format!("/api/v1/pulls/{id}"), None);
+    let (status, _) = server.request("DELETE", &format!("/api/v1/pulls/{id}"), None);
     assert_eq!(status, 204);
     let deadline = Instant::now() + Duration::from_secs(5);
     while server.get_json("/api/v1/streams/cam/tcp").0 != 404 {
@@ -281,7 +243,8 @@ fn bad_sources_show_clear_states_and_the_api_stays_responsive() {
         ),
         (json!({ "name": "a" }), 400),
     ] {
-        let (status, reply) = request(&server, "POST", "/api/v1/pulls", Some(body.clone()));
+        let (status, reply) =
+            server.request("POST", "/api/v1/pulls", Some(&body.clone().to_string()));
         assert_eq!(status, want, "{body} -> {reply}");
         let message = reply["error"].as_str().unwrap_or_default();
         assert!(!message.is_empty(), "{body} -> {reply}");
@@ -291,10 +254,7 @@ fn bad_sources_show_clear_states_and_the_api_stays_responsive() {
         .set("content-type", "application/json")
         .send_string("{not json");
     assert!(matches!(resp, Err(ureq::Error::Status(400, _))));
-    assert_eq!(
-        request(&server, "DELETE", "/api/v1/pulls/nope", None).0,
-        404
-    );
+    assert_eq!(server.request("DELETE", "/api/v1/pulls/nope", None).0, 404);
     assert_eq!(server.get_json("/api/v1/pulls/nope").0, 404);
 
     // A camera that answers garbage.
@@ -326,11 +286,10 @@ fn bad_sources_show_clear_states_and_the_api_stays_responsive() {
         "bad/auth",
     );
     // A name already taken.
-    let (status, reply) = request(
-        &server,
+    let (status, reply) = server.request(
         "POST",
         "/api/v1/pulls",
-        Some(json!({ "source": camera.url(), "name": "bad/auth" })),
+        Some(&json!({ "source": camera.url(), "name": "bad/auth" }).to_string()),
     );
     assert_eq!(status, 409, "{reply}");
 
@@ -365,7 +324,9 @@ fn bad_sources_show_clear_states_and_the_api_stays_responsive() {
     assert_eq!(streams.as_array().unwrap().len(), 0, "{streams}");
     for id in [&junk_id, &silent_id, &closed_id, &auth_id] {
         assert_eq!(
-            request(&server, "DELETE", &format!("/api/v1/pulls/{id}"), None).0,
+            server
+                .request("DELETE", &format!("/api/v1/pulls/{id}"), None)
+                .0,
             204
         );
     }

@@ -2,12 +2,16 @@
 //! become tracks and frames on the bus.
 //!
 //! The RTMP session itself (handshake, chunking, commands) is in `crate::rtmp`; this file is the
-//! media half: sequence headers become track configs, frames get timestamps on the stream's
+//! media half, used both for publishers that connect to us and for RTMP pulls ([`pull`]): sequence headers become track configs, frames get timestamps on the stream's
 //! clock (FLV milliseconds, extended past 32 bits), NAL lengths are normalised to 4 bytes and
 //! checked, and anything malformed is an error that ends the session.
 
 use crate::bus::Publisher;
+use crate::pulls::{PullError, PullSink};
+use crate::rtmp::client::{ClientError, RtmpClient, RtmpUrl, TlsTrust};
 use bytes::Bytes;
+use rml_rtmp::sessions::ClientSessionEvent;
+use std::time::Duration;
 use switchyard_flv::{parse_audio, parse_video, AudioTag, FlvError, VideoTag};
 use switchyard_media::{
     h264, rescale, to_four_byte_lengths, validate_length_prefixed, CodecConfig, Frame, Track,
@@ -236,6 +240,71 @@ impl RtmpIngest {
             clock_rate,
         });
         self.publish_tracks();
+    }
+}
+
+/// Pulls `url` from another RTMP server (play) and publishes it through `sink`, until the
+/// source ends or fails; returns why.
+pub async fn pull(
+    url: &RtmpUrl,
+    trust: &TlsTrust,
+    connect_timeout: Duration,
+    sink: &mut dyn PullSink,
+) -> PullError {
+    let connect = async {
+        let mut client = RtmpClient::connect(url, trust).await?;
+        client.play(&url.key).await?;
+        Ok::<_, ClientError>(client)
+    };
+    let mut client = match tokio::time::timeout(connect_timeout, connect).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(ClientError::Refused(why))) => {
+            return PullError::retry(format!("the source refused to play: {why}"))
+        }
+        Ok(Err(e)) => return PullError::retry(e.to_string()),
+        Err(_) => return PullError::retry(format!("no answer within {connect_timeout:?}")),
+    };
+    let mut ingest = match sink.publish() {
+        Ok(p) => RtmpIngest::new(p),
+        Err(e) => return PullError::retry(e.to_string()),
+    };
+    let mut running = false;
+    loop {
+        let events = tokio::select! {
+            _ = ingest.publisher_mut().kicked() => return PullError::retry("stream kicked through the API"),
+            r = tokio::time::timeout(connect_timeout, client.read_events()) => match r {
+                Ok(Ok(events)) => events,
+                Ok(Err(e)) => return PullError::retry(e.to_string()),
+                Err(_) => return PullError::retry(format!("no media for {connect_timeout:?}")),
+            },
+        };
+        for event in events {
+            let result = match event {
+                ClientSessionEvent::VideoDataReceived {
+                    data, timestamp, ..
+                } => ingest.video(data, timestamp.value),
+                ClientSessionEvent::AudioDataReceived {
+                    data, timestamp, ..
+                } => ingest.audio(data, timestamp.value),
+                ClientSessionEvent::StreamMetadataReceived { metadata } => {
+                    ingest.set_metadata_size(metadata.video_width, metadata.video_height);
+                    Ok(())
+                }
+                ClientSessionEvent::UnhandleableOnStatusCode { code }
+                    if code.contains("UnpublishNotify") || code.contains("Play.Stop") =>
+                {
+                    return PullError::retry(format!("the source stream ended ({code})"));
+                }
+                _ => Ok(()),
+            };
+            if let Err(e) = result {
+                return PullError::retry(e.to_string());
+            }
+        }
+        if !running && !ingest.publisher_mut().tracks().tracks.is_empty() {
+            running = true;
+            sink.running();
+        }
     }
 }
 

@@ -263,6 +263,23 @@ impl RtmpClient {
         .await
     }
 
+    /// Asks to play `key` and waits for the answer.
+    pub async fn play(&mut self, key: &str) -> Result<(), ClientError> {
+        let request = self.session.request_playback(key.to_string())?;
+        self.apply(vec![request])?;
+        self.flush().await?;
+        self.wait_for(|e| match e {
+            ClientSessionEvent::PlaybackRequestAccepted => Some(Ok(())),
+            ClientSessionEvent::UnhandleableOnStatusCode { code }
+                if code.contains("NotFound") || code.contains("Failed") =>
+            {
+                Some(Err(code.clone()))
+            }
+            _ => None,
+        })
+        .await
+    }
+
     /// Reads until `decide` answers; the server closing first is an error.
     async fn wait_for(
         &mut self,

@@ -124,6 +124,61 @@ impl Switchyard {
         }
     }
 
+    /// Any request with an optional JSON body (sent as is, so malformed JSON can be tested);
+    /// returns the status and the JSON answer (`null` if the answer is not JSON).
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let req = ureq::request(method, &self.api(path))
+            .timeout(Duration::from_secs(5))
+            .set("content-type", "application/json");
+        let result = match body {
+            Some(b) => req.send_string(b),
+            None => req.call(),
+        };
+        let read = |r: ureq::Response| {
+            let status = r.status();
+            let text = r.into_string().unwrap_or_default();
+            (
+                status,
+                serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+            )
+        };
+        match result {
+            Ok(r) => read(r),
+            Err(ureq::Error::Status(_, r)) => read(r),
+            Err(e) => panic!("{method} {path}: {e}"),
+        }
+    }
+
+    /// Waits until the JSON resource at `path` (a pull, a push) has `"state": state`, checking
+    /// that the API answers quickly meanwhile; returns the resource.
+    pub fn wait_for_state(&self, path: &str, state: &str, timeout: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let started = Instant::now();
+            let (status, body) = self.get_json(path);
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "the API took {:?}",
+                started.elapsed()
+            );
+            assert_eq!(status, 200, "{path}: {body}");
+            if body["state"] == state {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path} not {state} within {timeout:?}: {body}\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Waits until the stream exists with a video track (and audio if `audio`).
     pub fn wait_for_stream(&self, name: &str, audio: bool) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -381,7 +436,13 @@ pub struct Decode {
 /// Decodes `seconds` of `url` with ffmpeg, counting decoded video frames.
 pub fn ffmpeg_decode(url: &str, seconds: u32) -> Decode {
     require("ffmpeg");
-    let out = Command::new("ffmpeg")
+    ffmpeg_decode_with(std::path::Path::new("ffmpeg"), url, seconds)
+}
+
+/// Like [`ffmpeg_decode`] with another ffmpeg binary (FFmpeg 9 for Enhanced RTMP); the audio
+/// stream is optional.
+pub fn ffmpeg_decode_with(ffmpeg: &std::path::Path, url: &str, seconds: u32) -> Decode {
+    let out = Command::new(ffmpeg)
         .args([
             "-nostdin",
             "-v",
@@ -399,7 +460,7 @@ pub fn ffmpeg_decode(url: &str, seconds: u32) -> Decode {
             "-map",
             "0:v",
             "-map",
-            "0:a",
+            "0:a?",
             "-fps_mode",
             "passthrough",
             "-f",
@@ -422,6 +483,25 @@ pub fn ffmpeg_decode(url: &str, seconds: u32) -> Decode {
         video_frames,
         errors: decode_errors(&String::from_utf8_lossy(&out.stderr)),
     }
+}
+
+/// Writes `bytes` (an fMP4 byte stream: init, then fragments) to a file and checks that ffmpeg
+/// decodes all of it without a message; returns the file (kept until `dir` is dropped).
+pub fn assert_mp4_decodes(dir: &TempDir, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let path = dir.path.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&path)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
 }
 
 /// What ffmpeg reported at `-v error`, minus the null muxer's complaints about equal output

@@ -1,0 +1,76 @@
+//! RTMP pulls: one Switchyard node plays a stream from another RTMP server (here a second
+//! Switchyard, fed by ffmpeg) and republishes it under a local name.
+
+mod support;
+
+use std::time::Duration;
+use support::*;
+
+#[test]
+fn rtmp_pull_republishes_a_remote_stream_and_recovers_when_it_returns() {
+    let origin = Switchyard::start();
+    let edge = Switchyard::start_with_config("[pull]\nretry_min_ms = 200\nretry_max_ms = 1000\n");
+    let mut publisher = ffmpeg_publish(&origin.rtmp_url("live/src"), Encoding::HighBFrames, 25, 60);
+    origin.wait_for_stream("live/src", true);
+
+    let source = format!("{}?secret=1", origin.rtmp_url("live/src"));
+    let (status, created) = edge.request(
+        "POST",
+        "/api/v1/pulls",
+        Some(&serde_json::json!({ "source": source, "name": "edge/src" }).to_string()),
+    );
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let info = edge.wait_for_state(
+        &format!("/api/v1/pulls/{id}"),
+        "running",
+        Duration::from_secs(15),
+    );
+    assert!(
+        !info["source"].as_str().unwrap().contains("secret"),
+        "the stream key is not shown: {info}"
+    );
+    edge.wait_for_stream("edge/src", true);
+
+    let streams = ffprobe_streams(&edge.rtmp_url("edge/src"));
+    assert!(
+        streams
+            .iter()
+            .any(|s| s.starts_with("codec_name=h264|profile=High|width=640|height=360")),
+        "{streams:?}"
+    );
+    assert!(
+        streams.iter().any(|s| s.starts_with("codec_name=aac")),
+        "{streams:?}"
+    );
+    let decode = ffmpeg_decode(&edge.api("/hls/edge/src/index.m3u8"), 4);
+    assert!(
+        decode.success && decode.errors.is_empty() && decode.video_frames >= 90,
+        "{decode:?}"
+    );
+
+    // The origin's publisher goes away: the pull retries, and resumes when it is back.
+    drop(publisher);
+    edge.wait_for_state(
+        &format!("/api/v1/pulls/{id}"),
+        "retrying",
+        Duration::from_secs(15),
+    );
+    publisher = ffmpeg_publish(&origin.rtmp_url("live/src"), Encoding::HighBFrames, 25, 60);
+    origin.wait_for_stream("live/src", true);
+    edge.wait_for_state(
+        &format!("/api/v1/pulls/{id}"),
+        "running",
+        Duration::from_secs(15),
+    );
+    edge.wait_for_stream("edge/src", true);
+    let decode = ffmpeg_decode(&edge.rtmp_url("edge/src"), 2);
+    assert!(
+        decode.success && decode.errors.is_empty() && decode.video_frames >= 40,
+        "{decode:?}"
+    );
+    drop(publisher);
+
+    let (status, _) = edge.request("DELETE", &format!("/api/v1/pulls/{id}"), None);
+    assert_eq!(status, 204);
+}

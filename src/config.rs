@@ -300,8 +300,17 @@ impl Config {
         Ok(())
     }
 
+    /// The configuration as TOML, every key with its value; empty `[[pulls]]` and `[[pushes]]`
+    /// lists (which TOML cannot show) are shown as commented examples.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).expect("config serializes")
+        let mut text = toml::to_string_pretty(self).expect("config serializes");
+        if self.pulls.is_empty() {
+            text.push_str("\n# [[pulls]]                      # streams pulled at boot (none)\n# source = \"rtsp://user:pass@camera:554/path\"   # or rtmp://, rtmps://\n# name = \"cam/door\"\n");
+        }
+        if self.pushes.is_empty() {
+            text.push_str("\n# [[pushes]]                     # push rules (none)\n# stream = \"live/*\"               # `*` matches within a path segment\n# url = \"rtmp://cdn.example/app/{name}\"\n");
+        }
+        text
     }
 }
 

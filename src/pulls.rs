@@ -227,9 +227,11 @@ impl PullManager {
             "rtmp" | "rtmps" => Source::Rtmp(
                 RtmpUrl::parse(source).map_err(|e| PullApiError::BadRequest(e.to_string()))?,
             ),
-            "http" | "https" | "rtsps" => return Err(PullApiError::BadRequest(format!(
+            "http" | "https" | "rtsps" => {
+                return Err(PullApiError::BadRequest(format!(
                 "{scheme}:// pulls are not supported yet (supported: rtsp://, rtmp://, rtmps://)"
-            ))),
+            )))
+            }
             other => {
                 return Err(PullApiError::BadRequest(format!(
                     "unknown source scheme {other:?} (supported: rtsp://, rtmp://, rtmps://)"

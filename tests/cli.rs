@@ -25,6 +25,11 @@ fn config_prints_every_key_with_defaults() {
         "udp = \"0.0.0.0:8189\"",
         "[bus]",
         "reader_queue_frames",
+        "[hls]",
+        "[mse]",
+        "[pull]",
+        "# [[pulls]]",
+        "# [[pushes]]",
     ] {
         assert!(text.contains(key), "missing {key} in:\n{text}");
     }

@@ -172,6 +172,8 @@ pub struct PullSection {
     /// How RTSP pulls receive RTP: `tcp` (interleaved on the RTSP connection, works through
     /// NAT and firewalls) or `udp`. A source URL's `?transport=udp|tcp` overrides it.
     pub rtsp_transport: String,
+    /// An on-demand pull stops after its stream has had no reader for this long.
+    pub on_demand_idle_secs: u64,
     /// PEM file of extra CA certificates trusted for `rtmps://` targets, besides the public web
     /// PKI roots (empty: none).
     pub tls_ca_file: String,
@@ -185,6 +187,7 @@ impl Default for PullSection {
             connect_timeout_secs: 10,
             rtsp_transport: "tcp".to_string(),
             tls_ca_file: String::new(),
+            on_demand_idle_secs: 30,
         }
     }
 }
@@ -290,13 +293,10 @@ impl Config {
             "pull.rtsp_transport must be \"tcp\" or \"udp\", not {:?}",
             self.pull.rtsp_transport
         );
-        for p in &self.pulls {
-            anyhow::ensure!(
-                !p.on_demand,
-                "[[pulls]] {:?}: on_demand = true is not supported yet; remove it to pull all the time",
-                p.name
-            );
-        }
+        anyhow::ensure!(
+            self.pull.on_demand_idle_secs >= 1,
+            "pull.on_demand_idle_secs must be at least 1"
+        );
         Ok(())
     }
 

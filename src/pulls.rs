@@ -7,8 +7,11 @@
 //! usable track) stop the pull in state `failed`.
 //!
 //! Sources by scheme: `rtsp://` ([`crate::inputs::rtsp_pull`]), `rtmp://` and `rtmps://`
-//! ([`crate::inputs::rtmp::pull`]). WHEP (`http(s)://`) pulls are refused as not supported yet. `on_demand` pulls are refused too: the bus has no
-//! hook yet that tells when a reader asks for a stream that does not exist.
+//! ([`crate::inputs::rtmp::pull`]). WHEP (`http(s)://`) pulls are refused as not supported yet.
+//!
+//! An `on_demand` pull stays `idle` until a reader (RTMP play, HLS, MSE) asks for its name
+//! (through the bus's demand hook), and goes back to `idle` once its stream has had no reader
+//! for `pull.on_demand_idle_secs`.
 //!
 //! Sources are shown with their credentials redacted, in the API and in logs.
 
@@ -57,6 +60,8 @@ impl PullError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PullState {
+    /// An on-demand pull with no reader: not connected.
+    Idle,
     /// First connection attempt under way.
     Connecting,
     /// Publishing on the bus.
@@ -210,11 +215,6 @@ impl PullManager {
     pub fn start(&self, source: &str, name: &str, on_demand: bool) -> Result<String, PullApiError> {
         let shown = rtsp_pull::redact(source);
         crate::bus::validate_name(name).map_err(|e| PullApiError::BadRequest(e.to_string()))?;
-        if on_demand {
-            return Err(PullApiError::BadRequest(
-                "on_demand pulls are not supported yet; omit on_demand to pull all the time".into(),
-            ));
-        }
         let scheme = source
             .split_once("://")
             .map(|(s, _)| s.to_ascii_lowercase())
@@ -279,9 +279,42 @@ impl PullManager {
         });
         pulls.insert(id.clone(), pull.clone());
         drop(pulls);
-        tracing::info!(id, source = %pull.shown_source, name, "pull started");
-        tokio::spawn(run_pull(pull, self.registry.clone(), self.settings.clone()));
+        if on_demand {
+            pull.set_state(PullState::Idle, None);
+            tracing::info!(id, source = %pull.shown_source, name, "on-demand pull waits for a reader");
+        } else {
+            tracing::info!(id, source = %pull.shown_source, name, "pull started");
+            tokio::spawn(run_pull(pull, self.registry.clone(), self.settings.clone()));
+        }
         Ok(id)
+    }
+
+    /// A reader wants `name`: starts its on-demand pull if it is idle. True if a pull will
+    /// (or already does) publish `name`.
+    pub fn demand(&self, name: &str) -> bool {
+        let Some(pull) = self
+            .pulls
+            .lock()
+            .unwrap()
+            .values()
+            .find(|p| p.name == name)
+            .cloned()
+        else {
+            return false;
+        };
+        let mut status = pull.status.lock().unwrap();
+        match status.state {
+            PullState::Idle => {
+                status.state = PullState::Connecting;
+                status.since = SystemTime::now();
+                drop(status);
+                tracing::info!(id = %pull.id, name, source = %pull.shown_source, "on-demand pull started by a reader");
+                tokio::spawn(run_pull(pull, self.registry.clone(), self.settings.clone()));
+                true
+            }
+            PullState::Failed => false,
+            _ => true,
+        }
     }
 
     pub fn list(&self) -> Vec<PullInfo> {
@@ -376,6 +409,22 @@ pub(crate) fn backoff(attempt: u32, min: Duration, max: Duration) -> Duration {
     jittered.max(min)
 }
 
+/// Resolves once the pull's stream has had no reader for `idle`.
+async fn no_readers_for(registry: &Registry, pull: &Pull, idle: Duration) {
+    let mut unread_since = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let readers = registry
+            .get(&pull.name)
+            .map_or(0, |s| s.readers_by_protocol().iter().map(|(_, n)| n).sum());
+        if readers > 0 {
+            unread_since = tokio::time::Instant::now();
+        } else if unread_since.elapsed() >= idle {
+            return;
+        }
+    }
+}
+
 async fn run_pull(pull: Arc<Pull>, registry: Registry, settings: PullSection) {
     let min = Duration::from_millis(settings.retry_min_ms);
     let max = Duration::from_millis(settings.retry_max_ms);
@@ -393,6 +442,11 @@ async fn run_pull(pull: Arc<Pull>, registry: Registry, settings: PullSection) {
         };
         let error = tokio::select! {
             _ = pull.cancel.cancelled() => return,
+            _ = no_readers_for(&registry, &pull, Duration::from_secs(settings.on_demand_idle_secs)), if pull.on_demand => {
+                tracing::info!(id = %pull.id, name = %pull.name, "on-demand pull without readers; stopping until the next one");
+                pull.set_state(PullState::Idle, None);
+                return;
+            }
             e = async {
                 match &pull.source {
                     Source::Rtsp(source) => rtsp_pull::run(source, &rtsp, &mut sink).await,
@@ -473,11 +527,18 @@ mod tests {
         assert!(e.to_string().contains("not supported yet"), "{e}");
         let e = bad("rtsp://admin:hunter2@[::1/x", "a");
         assert!(!e.to_string().contains("hunter2"), "{e}");
-        assert!(matches!(
-            m.start("rtsp://cam/x", "a", true).unwrap_err(),
-            PullApiError::BadRequest(_)
-        ));
         assert!(m.list().is_empty());
+    }
+
+    #[tokio::test]
+    async fn on_demand_pulls_wait_idle_until_a_reader_asks() {
+        let m = manager();
+        let id = m.start("rtsp://127.0.0.1:1/x", "cam/od", true).unwrap();
+        assert_eq!(m.get(&id).unwrap().state, PullState::Idle);
+        assert!(!m.demand("cam/other"), "no pull for that name");
+        assert!(m.demand("cam/od"));
+        assert_eq!(m.get(&id).unwrap().state, PullState::Connecting);
+        assert!(m.demand("cam/od"), "already on its way");
     }
 
     #[tokio::test]

@@ -74,3 +74,50 @@ fn rtmp_pull_republishes_a_remote_stream_and_recovers_when_it_returns() {
     let (status, _) = edge.request("DELETE", &format!("/api/v1/pulls/{id}"), None);
     assert_eq!(status, 204);
 }
+
+#[test]
+fn on_demand_pull_starts_for_a_reader_and_stops_when_they_leave() {
+    let origin = Switchyard::start();
+    let _publisher = ffmpeg_publish(&origin.rtmp_url("live/od"), Encoding::Baseline, 25, 90);
+    origin.wait_for_stream("live/od", true);
+    let config = format!(
+        "[pull]\non_demand_idle_secs = 2\n\n[[pulls]]\nsource = \"{}\"\nname = \"edge/od\"\non_demand = true\n",
+        origin.rtmp_url("live/od")
+    );
+    let edge = Switchyard::start_with_config(&config);
+    let (_, pulls) = edge.get_json("/api/v1/pulls");
+    let id = pulls[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(pulls[0]["state"], "idle", "{pulls}");
+    assert_eq!(
+        edge.get_json("/api/v1/streams/edge/od").0,
+        404,
+        "nothing pulled before a reader comes"
+    );
+
+    // An RTMP player asks for it: the pull starts and the player gets the stream.
+    let decode = ffmpeg_decode(&edge.rtmp_url("edge/od"), 3);
+    assert!(
+        decode.success && decode.errors.is_empty() && decode.video_frames >= 60,
+        "{decode:?}"
+    );
+    // The reader left: after the idle time the pull stops and the stream goes away.
+    edge.wait_for_state(
+        &format!("/api/v1/pulls/{id}"),
+        "idle",
+        Duration::from_secs(15),
+    );
+    assert_eq!(edge.get_json("/api/v1/streams/edge/od").0, 404);
+
+    // An HLS request starts it again.
+    let decode = ffmpeg_decode(&edge.api("/hls/edge/od/index.m3u8"), 3);
+    assert!(
+        decode.success && decode.errors.is_empty() && decode.video_frames >= 60,
+        "{decode:?}"
+    );
+    // An unknown name is still a quick 404.
+    assert_eq!(edge.get_json("/api/v1/streams/edge/none").0, 404);
+    let started = std::time::Instant::now();
+    let (status, _) = edge.request("GET", "/hls/edge/none/index.m3u8", None);
+    assert_eq!(status, 404);
+    assert!(started.elapsed() < Duration::from_secs(1));
+}

@@ -237,10 +237,6 @@ fn bad_sources_show_clear_states_and_the_api_stays_responsive() {
         ),
         (json!({ "source": "https://peer/whep/x", "name": "a" }), 400),
         (json!({ "source": "gopher://peer/x", "name": "a" }), 400),
-        (
-            json!({ "source": "rtsp://cam/x", "name": "a", "on_demand": true }),
-            400,
-        ),
         (json!({ "name": "a" }), 400),
     ] {
         let (status, reply) =

@@ -120,7 +120,12 @@ pub(crate) struct RegistryInner {
     pub config: BusConfig,
     pub streams: Mutex<HashMap<String, Arc<Stream>>>,
     pub ended: EndedTotals,
+    pub demand: std::sync::OnceLock<(DemandHook, std::time::Duration)>,
 }
+
+/// Asked when a reader wants a stream that is not on the bus: returns true if a source for it
+/// is being started (an on-demand pull), so the reader should wait for it.
+pub type DemandHook = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 impl Registry {
     pub fn new(config: BusConfig) -> Self {
@@ -129,7 +134,36 @@ impl Registry {
                 config,
                 streams: Mutex::new(HashMap::new()),
                 ended: EndedTotals::default(),
+                demand: std::sync::OnceLock::new(),
             }),
+        }
+    }
+
+    /// Installs the hook asked for streams readers want but nobody publishes (once), and how
+    /// long a reader waits for such a stream.
+    pub fn set_demand_hook(&self, hook: DemandHook, wait: std::time::Duration) {
+        let _ = self.inner.demand.set((hook, wait));
+    }
+
+    /// The stream `name`; if it is not on the bus but a source for it can be started on demand,
+    /// starts it and waits (up to the hook's wait) for it to appear.
+    pub async fn wait_for_stream(&self, name: &str) -> Option<Arc<Stream>> {
+        if let Some(s) = self.get(name) {
+            return Some(s);
+        }
+        let (hook, wait) = self.inner.demand.get()?;
+        if !hook(name) {
+            return None;
+        }
+        let deadline = tokio::time::Instant::now() + *wait;
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            if let Some(s) = self.get(name) {
+                return Some(s);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
         }
     }
 

@@ -52,6 +52,9 @@ async fn mse_socket(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    if validate_name(&name).is_ok() {
+        state.registry.wait_for_stream(&name).await;
+    }
     let reader = validate_name(&name).and_then(|()| {
         state
             .registry
@@ -85,6 +88,7 @@ async fn hls_file(
         Some(parse_resource_name(file).ok_or_else(not_found)?)
     };
     validate_name(name)?;
+    state.registry.wait_for_stream(name).await;
     let muxer = state.hls.muxer(name)?;
     match file {
         None => {

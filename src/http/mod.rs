@@ -35,11 +35,7 @@ impl AppState {
         AppState {
             hls: HlsOutputs::new(registry.clone(), config.hls.to_settings(), shutdown.clone()),
             mse: config.mse.to_settings(),
-            pulls: Arc::new(crate::pulls::PullManager::new(
-                registry.clone(),
-                config,
-                shutdown.clone(),
-            )),
+            pulls: pull_manager(&registry, config, &shutdown),
             pushes: Arc::new(crate::pushes::PushManager::new(
                 registry.clone(),
                 config,
@@ -50,6 +46,27 @@ impl AppState {
             shutdown,
         }
     }
+}
+
+/// The pull manager, also answering the bus when a reader wants a stream nobody publishes
+/// (on-demand pulls).
+fn pull_manager(
+    registry: &Registry,
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> Arc<crate::pulls::PullManager> {
+    let manager = Arc::new(crate::pulls::PullManager::new(
+        registry.clone(),
+        config,
+        shutdown.clone(),
+    ));
+    let weak = Arc::downgrade(&manager);
+    let wait = std::time::Duration::from_secs(config.pull.connect_timeout_secs);
+    registry.set_demand_hook(
+        Arc::new(move |name| weak.upgrade().is_some_and(|m| m.demand(name))),
+        wait,
+    );
+    manager
 }
 
 pub fn router(state: AppState) -> Router {

@@ -143,9 +143,11 @@ impl Connection {
         };
         let (mut session, results) = ServerSession::new(session_config)?;
         let mut role = Role::Idle;
-        self.apply(results, &mut session, &mut role, registry)?;
+        self.apply(results, &mut session, &mut role, registry)
+            .await?;
         let leftover_results = session.handle_input(&leftover)?;
-        self.apply(leftover_results, &mut session, &mut role, registry)?;
+        self.apply(leftover_results, &mut session, &mut role, registry)
+            .await?;
         self.flush(&role).await?;
         let deadline = tokio::time::Instant::now() + self.handshake_timeout;
         // While a player's writes are being coalesced, the reader is not polled: the player
@@ -169,7 +171,11 @@ impl Connection {
                 Wake::Input(Ok(0)) => return Ok(()),
                 Wake::Input(Ok(n)) => {
                     let results = session.handle_input(&self.buf[..n])?;
-                    if self.apply(results, &mut session, &mut role, registry)? == Flow::Close {
+                    if self
+                        .apply(results, &mut session, &mut role, registry)
+                        .await?
+                        == Flow::Close
+                    {
                         self.flush(&role).await?;
                         return Ok(());
                     }
@@ -237,7 +243,7 @@ impl Connection {
     }
 
     /// Queues the session's responses and acts on its events.
-    fn apply(
+    async fn apply(
         &mut self,
         results: Vec<ServerSessionResult>,
         session: &mut ServerSession,
@@ -300,6 +306,8 @@ impl Connection {
                         return Ok(Flow::Close);
                     }
                     let name = stream_name(&app_name, &stream_key);
+                    // A stream nobody publishes may be one an on-demand pull brings.
+                    registry.wait_for_stream(&name).await;
                     match registry.subscribe(&name, Peer::new("rtmp", Some(self.peer))) {
                         Ok(reader) => {
                             tracing::info!(peer = %self.peer, stream = %name, "RTMP play");

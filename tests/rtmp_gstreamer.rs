@@ -34,11 +34,7 @@ fn librtmp_publisher_like_obs_plays_back_in_ffmpeg_and_gstreamer() {
     let info = server.wait_for_stream("live/obs", true);
     assert_eq!(info["tracks"][0]["codec_string"], "avc1.64001E", "{info}");
 
-    let decode = ffmpeg_decode(&server.rtmp_url("live/obs"), 3);
-    assert!(
-        decode.success && decode.errors.is_empty() && decode.video_frames >= 60,
-        "{decode:?}"
-    );
+    assert_decodes(&server.rtmp_url("live/obs"), 3, 60);
 
     // GStreamer's own RTMP client plays and decodes 100 frames.
     let pipeline = format!(
@@ -65,20 +61,12 @@ fn gstreamer_rtmp2_publisher_plays_back_in_ffmpeg() {
     let server = Switchyard::start();
     let _publisher = gst_publish("rtmp2sink", &server.rtmp_url("live/gst"), 30);
     server.wait_for_stream("live/gst", true);
-    let streams = ffprobe_streams(&server.rtmp_url("live/gst"));
-    assert!(
-        streams
-            .iter()
-            .any(|s| s.starts_with("codec_name=h264|profile=High|width=640|height=360")),
-        "{streams:?}"
+    assert_streams(
+        &server.rtmp_url("live/gst"),
+        &[
+            "codec_name=h264|profile=High|width=640|height=360",
+            "codec_name=aac",
+        ],
     );
-    assert!(
-        streams.iter().any(|s| s.starts_with("codec_name=aac")),
-        "{streams:?}"
-    );
-    let decode = ffmpeg_decode(&server.rtmp_url("live/gst"), 3);
-    assert!(
-        decode.success && decode.errors.is_empty() && decode.video_frames >= 60,
-        "{decode:?}"
-    );
+    assert_decodes(&server.rtmp_url("live/gst"), 3, 60);
 }

@@ -72,17 +72,6 @@ fn wait_for_state(server: &Switchyard, id: &str, state: &str, timeout: Duration)
     server.wait_for_state(&format!("/api/v1/pulls/{id}"), state, timeout)
 }
 
-fn assert_decodes(url: &str, seconds: u32) {
-    let d = ffmpeg_decode(url, seconds);
-    assert!(d.success, "{url}: {d:?}");
-    assert!(
-        d.video_frames >= (seconds as u64) * 15,
-        "{url}: only {} frames in {seconds} s: {d:?}",
-        d.video_frames
-    );
-    assert!(d.errors.trim().is_empty(), "{url}: {}", d.errors);
-}
-
 #[test]
 fn h264_aac_camera_over_tcp_plays_over_rtmp_and_hls() {
     let camera = Camera::start(0, "aac", None);
@@ -110,8 +99,8 @@ fn h264_aac_camera_over_tcp_plays_over_rtmp_and_hls() {
         probe.iter().any(|l| l.starts_with("codec_name=aac")),
         "{probe:?}"
     );
-    assert_decodes(&server.rtmp_url("cam/tcp"), 4);
-    assert_decodes(&server.api("/hls/cam/tcp/index.m3u8"), 4);
+    assert_decodes(&server.rtmp_url("cam/tcp"), 4, 60);
+    assert_decodes(&server.api("/hls/cam/tcp/index.m3u8"), 4, 60);
 
     let (_, list) = server.get_json("/api/v1/pulls");
     assert!(!list.to_string().contains("s3cret"));
@@ -137,7 +126,7 @@ fn configured_pull_over_udp_starts_at_boot() {
     let stream = server.wait_for_stream("cam/udp", true);
     assert_eq!(stream["tracks"][1]["codec"], "aac");
     server.wait_for_log("transport=Udp", Duration::from_secs(5));
-    assert_decodes(&server.rtmp_url("cam/udp"), 4);
+    assert_decodes(&server.rtmp_url("cam/udp"), 4, 60);
     // The same camera over UDP chosen by the URL, beside it.
     let id = create_pull(
         &server,
@@ -158,7 +147,7 @@ fn h264_opus_camera_plays_over_hls() {
     assert_eq!(stream["tracks"][1]["codec"], "opus");
     assert_eq!(stream["tracks"][1]["clock_rate"], 48000);
     let url = server.api("/hls/cam/opus/index.m3u8");
-    assert_decodes(&url, 4);
+    assert_decodes(&url, 4, 60);
     let probe = ffprobe_streams(&url);
     assert!(
         probe.iter().any(|l| l.starts_with("codec_name=opus")),
@@ -192,7 +181,7 @@ fn pull_recovers_when_the_camera_restarts() {
     let _camera = Camera::start(port, "aac", None);
     wait_for_state(&server, &id, "running", Duration::from_secs(20));
     server.wait_for_stream("cam/flaky", true);
-    assert_decodes(&server.rtmp_url("cam/flaky"), 3);
+    assert_decodes(&server.rtmp_url("cam/flaky"), 3, 45);
 }
 
 /// A TCP listener that answers every connection with `reply` (or nothing, if empty) and keeps

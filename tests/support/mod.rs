@@ -485,6 +485,28 @@ pub fn ffmpeg_decode_with(ffmpeg: &std::path::Path, url: &str, seconds: u32) -> 
     }
 }
 
+/// Asserts that ffmpeg decodes `seconds` of `url` without an error, and at least `min_frames`
+/// video frames.
+pub fn assert_decodes(url: &str, seconds: u32, min_frames: u64) {
+    let d = ffmpeg_decode(url, seconds);
+    assert!(
+        d.success && d.errors.trim().is_empty() && d.video_frames >= min_frames,
+        "{url}: {d:?}"
+    );
+}
+
+/// Asserts that ffprobe sees, at `url`, a stream starting with each of `wanted` (e.g.
+/// `codec_name=h264|profile=High|width=640|height=360`).
+pub fn assert_streams(url: &str, wanted: &[&str]) {
+    let streams = ffprobe_streams(url);
+    for w in wanted {
+        assert!(
+            streams.iter().any(|s| s.starts_with(w)),
+            "{url}: no {w} in {streams:?}"
+        );
+    }
+}
+
 /// Writes `bytes` (an fMP4 byte stream: init, then fragments) to a file and checks that ffmpeg
 /// decodes all of it without a message; returns the file (kept until `dir` is dropped).
 pub fn assert_mp4_decodes(dir: &TempDir, name: &str, bytes: &[u8]) -> std::path::PathBuf {

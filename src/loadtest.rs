@@ -65,8 +65,9 @@ const MSG_SET_CHUNK_SIZE: u8 = 1;
 /// RTMP message type of a Window Acknowledgement Size.
 const MSG_WINDOW_ACK_SIZE: u8 = 5;
 
-/// Outcome of a [`rtmp_play_load`] run. Serialises to one JSON object.
-#[derive(Debug, Clone, serde::Serialize)]
+/// What every load run reports about its sessions; an RTMP run reports just this (one JSON
+/// object), HLS and MSE runs add request counts ([`HttpLoadReport`]).
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct RtmpLoadReport {
     /// Sessions requested.
     pub sessions: usize,
@@ -121,18 +122,7 @@ pub async fn rtmp_play_load(
         };
         tally.add(outcome.bytes, outcome.error);
     }
-    let mut report = RtmpLoadReport {
-        sessions,
-        playing: tally.playing,
-        failed: tally.failed,
-        bytes_total: tally.bytes_total,
-        bytes_min: tally.bytes_min(),
-        bytes_max: tally.bytes_max,
-        seconds: 0.0,
-        first_error: tally.first_error.map(|(_, message)| message),
-    };
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
+    Ok(tally.into_report(sessions, started))
 }
 
 /// Gap between two session starts for a run of `sessions`.
@@ -543,24 +533,9 @@ pub struct HttpLoadReport {
     /// polling and segments), `"mse"`; `"mixed"` if HLS sessions saw different playlists,
     /// `"unknown"` if no session got a playlist.
     pub mode: &'static str,
-    /// Sessions requested.
-    pub sessions: usize,
-    /// Sessions that received media and were still receiving at the deadline.
-    pub playing: usize,
-    /// Sessions that failed (`playing + failed == sessions`).
-    pub failed: usize,
-    /// Media bytes received, summed over all sessions: HLS response bodies of the init section,
-    /// segments and parts (not playlists); MSE: every byte after the `101` response head,
-    /// WebSocket frame headers and the JSON text message included.
-    pub bytes_total: u64,
-    /// Fewest bytes received by one playing session (0 if none played).
-    pub bytes_min: u64,
-    /// Most bytes received by one playing session (0 if none played).
-    pub bytes_max: u64,
-    /// Wall-clock length of the run, from the first connect to the last close.
-    pub seconds: f64,
-    /// The earliest error of a failed session, if any.
-    pub first_error: Option<String>,
+    /// Sessions, media bytes and the first failure, as for RTMP; its fields are written inline.
+    #[serde(flatten)]
+    pub totals: RtmpLoadReport,
     /// Playlist requests sent (HLS; blocking and plain).
     pub playlist_requests: u64,
     /// Media requests sent (HLS: init section, segments, parts; hinted parts included).
@@ -711,10 +686,7 @@ where
     }
 
     let mut tally = Tally::new();
-    let mut report = HttpLoadReport {
-        sessions,
-        ..HttpLoadReport::default()
-    };
+    let mut report = HttpLoadReport::default();
     let mut first_request_error: Option<(Instant, String)> = None;
     for task in tasks {
         let (bytes, error) = match task.await {
@@ -729,13 +701,8 @@ where
                     MODE_PLAIN_HLS => report.plain_hls_sessions += 1,
                     _ => {}
                 }
-                if let Some((when, message)) = stats.first_request_error.lock().unwrap().take() {
-                    if first_request_error
-                        .as_ref()
-                        .is_none_or(|(first, _)| when < *first)
-                    {
-                        first_request_error = Some((when, message));
-                    }
+                if let Some(error) = stats.first_request_error.lock().unwrap().take() {
+                    keep_earliest(&mut first_request_error, error);
                 }
                 (SessionStats::get(&stats.media_bytes), error)
             }
@@ -743,12 +710,7 @@ where
         };
         tally.add(bytes, error);
     }
-    report.playing = tally.playing;
-    report.failed = tally.failed;
-    report.bytes_total = tally.bytes_total;
-    report.bytes_min = tally.bytes_min();
-    report.bytes_max = tally.bytes_max;
-    report.first_error = tally.first_error.map(|(_, message)| message);
+    report.totals = tally.into_report(sessions, started);
     report.first_request_error = first_request_error.map(|(_, message)| message);
     report.mode = match (report.ll_hls_sessions, report.plain_hls_sessions) {
         (0, 0) => "unknown",
@@ -756,7 +718,6 @@ where
         (0, _) => "hls",
         _ => "mixed",
     };
-    report.seconds = started.elapsed().as_secs_f64();
     report
 }
 
@@ -1733,6 +1694,13 @@ fn base64(data: &[u8]) -> String {
 // --- shared ------------------------------------------------------------------------------------
 
 /// Sums session outcomes into the fields that every report has.
+/// Keeps in `slot` whichever error happened first.
+fn keep_earliest(slot: &mut Option<(Instant, String)>, error: (Instant, String)) {
+    if slot.as_ref().is_none_or(|(first, _)| error.0 < *first) {
+        *slot = Some(error);
+    }
+}
+
 struct Tally {
     playing: usize,
     failed: usize,
@@ -1763,24 +1731,24 @@ impl Tally {
                 self.min = self.min.min(bytes);
                 self.bytes_max = self.bytes_max.max(bytes);
             }
-            Some((when, message)) => {
+            Some(error) => {
                 self.failed += 1;
-                if self
-                    .first_error
-                    .as_ref()
-                    .is_none_or(|(first, _)| when < *first)
-                {
-                    self.first_error = Some((when, message));
-                }
+                keep_earliest(&mut self.first_error, error);
             }
         }
     }
 
-    fn bytes_min(&self) -> u64 {
-        if self.playing > 0 {
-            self.min
-        } else {
-            0
+    /// The report of a run of `sessions` that began at `started` and ends now.
+    fn into_report(self, sessions: usize, started: Instant) -> RtmpLoadReport {
+        RtmpLoadReport {
+            sessions,
+            playing: self.playing,
+            failed: self.failed,
+            bytes_total: self.bytes_total,
+            bytes_min: if self.playing > 0 { self.min } else { 0 },
+            bytes_max: self.bytes_max,
+            seconds: started.elapsed().as_secs_f64(),
+            first_error: self.first_error.map(|(_, message)| message),
         }
     }
 }
@@ -2130,8 +2098,18 @@ seg41.m4s
             else {
                 panic!("not an HTTP report");
             };
-            assert_eq!((report.sessions, report.playing, report.failed), (2, 0, 2));
-            assert!(report.first_error.unwrap().contains("connect"), "{url}");
+            assert_eq!(
+                (
+                    report.totals.sessions,
+                    report.totals.playing,
+                    report.totals.failed
+                ),
+                (2, 0, 2)
+            );
+            assert!(
+                report.totals.first_error.unwrap().contains("connect"),
+                "{url}"
+            );
         }
         let LoadReport::Rtmp(report) =
             run("rtmp://127.0.0.1:1/live/x", 1, Duration::from_millis(200))

@@ -264,38 +264,33 @@ impl PartCutter {
                 self.restart();
             }
             ReaderEvent::Frame(frame) => {
-                let Some(track) = self
+                let Some((kind, clock_rate)) = self
                     .tracks
                     .iter()
                     .find(|t| t.id == frame.frame.track)
-                    .cloned()
+                    .map(|t| (t.kind(), t.clock_rate.max(1)))
                 else {
                     return out;
                 };
-                let leading = track.kind() == self.leading_kind();
+                let leading = kind == self.leading_kind();
                 if !self.started {
-                    if !(leading && (frame.frame.keyframe || track.kind() == MediaKind::Audio)) {
+                    if !(leading && (frame.frame.keyframe || kind == MediaKind::Audio)) {
                         return out;
                     }
                     self.started = true;
                 }
+                // `previous` is the preceding frame of the same track as `frame`.
                 let Some((previous, duration)) = self.clock.push(frame.clone()) else {
                     if self.pending.iter().all(|(_, s)| s.is_empty()) && leading {
                         self.begin_part(frame.frame.keyframe, true);
                     }
                     return out;
                 };
-                let prev_track_leading = self
-                    .tracks
-                    .iter()
-                    .find(|t| t.id == previous.frame.track)
-                    .is_some_and(|t| t.kind() == self.leading_kind());
                 self.add_sample(
                     previous.frame.track,
                     Sample::from_frame(&previous.frame, duration),
                 );
-                if prev_track_leading {
-                    let clock_rate = track.clock_rate.max(1);
+                if leading {
                     self.pending_duration +=
                         Duration::from_secs_f64(duration as f64 / clock_rate as f64);
                     // `frame` (the next leading frame) begins the next part; cut before it?

@@ -73,14 +73,35 @@ impl Default for RtmpConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebrtcConfig {
-    /// The one UDP socket for all WebRTC peers (used once WebRTC lands; reserved today).
+    /// The one UDP socket for all WebRTC peers.
     pub udp: SocketAddr,
+    /// Addresses advertised as host candidates; empty: every IPv4 interface address when
+    /// `udp` is bound to 0.0.0.0, else `udp`'s address.
+    pub candidate_ips: Vec<std::net::IpAddr>,
+    /// Public addresses of a 1:1 NAT in front of this host (advertised as extra candidates).
+    pub public_ips: Vec<std::net::IpAddr>,
+    /// STUN/TURN servers handed to WHIP/WHEP clients in `Link` headers.
+    pub ice_servers: Vec<crate::webrtc::IceServer>,
 }
 
 impl Default for WebrtcConfig {
     fn default() -> Self {
         WebrtcConfig {
             udp: ([0, 0, 0, 0], 8189).into(),
+            candidate_ips: Vec::new(),
+            public_ips: Vec::new(),
+            ice_servers: Vec::new(),
+        }
+    }
+}
+
+impl WebrtcConfig {
+    pub fn to_settings(&self) -> crate::webrtc::WebRtcSettings {
+        crate::webrtc::WebRtcSettings {
+            udp: self.udp,
+            candidate_ips: self.candidate_ips.clone(),
+            public_ips: self.public_ips.clone(),
+            ice_servers: self.ice_servers.clone(),
         }
     }
 }
@@ -347,11 +368,11 @@ mod tests {
     fn udp_setting_takes_port_or_address() {
         assert_eq!(
             parse_udp_listen("8189").unwrap(),
-            "0.0.0.0:8189".parse().unwrap()
+            "0.0.0.0:8189".parse::<SocketAddr>().unwrap()
         );
         assert_eq!(
             parse_udp_listen("127.0.0.1:9").unwrap(),
-            "127.0.0.1:9".parse().unwrap()
+            "127.0.0.1:9".parse::<SocketAddr>().unwrap()
         );
         assert!(parse_udp_listen("x").is_err());
     }

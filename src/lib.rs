@@ -11,3 +11,4 @@ pub mod pulls;
 pub mod pushes;
 pub mod rtmp;
 pub mod server;
+pub mod webrtc;

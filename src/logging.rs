@@ -1,11 +1,19 @@
 //! Structured logs with tracing; `RUST_LOG` filters (default `info`). Logs go to stderr, with
-//! colours only on a terminal.
+//! colours only on a terminal. webrtc-rs (`rtc`, `rtc_dtls`, `rtc_ice`, ...) logs every
+//! handshake detail at info/warn; it is held to errors unless `RUST_LOG` names it (the
+//! directive `rtc` is a prefix, so it covers all of its crates).
 
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_string());
+    let spec = if spec.contains("rtc") {
+        spec
+    } else {
+        format!("{spec},rtc=error")
+    };
+    let filter = EnvFilter::try_new(&spec).unwrap_or_else(|_| EnvFilter::new("info,rtc=error"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

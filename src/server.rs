@@ -15,18 +15,21 @@ pub struct Server {
     registry: Registry,
     http: TcpListener,
     rtmp: TcpListener,
+    webrtc: std::net::UdpSocket,
 }
 
 impl Server {
     pub async fn bind(config: Config) -> anyhow::Result<Server> {
         let http = bind("http", config.http.listen).await?;
         let rtmp = bind("rtmp", config.rtmp.listen).await?;
+        let webrtc = crate::webrtc::bind(config.webrtc.udp)?;
         let registry = Registry::new(config.bus.to_bus_config());
         Ok(Server {
             config,
             registry,
             http,
             rtmp,
+            webrtc,
         })
     }
 
@@ -52,11 +55,14 @@ impl Server {
             shutdown.clone(),
             tracker.clone(),
         ));
-        let app = router(AppState::new(
-            self.registry.clone(),
-            &self.config,
+        let webrtc = crate::webrtc::start(
+            self.webrtc,
+            self.config.webrtc.to_settings(),
             shutdown.clone(),
-        ));
+        )?;
+        let mut state = AppState::new(self.registry.clone(), &self.config, shutdown.clone());
+        state.webrtc = Some(webrtc);
+        let app = router(state);
         let http_shutdown = shutdown.clone();
         let http = tokio::spawn(async move {
             axum::serve(

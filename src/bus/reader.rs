@@ -29,6 +29,8 @@ pub struct Reader {
     skipping_to_keyframe: bool,
     last_generation: Option<u64>,
     has_video: bool,
+    /// Whether this reader is in the stream's per-protocol reader counts.
+    counted: bool,
 }
 
 /// Result of [`Reader::try_recv`].
@@ -62,6 +64,29 @@ impl Reader {
             skipping_to_keyframe: false,
             last_generation: None,
             has_video: false,
+            counted: true,
+        }
+    }
+
+    /// Takes this reader out of the stream's reader counts: for an output that reads once on
+    /// behalf of clients it counts with readers of their own (WebRTC fans one reader out).
+    pub fn uncounted(mut self) -> Self {
+        self.uncount();
+        self
+    }
+
+    fn uncount(&mut self) {
+        if !std::mem::replace(&mut self.counted, false) {
+            return;
+        }
+        if let Some(n) = self
+            .stream
+            .readers
+            .lock()
+            .unwrap()
+            .get_mut(self.peer.protocol)
+        {
+            *n = n.saturating_sub(1);
         }
     }
 
@@ -162,14 +187,6 @@ impl Reader {
 
 impl Drop for Reader {
     fn drop(&mut self) {
-        if let Some(n) = self
-            .stream
-            .readers
-            .lock()
-            .unwrap()
-            .get_mut(self.peer.protocol)
-        {
-            *n = n.saturating_sub(1);
-        }
+        self.uncount();
     }
 }

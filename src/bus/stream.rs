@@ -336,6 +336,11 @@ impl Publisher {
         }
     }
 
+    /// Whether the publisher must stop (kicked through the API or taken over).
+    pub fn is_kicked(&self) -> bool {
+        *self.kicked.borrow()
+    }
+
     /// Resolves when the publisher must stop (kicked through the API or taken over).
     pub async fn kicked(&mut self) {
         while !*self.kicked.borrow_and_update() {

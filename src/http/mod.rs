@@ -6,6 +6,7 @@ mod media;
 mod metrics;
 mod pulls;
 mod pushes;
+mod webrtc;
 
 use crate::bus::Registry;
 use crate::config::Config;
@@ -27,6 +28,8 @@ pub struct AppState {
     pub mse: MseSettings,
     pub pulls: Arc<crate::pulls::PullManager>,
     pub pushes: Arc<crate::pushes::PushManager>,
+    /// The WebRTC engine (WHIP/WHEP); `None` only in tests that build a state without it.
+    pub webrtc: Option<crate::webrtc::WebRtc>,
     pub shutdown: CancellationToken,
 }
 
@@ -43,6 +46,7 @@ impl AppState {
             )),
             registry,
             metrics: Arc::new(metrics::Metrics::new()),
+            webrtc: None,
             shutdown,
         }
     }
@@ -82,6 +86,7 @@ pub fn router(state: AppState) -> Router {
         )
         .nest("/rest-api/push", pushes::wcs_routes())
         .merge(media::routes())
+        .merge(webrtc::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -2,3 +2,4 @@
 
 pub mod rtmp;
 pub mod rtsp_pull;
+pub mod whip;

@@ -4,3 +4,4 @@ pub mod fmp4;
 pub mod hls;
 pub mod mse;
 pub mod rtmp;
+pub mod whep;

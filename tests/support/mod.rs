@@ -17,6 +17,8 @@ pub struct Switchyard {
     child: Child,
     pub http: SocketAddr,
     pub rtmp: SocketAddr,
+    /// The WebRTC UDP socket.
+    pub webrtc: SocketAddr,
     log: Arc<(Mutex<Vec<String>>, Condvar)>,
     _config_dir: Option<TempDir>,
 }
@@ -38,6 +40,8 @@ impl Switchyard {
                 "--http",
                 "127.0.0.1:0",
                 "--rtmp",
+                "127.0.0.1:0",
+                "--webrtc-udp",
                 "127.0.0.1:0",
                 "--config",
             ])
@@ -65,11 +69,13 @@ impl Switchyard {
             child,
             http: ([0, 0, 0, 0], 0).into(),
             rtmp: ([0, 0, 0, 0], 0).into(),
+            webrtc: ([0, 0, 0, 0], 0).into(),
             log,
             _config_dir: Some(dir),
         };
         server.http = server.listening_addr("http");
         server.rtmp = server.listening_addr("rtmp");
+        server.webrtc = server.listening_addr("webrtc");
         server
     }
 

@@ -1,0 +1,241 @@
+//! WHIP (RFC 9725) and WHEP endpoints.
+//!
+//! - `POST /whip/{name}` / `POST /whep/{name}` with an `application/sdp` offer: `201 Created`,
+//!   the answer, `Location: /whip/{name}/{session}`, `ETag`, and one `Link` per configured ICE
+//!   server (RFC 9725 4.6).
+//! - `PATCH {Location}` with `application/trickle-ice-sdpfrag` (RFC 8840): trickled candidates;
+//!   `If-Match` must carry the session's ETag (or `*`), else `412` (RFC 9725 4.3.1).
+//! - `DELETE {Location}` ends the session; `OPTIONS` lists what is allowed.
+//!
+//! The session id is the last path segment of the session URL; stream names may contain `/`.
+
+use super::{ApiError, AppState};
+use crate::bus::Peer;
+use crate::webrtc::{IceServer, Role, SessionError, WebRtc};
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use std::net::SocketAddr;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/whip/{*path}",
+            axum::routing::post(whip)
+                .patch(patch)
+                .delete(delete)
+                .options(options),
+        )
+        .route(
+            "/whep/{*path}",
+            axum::routing::post(whep)
+                .patch(patch)
+                .delete(delete)
+                .options(options),
+        )
+        .route("/api/v1/webrtc/sessions", get(sessions))
+}
+
+fn engine(state: &AppState) -> Result<&WebRtc, ApiError> {
+    state.webrtc.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "WebRTC is not running on this server",
+        )
+    })
+}
+
+impl From<SessionError> for ApiError {
+    fn from(e: SessionError) -> Self {
+        let status = match &e {
+            SessionError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            SessionError::Unsupported(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            SessionError::NotFound => StatusCode::NOT_FOUND,
+            SessionError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
+            SessionError::Stopped | SessionError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+fn require_content_type(headers: &HeaderMap, wanted: &str) -> Result<(), ApiError> {
+    let got = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = got.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case(wanted) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        if got.is_empty() {
+            format!("Content-Type must be {wanted} (none was given)")
+        } else {
+            format!("Content-Type must be {wanted}, not {got}")
+        },
+    ))
+}
+
+fn offer_text(body: Bytes) -> Result<String, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "the body is empty; it must be an SDP offer",
+        ));
+    }
+    String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "the SDP offer is not UTF-8"))
+}
+
+async fn whip(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let engine = engine(&state)?;
+    require_content_type(&headers, "application/sdp")?;
+    let offer = offer_text(body)?;
+    let publisher = state
+        .registry
+        .publish(&name, Peer::new("webrtc", Some(remote)))?;
+    let opened = engine.open(Role::Publish(publisher), offer).await?;
+    Ok(created("whip", &name, opened, engine.ice_servers()))
+}
+
+async fn whep(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let engine = engine(&state)?;
+    require_content_type(&headers, "application/sdp")?;
+    let offer = offer_text(body)?;
+    crate::bus::validate_name(&name)?;
+    // A stream that an on-demand pull can bring is waited for, like on every other output.
+    if state.registry.wait_for_stream(&name).await.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("stream {name:?} not found"),
+        ));
+    }
+    let reader = state
+        .registry
+        .subscribe(&name, Peer::new("webrtc", Some(remote)))?;
+    let opened = engine.open(Role::Play(reader), offer).await?;
+    Ok(created("whep", &name, opened, engine.ice_servers()))
+}
+
+fn created(
+    kind: &str,
+    name: &str,
+    opened: crate::webrtc::Opened,
+    ice_servers: &[IceServer],
+) -> Response {
+    let mut response = (StatusCode::CREATED, opened.answer).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/sdp"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("/{kind}/{name}/{}", opened.session)) {
+        headers.insert(header::LOCATION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&opened.etag) {
+        headers.insert(header::ETAG, v);
+    }
+    add_links(headers, ice_servers);
+    response
+}
+
+/// `Link: <stun:...>; rel="ice-server"` per ICE server URL (RFC 9725 4.6).
+fn add_links(headers: &mut HeaderMap, ice_servers: &[IceServer]) {
+    for server in ice_servers {
+        for url in &server.urls {
+            let mut link = format!("<{url}>; rel=\"ice-server\"");
+            if let (Some(user), Some(credential)) = (&server.username, &server.credential) {
+                link.push_str(&format!(
+                    "; username=\"{user}\"; credential=\"{credential}\"; credential-type=\"password\""
+                ));
+            }
+            if let Ok(v) = HeaderValue::from_str(&link) {
+                headers.append(header::LINK, v);
+            }
+        }
+    }
+}
+
+/// The session id of a session URL path (`{name}/{session}`).
+fn session_of(path: &str) -> Result<String, ApiError> {
+    match path.rsplit_once('/') {
+        Some((_, session)) if !session.is_empty() => Ok(session.to_string()),
+        _ => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "PATCH and DELETE go to the session URL given in Location, not to the stream",
+        )),
+    }
+}
+
+async fn patch(
+    State(state): State<AppState>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let engine = engine(&state)?;
+    let session = session_of(&path)?;
+    require_content_type(&headers, "application/trickle-ice-sdpfrag")?;
+    let fragment = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "the SDP fragment is not UTF-8"))?;
+    let if_match = headers
+        .get(header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let etag = engine.trickle(session, if_match, fragment).await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        response.headers_mut().insert(header::ETAG, v);
+    }
+    Ok(response)
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    Path(path): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let engine = engine(&state)?;
+    let session = session_of(&path)?;
+    engine.close(session).await?;
+    Ok(StatusCode::OK)
+}
+
+async fn options(State(state): State<AppState>) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ALLOW,
+        HeaderValue::from_static("OPTIONS, POST, PATCH, DELETE"),
+    );
+    headers.insert("accept-post", HeaderValue::from_static("application/sdp"));
+    headers.insert(
+        "accept-patch",
+        HeaderValue::from_static("application/trickle-ice-sdpfrag"),
+    );
+    if let Some(engine) = &state.webrtc {
+        add_links(headers, engine.ice_servers());
+    }
+    response
+}
+
+async fn sessions(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<crate::webrtc::SessionInfo>>, ApiError> {
+    Ok(Json(engine(&state)?.sessions().await))
+}

@@ -1,0 +1,355 @@
+//! WHEP playback: bus frames as RTP for WebRTC viewers.
+//!
+//! A [`Feed`] is one stream as the viewers of this process see it: it packetizes each frame
+//! once (H.264 per RFC 6184 with SPS/PPS before every IDR; Opus per RFC 7587) and keeps the
+//! packetized frames since the last keyframe, so a viewer that connects starts on a keyframe
+//! at once. A [`Viewer`] only stamps its own RTP header (SSRC, payload type, sequence number,
+//! timestamp) on the shared payloads.
+//!
+//! A viewer joining mid-GOP gets the cached frames with their timestamps squeezed into a few
+//! ticks before the newest one: the decoder gets every reference picture it needs, and the
+//! player shows the live edge instead of playing the cache back at its pace (which would add
+//! the GOP's age as delay for the whole session).
+
+use crate::bus::{BusFrame, TrackSet};
+use bytes::Bytes;
+use rtc::rtp_transceiver::RTCRtpSenderId;
+use std::sync::Arc;
+use std::time::Instant;
+use switchyard_media::{rescale, CodecConfig, MediaKind, TrackId};
+use switchyard_rtp::h264::H264Packetizer;
+use switchyard_rtp::Payload;
+
+/// Largest RTP payload we send; with headers, SRTP tag and UDP/IP it stays under 1280 bytes.
+pub const MAX_PAYLOAD: usize = 1150;
+/// Cap on the cached GOP (frames); a longer GOP makes late joiners wait for the next keyframe.
+const MAX_GOP_FRAMES: usize = 600;
+
+/// A frame packetized for every viewer.
+#[derive(Debug)]
+pub struct Packetized {
+    pub kind: MediaKind,
+    /// RTP timestamp before any viewer's offset: the pts in the RTP clock.
+    pub timestamp: u32,
+    pub keyframe: bool,
+    pub payloads: Vec<Payload>,
+}
+
+/// One stream as seen by this process's WebRTC viewers.
+pub struct Feed {
+    tracks: Arc<TrackSet>,
+    video: Option<TrackId>,
+    audio: Option<TrackId>,
+    sps: Vec<Bytes>,
+    pps: Vec<Bytes>,
+    packetizer: H264Packetizer,
+    gop: Vec<Arc<Packetized>>,
+    b_frames_warned: bool,
+    /// Why a track is not sent (shown in the session list).
+    pub notes: Vec<String>,
+    name: String,
+}
+
+impl Feed {
+    pub fn new(name: &str) -> Self {
+        Feed {
+            tracks: Arc::new(TrackSet::default()),
+            video: None,
+            audio: None,
+            sps: Vec::new(),
+            pps: Vec::new(),
+            packetizer: H264Packetizer::new(MAX_PAYLOAD),
+            gop: Vec::new(),
+            b_frames_warned: false,
+            notes: Vec::new(),
+            name: name.to_string(),
+        }
+    }
+
+    pub fn on_tracks(&mut self, tracks: Arc<TrackSet>) {
+        self.notes.clear();
+        self.video = None;
+        self.audio = None;
+        self.gop.clear();
+        for track in tracks.tracks.iter() {
+            match &track.codec {
+                CodecConfig::H264(config) => {
+                    self.video = Some(track.id);
+                    self.sps = config.sps_nals.clone();
+                    self.pps = config.pps_nals.clone();
+                }
+                CodecConfig::Opus { .. } => self.audio = Some(track.id),
+                other => self.notes.push(match other.kind() {
+                    MediaKind::Video => format!(
+                        "{} video is not sent over WebRTC (only H.264 is)",
+                        other.name()
+                    ),
+                    MediaKind::Audio => format!(
+                        "{} audio is not sent over WebRTC: browsers need Opus, and transcoding is not built in yet",
+                        other.name()
+                    ),
+                }),
+            }
+        }
+        for note in &self.notes {
+            tracing::warn!(stream = %self.name, "{note}");
+        }
+        self.tracks = tracks;
+    }
+
+    pub fn has_video(&self) -> bool {
+        self.video.is_some()
+    }
+
+    /// Packetizes a frame for all viewers; `None` for tracks that are not sent.
+    pub fn on_frame(&mut self, bus_frame: &BusFrame) -> Option<Arc<Packetized>> {
+        let frame = &bus_frame.frame;
+        let track = self.tracks.get(frame.track)?;
+        let kind = if Some(frame.track) == self.video {
+            MediaKind::Video
+        } else if Some(frame.track) == self.audio {
+            MediaKind::Audio
+        } else {
+            return None;
+        };
+        let rtp_rate = if kind == MediaKind::Video {
+            90_000
+        } else {
+            48_000
+        };
+        let timestamp = rescale(frame.pts, track.clock_rate, rtp_rate) as u32;
+        let mut payloads = Vec::new();
+        if kind == MediaKind::Video {
+            if frame.pts != frame.dts && !self.b_frames_warned {
+                self.b_frames_warned = true;
+                tracing::warn!(stream = %self.name, "the stream has B-frames: WebRTC players decode them but may stutter; publish without B-frames (e.g. x264 -bf 0 / baseline) for WebRTC viewers");
+            }
+            if let Err(e) = self.packetizer.packetize(
+                &frame.data,
+                frame.keyframe,
+                &self.sps,
+                &self.pps,
+                &mut payloads,
+            ) {
+                tracing::debug!(stream = %self.name, error = %e, "frame not packetized");
+                return None;
+            }
+        } else {
+            payloads.push(Payload {
+                data: frame.data.clone(),
+                marker: true,
+            });
+        }
+        let packetized = Arc::new(Packetized {
+            kind,
+            timestamp,
+            keyframe: kind == MediaKind::Video && frame.keyframe,
+            payloads,
+        });
+        if kind == MediaKind::Video {
+            if packetized.keyframe {
+                self.gop.clear();
+            }
+            if !self.gop.is_empty() || packetized.keyframe {
+                if self.gop.len() < MAX_GOP_FRAMES {
+                    self.gop.push(packetized.clone());
+                } else {
+                    self.gop.clear();
+                }
+            }
+        }
+        Some(packetized)
+    }
+
+    /// Frames lost on the way from the bus: the cache no longer leads to the live edge.
+    pub fn on_lost(&mut self) {
+        self.gop.clear();
+    }
+
+    /// The video frames since the last keyframe, oldest first.
+    pub fn gop(&self) -> &[Arc<Packetized>] {
+        &self.gop
+    }
+}
+
+/// One sending track of a viewer.
+#[derive(Debug, Clone)]
+pub struct TrackOut {
+    pub sender: RTCRtpSenderId,
+    pub ssrc: u32,
+    pub payload_type: u8,
+    sequence: u16,
+    base: u32,
+}
+
+impl TrackOut {
+    pub fn new(sender: RTCRtpSenderId, ssrc: u32, payload_type: u8) -> Self {
+        TrackOut {
+            sender,
+            ssrc,
+            payload_type,
+            sequence: rand::random(),
+            base: rand::random(),
+        }
+    }
+
+    fn packets(&mut self, frame: &Packetized, timestamp: u32, out: &mut Vec<rtc::rtp::Packet>) {
+        for payload in &frame.payloads {
+            out.push(rtc::rtp::Packet {
+                header: rtc::rtp::header::Header {
+                    version: 2,
+                    marker: payload.marker,
+                    payload_type: self.payload_type,
+                    sequence_number: self.sequence,
+                    timestamp: self.base.wrapping_add(timestamp),
+                    ssrc: self.ssrc,
+                    ..Default::default()
+                },
+                payload: payload.data.clone(),
+            });
+            self.sequence = self.sequence.wrapping_add(1);
+        }
+    }
+}
+
+/// One WHEP viewer's sending state.
+pub struct Viewer {
+    pub video: Option<TrackOut>,
+    pub audio: Option<TrackOut>,
+    /// Video goes out from a keyframe on (set again after frames were lost).
+    video_started: bool,
+    pub connected_at: Option<Instant>,
+}
+
+impl Viewer {
+    pub fn new(video: Option<TrackOut>, audio: Option<TrackOut>) -> Self {
+        Viewer {
+            video,
+            audio,
+            video_started: false,
+            connected_at: None,
+        }
+    }
+
+    /// RTP packets of a live frame for this viewer (none if it does not take that track,
+    /// or video is waiting for a keyframe).
+    pub fn live(&mut self, frame: &Packetized, out: &mut Vec<rtc::rtp::Packet>) {
+        match frame.kind {
+            MediaKind::Video => {
+                let Some(track) = self.video.as_mut() else {
+                    return;
+                };
+                if !self.video_started {
+                    if !frame.keyframe {
+                        return;
+                    }
+                    self.video_started = true;
+                }
+                track.packets(frame, frame.timestamp, out);
+            }
+            MediaKind::Audio => {
+                if let Some(track) = self.audio.as_mut() {
+                    track.packets(frame, frame.timestamp, out);
+                }
+            }
+        }
+    }
+
+    /// Packets of the cached GOP for a viewer that just connected, timestamps squeezed to end
+    /// at the newest frame's own timestamp (so live frames continue from there).
+    pub fn catch_up(&mut self, gop: &[Arc<Packetized>], out: &mut Vec<rtc::rtp::Packet>) {
+        let (Some(track), Some(last)) = (self.video.as_mut(), gop.last()) else {
+            return;
+        };
+        if !gop[0].keyframe {
+            return;
+        }
+        let count = gop.len() as u32;
+        for (i, frame) in gop.iter().enumerate() {
+            let timestamp = last.timestamp.wrapping_sub(count - 1 - i as u32);
+            track.packets(frame, timestamp, out);
+        }
+        self.video_started = true;
+    }
+
+    /// After a loss, video resumes at the next keyframe.
+    pub fn restart_video(&mut self) {
+        self.video_started = false;
+    }
+
+    pub fn wants_video(&self) -> bool {
+        self.video.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(kind: MediaKind, timestamp: u32, keyframe: bool, packets: usize) -> Arc<Packetized> {
+        Arc::new(Packetized {
+            kind,
+            timestamp,
+            keyframe,
+            payloads: (0..packets)
+                .map(|i| Payload {
+                    data: Bytes::from(vec![i as u8; 10]),
+                    marker: i + 1 == packets,
+                })
+                .collect(),
+        })
+    }
+
+    #[test]
+    fn viewers_start_on_a_keyframe_and_number_their_own_packets() {
+        let mut viewer = Viewer::new(
+            Some(TrackOut::new(RTCRtpSenderId::default(), 1, 102)),
+            Some(TrackOut::new(RTCRtpSenderId::default(), 2, 111)),
+        );
+        let mut out = Vec::new();
+        viewer.live(&frame(MediaKind::Video, 3000, false, 2), &mut out);
+        assert!(out.is_empty(), "no video before a keyframe");
+        viewer.live(&frame(MediaKind::Audio, 960, true, 1), &mut out);
+        assert_eq!(out.len(), 1, "audio at once");
+        out.clear();
+        viewer.live(&frame(MediaKind::Video, 6000, true, 3), &mut out);
+        viewer.live(&frame(MediaKind::Video, 9000, false, 2), &mut out);
+        assert_eq!(out.len(), 5);
+        for pair in out.windows(2) {
+            assert_eq!(
+                pair[1].header.sequence_number,
+                pair[0].header.sequence_number.wrapping_add(1)
+            );
+        }
+        assert!(out[2].header.marker && !out[1].header.marker);
+        assert_eq!(
+            out[3]
+                .header
+                .timestamp
+                .wrapping_sub(out[0].header.timestamp),
+            3000
+        );
+        assert!(out
+            .iter()
+            .all(|p| p.header.ssrc == 1 && p.header.payload_type == 102));
+    }
+
+    #[test]
+    fn catch_up_squeezes_the_gop_to_end_at_the_live_edge() {
+        let gop: Vec<_> = (0..30)
+            .map(|i| frame(MediaKind::Video, 90_000 + i * 3000, i == 0, 1))
+            .collect();
+        let mut viewer = Viewer::new(Some(TrackOut::new(RTCRtpSenderId::default(), 1, 102)), None);
+        let mut out = Vec::new();
+        viewer.catch_up(&gop, &mut out);
+        assert_eq!(out.len(), 30);
+        let last = out[29].header.timestamp;
+        assert_eq!(last.wrapping_sub(out[0].header.timestamp), 29);
+        out.clear();
+        viewer.live(
+            &frame(MediaKind::Video, 90_000 + 30 * 3000, false, 1),
+            &mut out,
+        );
+        assert_eq!(out[0].header.timestamp.wrapping_sub(last), 3000);
+    }
+}

@@ -1,0 +1,989 @@
+//! The event loop that owns the UDP socket and every peer connection (see the module docs
+//! of [`super`]).
+
+use super::peer::{self, Direction, Local};
+use super::udp::{self, Outgoing, Received, Receiver};
+use super::{Command, Opened, Role, SessionError, SessionInfo, WebRtc, WebRtcSettings};
+use crate::bus::{Peer as BusPeer, Reader, ReaderEvent, Stream};
+use crate::inputs::whip::WhipIngest;
+use crate::outputs::whep::{Feed, Packetized, TrackOut, Viewer};
+use bytes::BytesMut;
+use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
+use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
+use rtc::peer_connection::message::RTCMessage;
+use rtc::peer_connection::state::{RTCIceConnectionState, RTCPeerConnectionState};
+use rtc::peer_connection::transport::RTCIceCandidateInit;
+use rtc::peer_connection::RTCPeerConnection;
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::sender_report::SenderReport;
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use rtc::rtp_transceiver::RTCRtpReceiverId;
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchyard_media::MediaKind;
+use tokio::io::Interest;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// A connection that has not connected this long after its answer is given up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
+/// Media events taken from the feeds per loop turn before flushing.
+const MEDIA_BATCH: usize = 256;
+
+type PeerKey = u64;
+type FeedKey = u64;
+
+/// Starts the loop on a socket from [`bind`] (inside a tokio runtime).
+pub fn start(
+    socket: std::net::UdpSocket,
+    settings: WebRtcSettings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<WebRtc> {
+    let socket = tokio::net::UdpSocket::from_std(socket)?;
+    let local_addr = socket.local_addr()?;
+    let mut ips: Vec<IpAddr> = if !settings.candidate_ips.is_empty() {
+        settings.candidate_ips.clone()
+    } else if local_addr.ip().is_unspecified() {
+        udp::interface_ipv4s().into_iter().map(IpAddr::V4).collect()
+    } else {
+        vec![local_addr.ip()]
+    };
+    for ip in &settings.public_ips {
+        if !ips.contains(ip) {
+            ips.push(*ip);
+        }
+    }
+    let candidates: Vec<SocketAddr> = ips
+        .iter()
+        .map(|ip| SocketAddr::new(*ip, local_addr.port()))
+        .collect();
+    let provider =
+        rtc::crypto::default_provider().map_err(|e| anyhow::anyhow!("no crypto provider: {e}"))?;
+    let certificate = RTCCertificate::generate(
+        provider.crypto(),
+        rtc::crypto::SignatureScheme::EcdsaP256Sha256,
+        CertificateParams::new(vec!["switchyard".to_owned()])
+            .map_err(|e| anyhow::anyhow!("certificate parameters: {e}"))?,
+    )
+    .map_err(|e| anyhow::anyhow!("cannot make the DTLS certificate: {e}"))?;
+    tracing::info!(service = "webrtc", addr = %local_addr, candidates = ?candidates, "listening");
+    let (commands, command_rx) = mpsc::channel(256);
+    let (media_tx, media_rx) = mpsc::channel(1024);
+    let engine = Engine {
+        fd: socket.as_raw_fd(),
+        socket,
+        local_addr,
+        local: Local {
+            certificate,
+            candidates,
+        },
+        peers: HashMap::new(),
+        next_key: 1,
+        by_addr: HashMap::new(),
+        by_ufrag: HashMap::new(),
+        by_session: HashMap::new(),
+        timers: BinaryHeap::new(),
+        feeds: HashMap::new(),
+        feeds_by_stream: HashMap::new(),
+        publishers: HashMap::new(),
+        media_tx,
+        receiver: Receiver::default(),
+        received: Vec::new(),
+        outgoing: Vec::new(),
+        packets: Vec::new(),
+        dropped_datagrams: 0,
+    };
+    tokio::spawn(engine.run(command_rx, media_rx, shutdown));
+    Ok(WebRtc {
+        commands,
+        local_addr,
+        settings: Arc::new(settings),
+    })
+}
+
+/// Binds the WebRTC UDP socket (non-blocking, large buffers, `IP_PKTINFO` on IPv4).
+pub fn bind(addr: SocketAddr) -> anyhow::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Big buffers: a keyframe for a few hundred viewers leaves in one burst.
+    let _ = socket.set_send_buffer_size(8 << 20);
+    let _ = socket.set_recv_buffer_size(8 << 20);
+    socket
+        .bind(&addr.into())
+        .map_err(|e| anyhow::anyhow!("cannot listen for webrtc on udp {addr}: {e}"))?;
+    socket.set_nonblocking(true)?;
+    if addr.is_ipv4() {
+        udp::enable_pktinfo(&socket)?;
+    }
+    Ok(socket.into())
+}
+
+enum PeerRole {
+    Publisher {
+        ingest: Box<WhipIngest>,
+        /// rtc track id -> (kind, receiver)
+        tracks: HashMap<String, (MediaKind, RTCRtpReceiverId)>,
+    },
+    Viewer {
+        viewer: Viewer,
+        feed: FeedKey,
+        /// Holds this viewer's place in the stream's reader counts; the feed reads for it.
+        _counted: Reader,
+    },
+}
+
+struct PeerEntry {
+    session: String,
+    stream: String,
+    pc: RTCPeerConnection,
+    ufrag: String,
+    etag: String,
+    addrs: Vec<SocketAddr>,
+    role: PeerRole,
+    timer: Option<Instant>,
+    state: RTCPeerConnectionState,
+    created: Instant,
+    connected: bool,
+}
+
+struct FeedEntry {
+    stream: Arc<Stream>,
+    feed: Feed,
+    viewers: Vec<PeerKey>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for FeedEntry {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Work a peer's events ask for that needs the rest of the engine.
+enum Action {
+    ViewerConnected(PeerKey),
+    KeyframeWanted(String),
+    Remove(PeerKey, &'static str),
+}
+
+struct Engine {
+    socket: tokio::net::UdpSocket,
+    fd: RawFd,
+    local_addr: SocketAddr,
+    local: Local,
+    peers: HashMap<PeerKey, PeerEntry>,
+    next_key: u64,
+    by_addr: HashMap<SocketAddr, PeerKey>,
+    by_ufrag: HashMap<String, PeerKey>,
+    by_session: HashMap<String, PeerKey>,
+    timers: BinaryHeap<Reverse<(Instant, PeerKey)>>,
+    feeds: HashMap<FeedKey, FeedEntry>,
+    feeds_by_stream: HashMap<String, FeedKey>,
+    /// Stream name -> the WHIP peer publishing it.
+    publishers: HashMap<String, PeerKey>,
+    media_tx: mpsc::Sender<(FeedKey, Option<ReaderEvent>)>,
+    receiver: Receiver,
+    received: Vec<Received>,
+    outgoing: Vec<(SocketAddr, Option<IpAddr>, BytesMut)>,
+    packets: Vec<rtc::rtp::Packet>,
+    dropped_datagrams: u64,
+}
+
+impl Engine {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut media: mpsc::Receiver<(FeedKey, Option<ReaderEvent>)>,
+        shutdown: CancellationToken,
+    ) {
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+        loop {
+            let next_timer = self
+                .timers
+                .peek()
+                .map(|Reverse((t, _))| *t)
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                ready = self.socket.readable() => {
+                    if ready.is_ok() {
+                        self.read_socket();
+                    }
+                }
+                Some(command) = commands.recv() => self.command(command),
+                Some(first) = media.recv() => {
+                    self.media(first);
+                    for _ in 0..MEDIA_BATCH {
+                        match media.try_recv() {
+                            Ok(event) => self.media(event),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(next_timer.into()) => self.timers_due(),
+                _ = housekeeping.tick() => self.housekeeping(),
+            }
+            self.flush();
+        }
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for key in keys {
+            self.remove(key, "server shutting down");
+        }
+        self.flush();
+    }
+
+    // ---- socket -------------------------------------------------------------------------
+
+    fn read_socket(&mut self) {
+        // A bounded number of batches per turn, so commands and media get their turn too.
+        for _ in 0..16 {
+            let fd = self.fd;
+            let receiver = &mut self.receiver;
+            let received = &mut self.received;
+            match self
+                .socket
+                .try_io(Interest::READABLE, || receiver.recv(fd, received))
+            {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, "webrtc socket read");
+                    return;
+                }
+            }
+            let now = Instant::now();
+            for i in 0..self.received.len() {
+                let r = self.received[i];
+                let data = BytesMut::from(&self.receiver.buffer(i)[..r.len]);
+                self.datagram(r, data, now);
+            }
+        }
+    }
+
+    fn datagram(&mut self, received: Received, data: BytesMut, now: Instant) {
+        let key = match self.by_addr.get(&received.from) {
+            Some(key) => *key,
+            None => {
+                let Some(key) = super::stun::local_ufrag(&data)
+                    .and_then(|ufrag| self.by_ufrag.get(ufrag))
+                    .copied()
+                else {
+                    return; // not for any connection of ours
+                };
+                self.by_addr.insert(received.from, key);
+                if let Some(peer) = self.peers.get_mut(&key) {
+                    peer.addrs.push(received.from);
+                }
+                key
+            }
+        };
+        let local_addr = SocketAddr::new(
+            received.to_ip.unwrap_or(self.local_addr.ip()),
+            self.local_addr.port(),
+        );
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let result = peer.pc.handle_read(TaggedBytesMut {
+            now,
+            transport: TransportContext {
+                local_addr,
+                peer_addr: received.from,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: data,
+        });
+        if let Err(e) = result {
+            tracing::trace!(session = %peer.session, error = %e, "datagram refused");
+        }
+        self.service(key, now);
+    }
+
+    fn flush(&mut self) {
+        if self.outgoing.is_empty() {
+            return;
+        }
+        let batch: Vec<Outgoing<'_>> = self
+            .outgoing
+            .iter()
+            .map(|(to, from_ip, data)| Outgoing {
+                to: *to,
+                from_ip: *from_ip,
+                data,
+            })
+            .collect();
+        match udp::send(self.fd, &batch) {
+            Ok(sent) if sent < batch.len() => {
+                self.dropped_datagrams += (batch.len() - sent) as u64;
+                tracing::debug!(
+                    dropped = batch.len() - sent,
+                    "webrtc socket full; datagrams dropped"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "webrtc send"),
+        }
+        drop(batch);
+        self.outgoing.clear();
+    }
+
+    // ---- peers --------------------------------------------------------------------------
+
+    /// Drains everything a connection has to say, and re-arms its timer.
+    fn service(&mut self, key: PeerKey, now: Instant) {
+        let mut actions = Vec::new();
+        {
+            let Some(peer) = self.peers.get_mut(&key) else {
+                return;
+            };
+            loop {
+                let mut busy = false;
+                while let Some(out) = peer.pc.poll_write() {
+                    busy = true;
+                    let from = out.transport.local_addr.ip();
+                    self.outgoing.push((
+                        out.transport.peer_addr,
+                        (!from.is_unspecified()).then_some(from),
+                        out.message,
+                    ));
+                }
+                while let Some(event) = peer.pc.poll_event() {
+                    busy = true;
+                    peer_event(key, peer, event, &mut actions);
+                }
+                while let Some(message) = peer.pc.poll_read() {
+                    busy = true;
+                    peer_message(peer, message.message, now, &mut actions);
+                }
+                if !busy {
+                    break;
+                }
+            }
+            if let PeerRole::Publisher { ingest, tracks } = &mut peer.role {
+                if peer.connected && ingest.take_keyframe_request(now) {
+                    send_pli(&mut peer.pc, tracks, now);
+                    while let Some(out) = peer.pc.poll_write() {
+                        let from = out.transport.local_addr.ip();
+                        self.outgoing.push((
+                            out.transport.peer_addr,
+                            (!from.is_unspecified()).then_some(from),
+                            out.message,
+                        ));
+                    }
+                }
+            }
+            let timer = peer.pc.poll_timeout();
+            if timer != peer.timer {
+                peer.timer = timer;
+                if let Some(t) = timer {
+                    self.timers.push(Reverse((t, key)));
+                }
+            }
+        }
+        for action in actions {
+            match action {
+                Action::ViewerConnected(key) => self.viewer_connected(key, now),
+                Action::KeyframeWanted(stream) => self.keyframe_wanted(&stream, now),
+                Action::Remove(key, why) => self.remove(key, why),
+            }
+        }
+    }
+
+    fn timers_due(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((t, key))) = self.timers.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(peer) = self.peers.get_mut(&key) else {
+                continue;
+            };
+            if peer.timer != Some(t) {
+                continue; // superseded
+            }
+            peer.timer = None;
+            if let Err(e) = peer.pc.handle_timeout(now) {
+                tracing::debug!(session = %peer.session, error = %e, "timeout handling");
+            }
+            self.service(key, now);
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        let stale: Vec<PeerKey> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| !p.connected && p.created.elapsed() > CONNECT_TIMEOUT)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in stale {
+            self.remove(
+                key,
+                "never connected (no ICE/DTLS from the client within 30 s)",
+            );
+        }
+        // WHIP publishers kicked through the API.
+        let kicked: Vec<PeerKey> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| match &p.role {
+                PeerRole::Publisher { ingest, .. } => ingest.is_kicked(),
+                _ => false,
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for key in kicked {
+            self.remove(key, "kicked");
+        }
+    }
+
+    fn remove(&mut self, key: PeerKey, why: &str) {
+        let Some(mut peer) = self.peers.remove(&key) else {
+            return;
+        };
+        tracing::info!(session = %peer.session, stream = %peer.stream, reason = why, "webrtc session closed");
+        let _ = peer.pc.close();
+        while let Some(out) = peer.pc.poll_write() {
+            let from = out.transport.local_addr.ip();
+            self.outgoing.push((
+                out.transport.peer_addr,
+                (!from.is_unspecified()).then_some(from),
+                out.message,
+            ));
+        }
+        for addr in &peer.addrs {
+            self.by_addr.remove(addr);
+        }
+        self.by_ufrag.remove(&peer.ufrag);
+        self.by_session.remove(&peer.session);
+        match peer.role {
+            PeerRole::Publisher { .. } => {
+                if self.publishers.get(&peer.stream) == Some(&key) {
+                    self.publishers.remove(&peer.stream);
+                }
+            }
+            PeerRole::Viewer { feed, .. } => {
+                if let Some(entry) = self.feeds.get_mut(&feed) {
+                    entry.viewers.retain(|k| *k != key);
+                    if entry.viewers.is_empty() {
+                        self.feeds.remove(&feed);
+                        self.feeds_by_stream.retain(|_, f| *f != feed);
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- commands -----------------------------------------------------------------------
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Open { role, offer, reply } => {
+                let _ = reply.send(self.open(role, &offer));
+            }
+            Command::Trickle {
+                session,
+                if_match,
+                fragment,
+                reply,
+            } => {
+                let _ = reply.send(self.trickle(&session, if_match, &fragment));
+            }
+            Command::Close { session, reply } => {
+                let result = match self.by_session.get(&session) {
+                    Some(key) => {
+                        self.remove(*key, "closed by the client (DELETE)");
+                        Ok(())
+                    }
+                    None => Err(SessionError::NotFound),
+                };
+                let _ = reply.send(result);
+            }
+            Command::List { reply } => {
+                let _ = reply.send(self.list());
+            }
+        }
+    }
+
+    fn open(&mut self, role: Role, offer: &str) -> Result<Opened, SessionError> {
+        let now = Instant::now();
+        let direction = match role {
+            Role::Publish(_) => Direction::Receive,
+            Role::Play(_) => Direction::Send,
+        };
+        let built = peer::build(&self.local, offer, direction, now)?;
+        let key = self.next_key;
+        self.next_key += 1;
+        let session = peer::random_token(24);
+        let etag = format!("\"{}\"", built.ufrag);
+        let (stream, role) = match role {
+            Role::Publish(publisher) => {
+                let name = publisher.stream().name().to_string();
+                let expects_video = built.answer.contains("m=video") && offer_sends_video(offer);
+                self.publishers.insert(name.clone(), key);
+                (
+                    name,
+                    PeerRole::Publisher {
+                        ingest: Box::new(WhipIngest::new(publisher, expects_video)),
+                        tracks: HashMap::new(),
+                    },
+                )
+            }
+            Role::Play(reader) => {
+                let stream = reader.stream().clone();
+                let name = stream.name().to_string();
+                let feed = self.feed_for(&stream);
+                let viewer = Viewer::new(
+                    built
+                        .video
+                        .map(|t| TrackOut::new(t.sender, t.ssrc, t.payload_type)),
+                    built
+                        .audio
+                        .map(|t| TrackOut::new(t.sender, t.ssrc, t.payload_type)),
+                );
+                self.feeds
+                    .get_mut(&feed)
+                    .expect("just made")
+                    .viewers
+                    .push(key);
+                (
+                    name,
+                    PeerRole::Viewer {
+                        viewer,
+                        feed,
+                        _counted: reader,
+                    },
+                )
+            }
+        };
+        tracing::info!(session = %session, stream = %stream, role = ?direction, "webrtc session opened");
+        self.by_ufrag.insert(built.ufrag.clone(), key);
+        self.by_session.insert(session.clone(), key);
+        self.peers.insert(
+            key,
+            PeerEntry {
+                session: session.clone(),
+                stream,
+                pc: built.pc,
+                ufrag: built.ufrag,
+                etag: etag.clone(),
+                addrs: Vec::new(),
+                role,
+                timer: None,
+                state: RTCPeerConnectionState::New,
+                created: now,
+                connected: false,
+            },
+        );
+        self.service(key, now);
+        Ok(Opened {
+            session,
+            answer: built.answer,
+            etag,
+        })
+    }
+
+    /// The feed of `stream`, started if this is its first viewer.
+    fn feed_for(&mut self, stream: &Arc<Stream>) -> FeedKey {
+        if let Some(key) = self.feeds_by_stream.get(stream.name()) {
+            if self
+                .feeds
+                .get(key)
+                .is_some_and(|f| Arc::ptr_eq(&f.stream, stream))
+            {
+                return *key;
+            }
+        }
+        let key = self.next_key;
+        self.next_key += 1;
+        let mut reader = Reader::new(stream.clone(), BusPeer::new("webrtc", None)).uncounted();
+        let tx = self.media_tx.clone();
+        let task = tokio::spawn(async move {
+            while let Some(event) = reader.recv().await {
+                if tx.send((key, Some(event))).await.is_err() {
+                    return;
+                }
+            }
+            let _ = tx.send((key, None)).await;
+        })
+        .abort_handle();
+        self.feeds.insert(
+            key,
+            FeedEntry {
+                stream: stream.clone(),
+                feed: Feed::new(stream.name()),
+                viewers: Vec::new(),
+                task,
+            },
+        );
+        self.feeds_by_stream.insert(stream.name().to_string(), key);
+        key
+    }
+
+    fn trickle(
+        &mut self,
+        session: &str,
+        if_match: Option<String>,
+        fragment: &str,
+    ) -> Result<String, SessionError> {
+        let key = *self.by_session.get(session).ok_or(SessionError::NotFound)?;
+        let peer = self.peers.get_mut(&key).ok_or(SessionError::NotFound)?;
+        if let Some(tag) = if_match {
+            let tag = tag.trim();
+            if tag != "*" && tag.trim_start_matches("W/") != peer.etag {
+                return Err(SessionError::PreconditionFailed {
+                    current: peer.etag.clone(),
+                });
+            }
+        }
+        let mut mid = None;
+        let mut added = 0;
+        for line in fragment.lines().map(str::trim) {
+            if let Some(ufrag) = line.strip_prefix("a=ice-ufrag:") {
+                if peer
+                    .pc
+                    .remote_description()
+                    .is_some_and(|d| !d.sdp.contains(&format!("a=ice-ufrag:{ufrag}")))
+                {
+                    return Err(SessionError::Unsupported(
+                        "ICE restart is not supported; start a new session".into(),
+                    ));
+                }
+            }
+            if let Some(m) = line.strip_prefix("a=mid:") {
+                mid = Some(m.to_string());
+            } else if let Some(candidate) = line.strip_prefix("a=") {
+                if !candidate.starts_with("candidate:") {
+                    continue;
+                }
+                let init = RTCIceCandidateInit {
+                    candidate: candidate.to_string(),
+                    sdp_mid: mid.clone(),
+                    sdp_mline_index: Some(0),
+                    ..Default::default()
+                };
+                peer.pc.add_remote_candidate(init).map_err(|e| {
+                    SessionError::BadRequest(format!("candidate {candidate:?} refused: {e}"))
+                })?;
+                added += 1;
+            }
+        }
+        if added == 0 && !fragment.contains("a=end-of-candidates") {
+            return Err(SessionError::BadRequest(
+                "the fragment has no a=candidate or a=end-of-candidates line".into(),
+            ));
+        }
+        let etag = peer.etag.clone();
+        self.service(key, Instant::now());
+        Ok(etag)
+    }
+
+    fn list(&self) -> Vec<SessionInfo> {
+        let mut out: Vec<SessionInfo> = self
+            .peers
+            .values()
+            .map(|p| SessionInfo {
+                id: p.session.clone(),
+                role: match p.role {
+                    PeerRole::Publisher { .. } => "publish",
+                    PeerRole::Viewer { .. } => "play",
+                },
+                stream: p.stream.clone(),
+                state: p.state.to_string(),
+                remote: p.addrs.first().copied(),
+                age_secs: p.created.elapsed().as_secs(),
+                notes: match &p.role {
+                    PeerRole::Viewer { feed, .. } => self
+                        .feeds
+                        .get(feed)
+                        .map(|f| f.feed.notes.clone())
+                        .unwrap_or_default(),
+                    PeerRole::Publisher { .. } => Vec::new(),
+                },
+            })
+            .collect();
+        out.sort_by(|a, b| a.stream.cmp(&b.stream).then(a.id.cmp(&b.id)));
+        out
+    }
+
+    // ---- media out ----------------------------------------------------------------------
+
+    fn media(&mut self, (feed_key, event): (FeedKey, Option<ReaderEvent>)) {
+        let now = Instant::now();
+        let Some(entry) = self.feeds.get_mut(&feed_key) else {
+            return;
+        };
+        match event {
+            None => {
+                let viewers = entry.viewers.clone();
+                for key in viewers {
+                    self.remove(key, "the stream ended");
+                }
+                self.feeds.remove(&feed_key);
+            }
+            Some(ReaderEvent::Tracks(tracks)) => entry.feed.on_tracks(tracks),
+            Some(ReaderEvent::Lost { frames }) => {
+                tracing::debug!(stream = %entry.stream.name(), frames, "webrtc feed fell behind");
+                entry.feed.on_lost();
+                let viewers = entry.viewers.clone();
+                let stream = entry.stream.name().to_string();
+                for key in viewers {
+                    if let Some(PeerEntry {
+                        role: PeerRole::Viewer { viewer, .. },
+                        ..
+                    }) = self.peers.get_mut(&key)
+                    {
+                        viewer.restart_video();
+                    }
+                }
+                self.keyframe_wanted(&stream, now);
+            }
+            Some(ReaderEvent::Frame(frame)) => {
+                let Some(packetized) = entry.feed.on_frame(&frame) else {
+                    return;
+                };
+                let viewers = std::mem::take(&mut entry.viewers);
+                for key in &viewers {
+                    self.send_to_viewer(*key, &packetized, now);
+                }
+                if let Some(entry) = self.feeds.get_mut(&feed_key) {
+                    entry.viewers = viewers;
+                }
+            }
+        }
+    }
+
+    /// Writes a live frame to one viewer.
+    fn send_to_viewer(&mut self, key: PeerKey, frame: &Packetized, now: Instant) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if !peer.connected {
+            return;
+        }
+        let PeerRole::Viewer { viewer, .. } = &mut peer.role else {
+            return;
+        };
+        self.packets.clear();
+        viewer.live(frame, &mut self.packets);
+        if self.packets.is_empty() {
+            return;
+        }
+        write_packets(peer, frame.kind, &mut self.packets, now);
+        self.service(key, now);
+    }
+
+    fn viewer_connected(&mut self, key: PeerKey, now: Instant) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let PeerRole::Viewer { viewer, feed, .. } = &mut peer.role else {
+            return;
+        };
+        viewer.connected_at = Some(now);
+        let stream = peer.stream.clone();
+        let Some(entry) = self.feeds.get(feed) else {
+            return;
+        };
+        self.packets.clear();
+        viewer.catch_up(entry.feed.gop(), &mut self.packets);
+        if !self.packets.is_empty() {
+            write_packets(peer, MediaKind::Video, &mut self.packets, now);
+        }
+        self.service(key, now);
+        self.keyframe_wanted(&stream, now);
+    }
+
+    /// A viewer of `stream` needs a keyframe: ask its publisher when it is a WHIP peer here.
+    fn keyframe_wanted(&mut self, stream: &str, now: Instant) {
+        let Some(key) = self.publishers.get(stream).copied() else {
+            return;
+        };
+        if let Some(PeerEntry {
+            role: PeerRole::Publisher { ingest, .. },
+            ..
+        }) = self.peers.get_mut(&key)
+        {
+            ingest.request_keyframe();
+        }
+        self.service(key, now);
+    }
+}
+
+/// Hands RTP packets of one track to a viewer's connection.
+fn write_packets(
+    peer: &mut PeerEntry,
+    kind: MediaKind,
+    packets: &mut Vec<rtc::rtp::Packet>,
+    now: Instant,
+) {
+    let PeerRole::Viewer { viewer, .. } = &peer.role else {
+        return;
+    };
+    let Some(sender) = (match kind {
+        MediaKind::Video => viewer.video.as_ref(),
+        MediaKind::Audio => viewer.audio.as_ref(),
+    })
+    .map(|t| t.sender) else {
+        packets.clear();
+        return;
+    };
+    let Some(mut rtp_sender) = peer.pc.rtp_sender(sender) else {
+        packets.clear();
+        return;
+    };
+    for packet in packets.drain(..) {
+        if let Err(e) = rtp_sender.write_rtp(now, packet) {
+            tracing::debug!(session = %peer.session, error = %e, "RTP not written");
+            break;
+        }
+    }
+    packets.clear();
+}
+
+fn peer_event(
+    key: PeerKey,
+    peer: &mut PeerEntry,
+    event: RTCPeerConnectionEvent,
+    actions: &mut Vec<Action>,
+) {
+    match event {
+        RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
+            tracing::debug!(session = %peer.session, %state, "webrtc connection state");
+            peer.state = state;
+            match state {
+                RTCPeerConnectionState::Connected if !peer.connected => {
+                    peer.connected = true;
+                    tracing::info!(session = %peer.session, stream = %peer.stream, remote = ?peer.addrs.first(), "webrtc session connected");
+                    if matches!(peer.role, PeerRole::Viewer { .. }) {
+                        actions.push(Action::ViewerConnected(key));
+                    }
+                }
+                RTCPeerConnectionState::Failed => {
+                    actions.push(Action::Remove(key, "connection failed (ICE or DTLS)"))
+                }
+                RTCPeerConnectionState::Closed => {
+                    actions.push(Action::Remove(key, "connection closed"))
+                }
+                _ => {}
+            }
+        }
+        RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(state) => {
+            tracing::debug!(session = %peer.session, %state, "ice state");
+            if state == RTCIceConnectionState::Failed {
+                actions.push(Action::Remove(key, "ICE failed (the client went away)"));
+            }
+        }
+        RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
+            if let PeerRole::Publisher { tracks, .. } = &mut peer.role {
+                if let Some(receiver) = peer.pc.rtp_receiver(init.receiver_id) {
+                    let kind = match receiver.track().kind() {
+                        RtpCodecKind::Video => MediaKind::Video,
+                        _ => MediaKind::Audio,
+                    };
+                    tracks.insert(init.track_id.clone(), (kind, init.receiver_id));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn peer_message(
+    peer: &mut PeerEntry,
+    message: RTCMessage,
+    now: Instant,
+    actions: &mut Vec<Action>,
+) {
+    match (&mut peer.role, message) {
+        (PeerRole::Publisher { ingest, tracks }, RTCMessage::RtpPacket(track_id, packet)) => {
+            let Some((kind, _)) = tracks.get(&track_id) else {
+                return;
+            };
+            if let Err(e) = ingest.rtp(
+                *kind,
+                packet.header.sequence_number,
+                packet.header.timestamp,
+                packet.header.marker,
+                packet.payload,
+                now,
+            ) {
+                tracing::debug!(session = %peer.session, error = %e, "bad RTP from the publisher");
+            }
+        }
+        (PeerRole::Publisher { ingest, tracks }, RTCMessage::RtcpPacket(track_id, packets)) => {
+            let Some((kind, _)) = tracks.get(&track_id) else {
+                return;
+            };
+            for p in &packets {
+                if let Some(sr) = p.as_any().downcast_ref::<SenderReport>() {
+                    ingest.sender_report(*kind, sr.ntp_time, sr.rtp_time);
+                }
+            }
+        }
+        (PeerRole::Viewer { .. }, RTCMessage::RtcpPacket(_, packets)) => {
+            let wants_keyframe = packets.iter().any(|p| {
+                let any = p.as_any();
+                any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+            });
+            if wants_keyframe {
+                actions.push(Action::KeyframeWanted(peer.stream.clone()));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Sends the publisher a PLI (RFC 4585 6.3.1) for its video.
+fn send_pli(
+    pc: &mut RTCPeerConnection,
+    tracks: &HashMap<String, (MediaKind, RTCRtpReceiverId)>,
+    now: Instant,
+) {
+    for (kind, receiver_id) in tracks.values() {
+        if *kind != MediaKind::Video {
+            continue;
+        }
+        let Some(mut receiver) = pc.rtp_receiver(*receiver_id) else {
+            continue;
+        };
+        let Some(media_ssrc) = receiver.track().ssrcs().last() else {
+            continue;
+        };
+        let _ = receiver.write_rtcp(
+            now,
+            vec![Box::new(PictureLossIndication {
+                sender_ssrc: 0,
+                media_ssrc,
+            })],
+        );
+    }
+}
+
+fn offer_sends_video(offer: &str) -> bool {
+    let mut in_video = false;
+    let mut sends = false;
+    for line in offer.lines().map(str::trim_end) {
+        if let Some(m) = line.strip_prefix("m=") {
+            if in_video && sends {
+                return true;
+            }
+            in_video = m.starts_with("video");
+            sends = true; // sendrecv by default
+        } else if in_video && (line == "a=recvonly" || line == "a=inactive") {
+            sends = false;
+        }
+    }
+    in_video && sends
+}

@@ -1,0 +1,188 @@
+//! The WebRTC engine: every peer connection of the process on one UDP socket, driven by one
+//! event loop over webrtc-rs's sans-IO core (`rtc`).
+//!
+//! - One socket (default `:8189`), read and written in `recvmmsg`/`sendmmsg` batches
+//!   ([`udp`]). A datagram finds its connection by remote address, or for a new address by the
+//!   ICE username of its STUN request (RFC 8445 7.2.2: `USERNAME` is `ours:theirs`, and we chose
+//!   `ours` per connection).
+//! - No task per connection: the loop services only connections with work (datagrams, due
+//!   timers, media) and keeps timers in a heap.
+//! - WHEP viewers of a stream share one bus reader; each frame is packetized once and its
+//!   payloads are shared (`Bytes`) by every viewer until SRTP encrypts them into the datagram.
+//! - We answer as ICE-lite (RFC 8445 2.5) and DTLS server (`a=setup:passive`, RFC 5763 5) with
+//!   one ECDSA P-256 certificate per process.
+//!
+//! WHIP (RFC 9725) and WHEP sessions are opened through [`WebRtc`], which the HTTP layer calls.
+
+mod engine;
+mod peer;
+mod stun;
+pub mod udp;
+
+use crate::bus::{Publisher, Reader};
+use serde::Serialize;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+pub use engine::{bind, start};
+
+/// How the engine is set up (from the `[webrtc]` config section).
+#[derive(Debug, Clone)]
+pub struct WebRtcSettings {
+    /// The one UDP socket for all peers.
+    pub udp: SocketAddr,
+    /// Host-candidate addresses; empty: every IPv4 interface address when bound to
+    /// `0.0.0.0`, else the bound address.
+    pub candidate_ips: Vec<IpAddr>,
+    /// Public addresses of a 1:1 NAT in front of this host, advertised as extra candidates.
+    pub public_ips: Vec<IpAddr>,
+    /// STUN/TURN servers handed to clients in `Link` headers (RFC 9725 4.6).
+    pub ice_servers: Vec<IceServer>,
+}
+
+/// A STUN or TURN server for clients.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+/// Why a session could not be opened or changed; the HTTP layer maps these to statuses.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The offer or fragment is malformed or lacks something required (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The offer is well formed but asks for something we cannot do (406 / 422).
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("session not found")]
+    NotFound,
+    /// `If-Match` did not match the session's ETag (412).
+    #[error("the session's ETag is {current}, not the one in If-Match")]
+    PreconditionFailed { current: String },
+    #[error("the WebRTC engine is not running")]
+    Stopped,
+    #[error("WebRTC engine error: {0}")]
+    Internal(String),
+}
+
+/// What a new session tells its client.
+#[derive(Debug)]
+pub struct Opened {
+    pub session: String,
+    pub answer: String,
+    pub etag: String,
+}
+
+/// One session, for the API.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionInfo {
+    pub id: String,
+    /// `publish` (WHIP) or `play` (WHEP).
+    pub role: &'static str,
+    pub stream: String,
+    pub state: String,
+    pub remote: Option<SocketAddr>,
+    pub age_secs: u64,
+    /// Why audio or video is not sent, when it is not.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// The two sides a session can take.
+pub enum Role {
+    /// WHIP: the peer publishes into this bus publisher.
+    Publish(Publisher),
+    /// WHEP: the peer plays this bus reader's stream.
+    Play(Reader),
+}
+
+pub(crate) enum Command {
+    Open {
+        role: Role,
+        offer: String,
+        reply: oneshot::Sender<Result<Opened, SessionError>>,
+    },
+    Trickle {
+        session: String,
+        if_match: Option<String>,
+        fragment: String,
+        reply: oneshot::Sender<Result<String, SessionError>>,
+    },
+    Close {
+        session: String,
+        reply: oneshot::Sender<Result<(), SessionError>>,
+    },
+    List {
+        reply: oneshot::Sender<Vec<SessionInfo>>,
+    },
+}
+
+/// Handle to the engine; cheap to clone.
+#[derive(Clone)]
+pub struct WebRtc {
+    commands: mpsc::Sender<Command>,
+    local_addr: SocketAddr,
+    settings: Arc<WebRtcSettings>,
+}
+
+impl WebRtc {
+    /// The bound UDP address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn ice_servers(&self) -> &[IceServer] {
+        &self.settings.ice_servers
+    }
+
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, SessionError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(make(reply))
+            .await
+            .map_err(|_| SessionError::Stopped)?;
+        rx.await.map_err(|_| SessionError::Stopped)
+    }
+
+    /// Answers a WHIP or WHEP offer.
+    pub async fn open(&self, role: Role, offer: String) -> Result<Opened, SessionError> {
+        self.call(|reply| Command::Open { role, offer, reply })
+            .await?
+    }
+
+    /// Adds trickled candidates (an `application/trickle-ice-sdpfrag` body, RFC 8840);
+    /// returns the session's ETag.
+    pub async fn trickle(
+        &self,
+        session: String,
+        if_match: Option<String>,
+        fragment: String,
+    ) -> Result<String, SessionError> {
+        self.call(|reply| Command::Trickle {
+            session,
+            if_match,
+            fragment,
+            reply,
+        })
+        .await?
+    }
+
+    pub async fn close(&self, session: String) -> Result<(), SessionError> {
+        self.call(|reply| Command::Close { session, reply }).await?
+    }
+
+    pub async fn sessions(&self) -> Vec<SessionInfo> {
+        self.call(|reply| Command::List { reply })
+            .await
+            .unwrap_or_default()
+    }
+}

@@ -6,26 +6,7 @@ mod support;
 use std::process::Command;
 use support::*;
 
-/// Opens `url` in Chromium for `seconds` and returns what the page reported.
-fn play(url: &str, seconds: u32) -> serde_json::Value {
-    require("node");
-    require("chromium");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/play.mjs");
-    let out = Command::new("node")
-        .arg(script)
-        .arg(url)
-        .arg(seconds.to_string())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "play.mjs failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{e}: {stdout}"))
-}
+use support::browser::play;
 
 fn assert_plays(report: &serde_json::Value, what: &str) {
     assert_eq!(

@@ -191,6 +191,8 @@ impl Registry {
         let stream = self
             .get(name)
             .ok_or_else(|| BusError::NotFound(name.to_string()))?;
+        // A new reader starts sooner on a fresh keyframe where the publisher can make one.
+        stream.request_keyframe();
         Ok(Reader::new(stream, peer))
     }
 

@@ -119,6 +119,9 @@ pub struct Stream {
     tracks_watch: watch::Sender<Arc<TrackSet>>,
     kicked: watch::Sender<bool>,
     pub(crate) counters: AtomicCounters,
+    /// Keyframe requests from readers, counted; publishers that can ask their source for a
+    /// keyframe (WebRTC) watch it.
+    keyframe_requests: AtomicU64,
     pub(crate) readers: Mutex<HashMap<&'static str, usize>>,
     rate: Mutex<RateSampler>,
 }
@@ -158,9 +161,21 @@ impl Stream {
             tracks_watch: watch::channel(tracks).0,
             kicked: watch::channel(false).0,
             counters: AtomicCounters::default(),
+            keyframe_requests: AtomicU64::new(0),
             readers: Mutex::new(HashMap::new()),
             rate: Mutex::new(RateSampler::default()),
         }
+    }
+
+    /// Asks the publisher for a keyframe (a reader joined or lost pictures). Publishers that
+    /// cannot ask their source (RTMP) ignore it.
+    pub fn request_keyframe(&self) {
+        self.keyframe_requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many keyframe requests were made so far.
+    pub fn keyframe_requests(&self) -> u64 {
+        self.keyframe_requests.load(Ordering::Relaxed)
     }
 
     pub fn name(&self) -> &str {

@@ -1,5 +1,5 @@
 //! HTTP routes of the media outputs (HLS files, the MSE WebSocket) and the pages: the console
-//! at `/` and the player at `/play/{name}`.
+//! at `/`, the player at `/play/{name}` and the camera publisher (WHIP) at `/publish/{name}`.
 
 use super::{ApiError, AppState};
 use crate::bus::{validate_name, Peer};
@@ -19,6 +19,7 @@ use switchyard_hls::{
 
 const CONSOLE_PAGE: &str = include_str!("../console/index.html");
 const PLAYER_PAGE: &str = include_str!("../console/player.html");
+const PUBLISH_PAGE: &str = include_str!("../console/publish.html");
 const HLS_JS: &[u8] = include_bytes!("../console/vendor/hls.min.js");
 
 pub fn routes() -> Router<AppState> {
@@ -27,6 +28,7 @@ pub fn routes() -> Router<AppState> {
         .route("/mse/{*name}", get(mse_socket))
         .route("/", get(|| async { Html(CONSOLE_PAGE) }))
         .route("/play/{*name}", get(player_page))
+        .route("/publish/{*name}", get(publish_page))
         .route(
             "/assets/hls.min.js",
             get(|| async {
@@ -44,6 +46,11 @@ pub fn routes() -> Router<AppState> {
 async fn player_page(Path(name): Path<String>) -> Result<Html<&'static str>, ApiError> {
     validate_name(&name)?;
     Ok(Html(PLAYER_PAGE))
+}
+
+async fn publish_page(Path(name): Path<String>) -> Result<Html<&'static str>, ApiError> {
+    validate_name(&name)?;
+    Ok(Html(PUBLISH_PAGE))
 }
 
 async fn mse_socket(

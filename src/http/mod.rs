@@ -95,6 +95,10 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(tower_http::cors::CorsLayer::permissive())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            webrtc::plain_options,
+        ))
         .with_state(state)
 }
 

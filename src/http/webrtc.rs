@@ -24,17 +24,11 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route(
             "/whip/{*path}",
-            axum::routing::post(whip)
-                .patch(patch)
-                .delete(delete)
-                .options(options),
+            axum::routing::post(whip).patch(patch).delete(delete),
         )
         .route(
             "/whep/{*path}",
-            axum::routing::post(whep)
-                .patch(patch)
-                .delete(delete)
-                .options(options),
+            axum::routing::post(whep).patch(patch).delete(delete),
         )
         .route("/api/v1/webrtc/sessions", get(sessions))
 }
@@ -216,7 +210,26 @@ async fn delete(
     Ok(StatusCode::OK)
 }
 
-async fn options(State(state): State<AppState>) -> Response {
+/// Answers a plain `OPTIONS` (not a CORS preflight) on WHIP/WHEP URLs. It runs outside the
+/// CORS layer, which would otherwise answer every `OPTIONS` itself.
+pub async fn plain_options(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    if request.method() == axum::http::Method::OPTIONS
+        && !request
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+        && (path.starts_with("/whip/") || path.starts_with("/whep/"))
+    {
+        return options(&state);
+    }
+    next.run(request).await
+}
+
+fn options(state: &AppState) -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
     let headers = response.headers_mut();
     headers.insert(

@@ -26,6 +26,10 @@ const REORDER_CAPACITY: usize = 128;
 const REORDER_WAIT: Duration = Duration::from_millis(120);
 /// At most one keyframe request (PLI) per this interval.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
+/// Browsers send a keyframe only when asked; HLS segments, late joiners' GOP cache and
+/// recovery after loss need one regularly, so one is asked for when this much time passed
+/// without one.
+pub const MAX_KEYFRAME_INTERVAL: Duration = Duration::from_secs(2);
 
 struct VideoIn {
     clock: usize,
@@ -47,6 +51,8 @@ pub struct WhipIngest {
     announced: bool,
     keyframe_wanted: bool,
     last_keyframe_request: Option<Instant>,
+    last_keyframe: Option<Instant>,
+    seen_keyframe_requests: u64,
     /// Errors of the depacketizer, counted (a bad packet is skipped, not fatal).
     pub bad_packets: u64,
 }
@@ -63,6 +69,8 @@ impl WhipIngest {
             announced: false,
             keyframe_wanted: true,
             last_keyframe_request: None,
+            last_keyframe: None,
+            seen_keyframe_requests: 0,
             bad_packets: 0,
         }
     }
@@ -176,6 +184,7 @@ impl WhipIngest {
         let pts = self.clock.map(video.clock, unit.timestamp, arrival);
         if unit.keyframe {
             self.keyframe_wanted = false;
+            self.last_keyframe = Some(now);
         }
         self.announce();
         self.publisher.push(Frame {
@@ -257,8 +266,21 @@ impl WhipIngest {
         self.keyframe_wanted = true;
     }
 
-    /// Whether to send the publisher a PLI now (rate-limited).
+    /// Whether to send the publisher a PLI now (rate-limited): asked for by a viewer or a bus
+    /// reader, needed after loss, or due ([`MAX_KEYFRAME_INTERVAL`]).
     pub fn take_keyframe_request(&mut self, now: Instant) -> bool {
+        let requests = self.publisher.stream().keyframe_requests();
+        if requests != self.seen_keyframe_requests {
+            self.seen_keyframe_requests = requests;
+            self.keyframe_wanted = true;
+        }
+        if self.video.is_some()
+            && self
+                .last_keyframe
+                .is_some_and(|t| now.duration_since(t) >= MAX_KEYFRAME_INTERVAL)
+        {
+            self.keyframe_wanted = true;
+        }
         if !self.keyframe_wanted {
             return false;
         }

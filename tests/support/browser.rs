@@ -1,0 +1,69 @@
+//! Headless Chromium pages driven by `tests/browser/*.mjs` (playwright-core with Debian's
+//! Chromium): the player (`play.mjs`) and the camera publisher (`publish.mjs`).
+
+use super::require;
+use std::process::{Child, Command, Stdio};
+
+fn script(name: &str) -> String {
+    format!("{}/tests/browser/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn report(out: std::process::Output, what: &str) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{what} failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{what}: {e}: {stdout}"))
+}
+
+/// Opens the player page `url` for `seconds` and returns what it reported.
+pub fn play(url: &str, seconds: u32) -> serde_json::Value {
+    require("node");
+    require("chromium");
+    let out = Command::new("node")
+        .arg(script("play.mjs"))
+        .arg(url)
+        .arg(seconds.to_string())
+        .output()
+        .unwrap();
+    report(out, "play.mjs")
+}
+
+/// A publish page running in Chromium (fake camera and microphone) for a while.
+pub struct Publishing(Option<Child>);
+
+impl Publishing {
+    /// Opens the publish page `url` for `seconds` in the background.
+    pub fn start(url: &str, seconds: u32) -> Self {
+        require("node");
+        require("chromium");
+        let child = Command::new("node")
+            .arg(script("publish.mjs"))
+            .arg(url)
+            .arg(seconds.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Publishing(Some(child))
+    }
+
+    /// Waits for the page to finish and returns its report.
+    pub fn finish(mut self) -> serde_json::Value {
+        let child = self.0.take().unwrap();
+        report(child.wait_with_output().unwrap(), "publish.mjs")
+    }
+}
+
+impl Drop for Publishing {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! WHIP publish and WHEP playback with real peers: headless Chromium (publish page and player),
+//! FFmpeg 9's WHIP muxer, and ffmpeg/ffprobe reading what WebRTC published over RTMP and HLS.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use support::browser::{play, Publishing};
+use support::*;
+
+/// A request with a raw body and content type; returns status, headers of interest, body.
+fn send(
+    method: &str,
+    url: &str,
+    content_type: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, ureq::Response) {
+    let mut req = ureq::request(method, url).timeout(Duration::from_secs(10));
+    if let Some(ct) = content_type {
+        req = req.set("content-type", ct);
+    }
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    match req.send_string(body) {
+        Ok(r) => (r.status(), r),
+        Err(ureq::Error::Status(code, r)) => (code, r),
+        Err(e) => panic!("{method} {url}: {e}"),
+    }
+}
+
+fn error_text(response: ureq::Response) -> String {
+    let body: serde_json::Value = response.into_json().unwrap_or_default();
+    body["error"].as_str().unwrap_or_default().to_string()
+}
+
+fn assert_webrtc_plays(report: &serde_json::Value, with_audio: bool) {
+    let webrtc = &report["webrtc"];
+    assert_eq!(webrtc["connectionState"], "connected", "{report}");
+    let decoded = webrtc["framesDecoded"].as_u64().unwrap_or(0);
+    let at_half = report["framesDecodedAtHalf"].as_u64().unwrap_or(0);
+    assert!(
+        decoded > 40 && decoded > at_half,
+        "video frames decoded and growing: {report}"
+    );
+    assert_eq!(webrtc["codec"], "video/H264", "{report}");
+    if with_audio {
+        let samples = webrtc["audioSamplesReceived"].as_u64().unwrap_or(0);
+        let samples_at_half = report["audioSamplesAtHalf"].as_u64().unwrap_or(0);
+        assert!(
+            samples > samples_at_half && samples > 48_000,
+            "audio samples received and growing: {report}"
+        );
+    }
+    assert_eq!(
+        report["errors"].as_array().map(Vec::len),
+        Some(0),
+        "{report}"
+    );
+}
+
+#[test]
+fn chromium_publishes_over_whip_and_chromium_ffmpeg_read_it_back() {
+    let server = Switchyard::start();
+    let publishing = Publishing::start(&server.api("/publish/live/cam"), 40);
+    server.wait_for_stream("live/cam", true);
+
+    // A second browser watches it over WHEP: video frames and audio samples flow.
+    let report = play(&server.api("/play/live/cam?mode=webrtc"), 10);
+    assert_webrtc_plays(&report, true);
+
+    // The same stream over the other outputs: ffprobe over HLS sees H.264 + Opus, and
+    // FFmpeg 9 decodes it over RTMP (Opus travels as Enhanced RTMP).
+    assert_streams(
+        &server.api("/hls/live/cam/index.m3u8"),
+        &["codec_name=h264", "codec_name=opus"],
+    );
+    let decoded = ffmpeg_decode_with(&ffmpeg9(), &server.rtmp_url("live/cam"), 4);
+    assert!(decoded.success && decoded.video_frames > 30, "{decoded:?}");
+
+    let published = publishing.finish();
+    assert_eq!(
+        published["errors"].as_array().map(Vec::len),
+        Some(0),
+        "{published}"
+    );
+    assert_eq!(published["advanced"], true, "{published}");
+    // The page said goodbye with DELETE: the stream is gone.
+    let (status, _) = server.get_json("/api/v1/streams/live/cam");
+    assert_eq!(status, 404);
+    assert!(server.log_text().contains("closed by the client (DELETE)"));
+}
+
+#[test]
+fn chromium_plays_an_rtmp_stream_over_whep() {
+    let server = Switchyard::start();
+    let _publisher = ffmpeg_publish(&server.rtmp_url("live/rtmp"), Encoding::Baseline, 25, 60);
+    server.wait_for_stream("live/rtmp", true);
+    let report = play(&server.api("/play/live/rtmp?mode=webrtc"), 8);
+    // AAC cannot go to WebRTC without transcoding: video only.
+    assert_webrtc_plays(&report, false);
+    assert_eq!(
+        (
+            report["videoWidth"].as_u64(),
+            report["videoHeight"].as_u64()
+        ),
+        (Some(640), Some(360)),
+        "{report}"
+    );
+    assert!(
+        server
+            .log_text()
+            .contains("aac audio is not sent over WebRTC"),
+        "the log says why there is no audio"
+    );
+}
+
+#[test]
+fn ffmpeg_publishes_over_whip() {
+    let server = Switchyard::start();
+    let url = server.api("/whip/live/ff");
+    let child = Command::new(ffmpeg9())
+        .args(["-nostdin", "-v", "error", "-re", "-f", "lavfi", "-i"])
+        .arg("testsrc2=size=640x360:rate=30")
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args([
+            "-t",
+            "30",
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "baseline",
+            "-bf",
+            "0",
+        ])
+        .args(["-g", "30", "-tune", "zerolatency", "-b:v", "1M"])
+        .args(["-c:a", "libopus", "-ar", "48000", "-ac", "2", "-f", "whip"])
+        .arg(&url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ffmpeg = Proc(child);
+    server.wait_for_stream("live/ff", true);
+    assert!(ffmpeg.is_running());
+    assert_streams(
+        &server.api("/hls/live/ff/index.m3u8"),
+        &[
+            "codec_name=h264|profile=Constrained Baseline|width=640|height=360",
+            "codec_name=opus",
+        ],
+    );
+    assert_decodes(&server.api("/hls/live/ff/index.m3u8"), 3, 60);
+    let decoded = ffmpeg_decode_with(&ffmpeg9(), &server.rtmp_url("live/ff"), 3);
+    assert!(decoded.success && decoded.video_frames > 60, "{decoded:?}");
+}
+
+const OFFER_HEAD: &str =
+    "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=fingerprint:sha-256 AA:BB:CC\r\n";
+const VIDEO_RECVONLY: &str = "m=video 9 UDP/TLS/RTP/SAVPF 102\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\na=mid:0\r\na=setup:actpass\r\na=recvonly\r\na=rtcp-mux\r\na=rtpmap:102 H264/90000\r\na=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n";
+
+#[test]
+fn bad_whip_and_whep_requests_get_clear_errors() {
+    let server = Switchyard::start();
+    let _publisher = ffmpeg_publish(&server.rtmp_url("live/bad"), Encoding::Baseline, 25, 60);
+    server.wait_for_stream("live/bad", false);
+    let whep = server.api("/whep/live/bad");
+    let whip = server.api("/whip/live/new");
+
+    let (status, r) = send("POST", &whep, Some("application/json"), &[], "{}");
+    assert_eq!(status, 415);
+    assert!(error_text(r).contains("application/sdp"));
+    let (status, r) = send("POST", &whep, Some("application/sdp"), &[], "");
+    assert_eq!(status, 400);
+    assert!(error_text(r).contains("empty"));
+    let (status, r) = send(
+        "POST",
+        &whep,
+        Some("application/sdp"),
+        &[],
+        "garbage\r\n\x01\x02",
+    );
+    assert_eq!(status, 400);
+    assert!(error_text(r).contains("not an SDP offer"));
+    let (status, r) = send("POST", &whep, Some("application/sdp"), &[], OFFER_HEAD);
+    assert_eq!(status, 400);
+    assert!(error_text(r).contains("no audio or video"));
+    let no_ice = format!("{OFFER_HEAD}{}", VIDEO_RECVONLY.replace("a=ice-pwd", "a=x"));
+    let (status, r) = send("POST", &whep, Some("application/sdp"), &[], &no_ice);
+    assert_eq!(status, 400);
+    assert!(error_text(r).contains("ICE credentials"));
+    // A receive-only offer cannot publish; a VP8-only offer has nothing we send.
+    let offer = format!("{OFFER_HEAD}{VIDEO_RECVONLY}");
+    let (status, r) = send("POST", &whip, Some("application/sdp"), &[], &offer);
+    assert_eq!(status, 422);
+    assert!(error_text(r).contains("does not send H.264"));
+    let vp8 = offer
+        .replace("H264/90000", "VP8/90000")
+        .replace("packetization-mode=1", "x");
+    let (status, r) = send("POST", &whep, Some("application/sdp"), &[], &vp8);
+    assert_eq!(status, 422);
+    assert!(error_text(r).contains("video [vp8]"));
+    // Unknown stream; a name being published.
+    let (status, r) = send(
+        "POST",
+        &server.api("/whep/live/none"),
+        Some("application/sdp"),
+        &[],
+        &offer,
+    );
+    assert_eq!(status, 404);
+    assert!(error_text(r).contains("not found"));
+    let sendonly = offer.replace("a=recvonly", "a=sendonly");
+    let (status, r) = send(
+        "POST",
+        &server.api("/whip/live/bad"),
+        Some("application/sdp"),
+        &[],
+        &sendonly,
+    );
+    assert_eq!(status, 409);
+    assert!(error_text(r).contains("already being published"));
+
+    // A good offer: 201 with Location and ETag; PATCH needs the ETag; DELETE ends it.
+    let (status, r) = send("POST", &whep, Some("application/sdp"), &[], &offer);
+    assert_eq!(status, 201, "{}", r.into_string().unwrap_or_default());
+    let location = r.header("location").unwrap().to_string();
+    let etag = r.header("etag").unwrap().to_string();
+    assert_eq!(r.content_type(), "application/sdp");
+    let answer = r.into_string().unwrap();
+    assert!(
+        answer.contains("a=setup:passive") && answer.contains("a=ice-lite"),
+        "{answer}"
+    );
+    assert!(location.starts_with("/whep/live/bad/"), "{location}");
+    let session = server.api(&location);
+    let fragment = "a=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host\r\n";
+    let frag_type = Some("application/trickle-ice-sdpfrag");
+    let (status, _) = send(
+        "PATCH",
+        &session,
+        frag_type,
+        &[("if-match", "\"nope\"")],
+        fragment,
+    );
+    assert_eq!(status, 412);
+    let (status, r) = send("PATCH", &session, Some("application/sdp"), &[], fragment);
+    assert_eq!(status, 415, "{}", error_text(r));
+    let (status, _) = send(
+        "PATCH",
+        &session,
+        frag_type,
+        &[("if-match", &etag)],
+        fragment,
+    );
+    assert_eq!(status, 204);
+    let (status, r) = send(
+        "PATCH",
+        &session,
+        frag_type,
+        &[],
+        "a=ice-ufrag:other\r\na=ice-pwd:x\r\n",
+    );
+    assert!(error_text(r).contains("ICE restart"), "{status}");
+    let (status, body) = server.get_json("/api/v1/webrtc/sessions");
+    assert_eq!(status, 200);
+    assert_eq!(body.as_array().unwrap().len(), 1, "{body}");
+    let (status, _) = send("DELETE", &session, None, &[], "");
+    assert_eq!(status, 200);
+    let (status, r) = send("DELETE", &session, None, &[], "");
+    assert_eq!(status, 404);
+    assert!(error_text(r).contains("session not found"));
+    let (_, body) = server.get_json("/api/v1/webrtc/sessions");
+    assert_eq!(body.as_array().unwrap().len(), 0, "{body}");
+    // OPTIONS says what the endpoint takes.
+    let (status, r) = send("OPTIONS", &whep, None, &[], "");
+    assert_eq!(status, 204);
+    assert_eq!(r.header("accept-post"), Some("application/sdp"));
+
+    // Garbage on the UDP port disturbs nobody.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for len in [0usize, 1, 20, 1500] {
+        udp.send_to(&vec![0x80; len], server.webrtc).unwrap();
+    }
+    let (status, _) = server.get_json("/api/v1/streams/live/bad");
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn ice_servers_are_handed_out_in_link_headers() {
+    let server = Switchyard::start_with_config(
+        "[[webrtc.ice_servers]]\nurls = [\"stun:stun.example.net:3478\"]\n\n[[webrtc.ice_servers]]\nurls = [\"turn:turn.example.net:3478?transport=udp\"]\nusername = \"u\"\ncredential = \"p\"\n",
+    );
+    let (status, r) = send("OPTIONS", &server.api("/whip/live/x"), None, &[], "");
+    assert_eq!(status, 204);
+    let links: Vec<String> = r.all("link").into_iter().map(str::to_string).collect();
+    assert_eq!(links.len(), 2, "{links:?}");
+    assert_eq!(links[0], "<stun:stun.example.net:3478>; rel=\"ice-server\"");
+    assert!(
+        links[1].contains("username=\"u\"") && links[1].contains("credential-type=\"password\"")
+    );
+}

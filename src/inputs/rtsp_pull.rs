@@ -5,8 +5,9 @@
 //! default) or over UDP, and depacketizes H.264 (RFC 6184), AAC (RFC 3640) and G.711
 //! (RFC 3551). Retina has no Opus depacketizer, and its `demuxed()` refuses a session in which
 //! any set-up stream lacks one, so a session with an Opus track (RFC 7587: one packet is one
-//! frame) runs in retina's raw-RTP mode and this file depacketizes H.264 itself
-//! ([`H264Depacketizer`]).
+//! frame) runs in retina's raw-RTP mode and H.264 is depacketized by switchyard-rtp's
+//! [`H264Depacketizer`]. Retina already drops out-of-order packets and counts losses there,
+//! so no reorder buffer is needed.
 //!
 //! Timing: retina gives every RTP timestamp relative to the stream's start, which `PLAY`'s
 //! `RTP-Info` `rtptime` places at the same normal-play-time for every stream, so all tracks
@@ -18,7 +19,7 @@
 
 use crate::bus::Publisher;
 use crate::pulls::{PullError, PullSink};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use retina::client::{
     Credentials, InitialTimestampPolicy, PacketItem, PlayOptions, SessionIdPolicy, SessionOptions,
@@ -30,6 +31,8 @@ use std::time::Duration;
 use switchyard_media::aac::AudioSpecificConfig;
 use switchyard_media::h264::{self, AvcConfig};
 use switchyard_media::{CodecConfig, Frame, G711Law, Track, TrackId};
+use switchyard_rtp::h264::H264Depacketizer;
+use switchyard_rtp::PacketRef;
 use tokio::time::Instant;
 use url::Url;
 
@@ -341,9 +344,15 @@ async fn run_inner(
                 None => return Ok(()),
                 Some(Err(e)) => return Err(retina_error("RTP", e)),
                 Some(Ok(PacketItem::Rtp(pkt))) => {
-                    let ts = pkt.timestamp().elapsed();
-                    let (stream_id, mark, loss) = (pkt.stream_id(), pkt.mark(), pkt.loss());
-                    ingest.raw_packet(stream_id, ts, mark, loss, pkt.into_payload_bytes())?;
+                    let header = RawHeader {
+                        sequence: pkt.sequence_number(),
+                        rtp_timestamp: pkt.header().timestamp(),
+                        elapsed: pkt.timestamp().elapsed(),
+                        marker: pkt.mark(),
+                        loss: pkt.loss(),
+                    };
+                    let stream_id = pkt.stream_id();
+                    ingest.raw_packet(stream_id, header, pkt.into_payload_bytes())?;
                 }
                 Some(Ok(_)) => {} // RTCP
             }
@@ -626,21 +635,25 @@ impl Ingest {
     fn raw_packet(
         &mut self,
         stream_id: usize,
-        ts: i64,
-        mark: bool,
-        loss: u16,
+        header: RawHeader,
         payload: Bytes,
     ) -> Result<(), PullError> {
         if Some(stream_id) == self.video_stream {
             let Some(depacketizer) = self.raw_h264.as_mut() else {
                 return Ok(());
             };
+            let packet = PacketRef {
+                sequence: header.sequence,
+                timestamp: header.rtp_timestamp,
+                marker: header.marker,
+                payload: &payload,
+            };
             let mut out = Vec::new();
             depacketizer
-                .push(ts, mark, loss > 0, &payload, &mut out)
+                .push(packet, header.loss, &mut out)
                 .map_err(|e| PullError::retry(format!("H.264 RTP: {e}")))?;
             for au in out {
-                let config = match au.new_parameters {
+                let config = match au.parameter_sets {
                     Some((sps, pps)) => {
                         match AvcConfig::from_parameter_sets(vec![sps], vec![pps]) {
                             Ok(c) => Some(c),
@@ -651,11 +664,16 @@ impl Ingest {
                     }
                     None => None,
                 };
-                self.video(stream_id, au.timestamp, au.data, au.keyframe, config);
+                // An access unit ends at the packet that completes it or at the next one (no
+                // marker), so its timestamp is this packet's or a little before: retina's
+                // timeline at this packet, moved by the 32-bit difference.
+                let ts = header.elapsed
+                    + i64::from(au.timestamp.wrapping_sub(header.rtp_timestamp) as i32);
+                self.video(stream_id, ts, au.data, au.keyframe, config);
             }
         } else {
             // Opus: one packet is one frame (RFC 7587 4.2).
-            self.audio(stream_id, ts, payload);
+            self.audio(stream_id, header.elapsed, payload);
         }
         Ok(())
     }
@@ -687,157 +705,17 @@ impl Drop for Ingest {
     }
 }
 
-/// An access unit out of [`H264Depacketizer`].
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct H264AccessUnit {
-    pub timestamp: i64,
-    /// 4-byte length-prefixed NAL units, parameter sets removed.
-    pub data: Bytes,
-    pub keyframe: bool,
-    /// New (SPS, PPS) when this access unit changed them.
-    pub new_parameters: Option<(Bytes, Bytes)>,
-}
-
-/// H.264 RTP depacketizer (RFC 6184, non-interleaved mode: single NAL unit packets, STAP-A,
-/// FU-A) for raw-RTP sessions. Access units end at the marker bit or when the timestamp
-/// changes (some cameras forget the marker). After a loss the damaged access unit is dropped
-/// and so is everything until the next IDR, so decoders never see a broken reference chain.
-#[derive(Default)]
-pub(crate) struct H264Depacketizer {
-    au: BytesMut,
-    au_timestamp: Option<i64>,
-    au_broken: bool,
-    fragment: Option<BytesMut>,
-    sps: Option<Bytes>,
-    pps: Option<Bytes>,
-    parameters_changed: bool,
-    waiting_for_idr: bool,
-}
-
-impl H264Depacketizer {
-    pub fn push(
-        &mut self,
-        timestamp: i64,
-        mark: bool,
-        loss: bool,
-        payload: &[u8],
-        out: &mut Vec<H264AccessUnit>,
-    ) -> Result<(), String> {
-        if loss {
-            self.fragment = None;
-            self.au_broken = true;
-        }
-        if self.au_timestamp.is_some_and(|t| t != timestamp) {
-            self.finish(out);
-        }
-        self.au_timestamp = Some(timestamp);
-        let Some(&header) = payload.first() else {
-            return Ok(()); // empty payload: padding-only packet
-        };
-        match header & 0x1f {
-            1..=23 => self.nal(payload),
-            24 => {
-                // STAP-A: 16-bit sizes, each followed by one NAL unit.
-                let mut rest = &payload[1..];
-                while rest.len() >= 2 {
-                    let len = u16::from_be_bytes([rest[0], rest[1]]) as usize;
-                    let nal = rest.get(2..2 + len).ok_or_else(|| {
-                        format!("STAP-A NAL unit of {len} bytes overruns the packet")
-                    })?;
-                    self.nal(nal);
-                    rest = &rest[2 + len..];
-                }
-            }
-            28 => {
-                let fu = *payload.get(1).ok_or("FU-A without its header")?;
-                let (start, end) = (fu & 0x80 != 0, fu & 0x40 != 0);
-                let body = &payload[2..];
-                if start {
-                    let mut nal = BytesMut::with_capacity(body.len() * 4);
-                    nal.put_u8((header & 0xe0) | (fu & 0x1f));
-                    nal.put_slice(body);
-                    self.fragment = Some(nal);
-                } else if let Some(nal) = self.fragment.as_mut() {
-                    nal.put_slice(body);
-                } else {
-                    // A middle/end fragment whose start we never saw.
-                    self.au_broken = true;
-                }
-                if end {
-                    if let Some(nal) = self.fragment.take() {
-                        self.nal(&nal);
-                    }
-                }
-            }
-            t => {
-                return Err(format!(
-                    "NAL packet type {t} (interleaved mode) is not supported"
-                ))
-            }
-        }
-        if mark {
-            self.finish(out);
-        }
-        Ok(())
-    }
-
-    fn nal(&mut self, nal: &[u8]) {
-        if nal.is_empty() {
-            return;
-        }
-        match nal[0] & 0x1f {
-            7 => {
-                if self.sps.as_deref() != Some(nal) {
-                    self.sps = Some(Bytes::copy_from_slice(nal));
-                    self.parameters_changed = true;
-                }
-            }
-            8 => {
-                if self.pps.as_deref() != Some(nal) {
-                    self.pps = Some(Bytes::copy_from_slice(nal));
-                    self.parameters_changed = true;
-                }
-            }
-            _ => {
-                self.au.put_u32(nal.len() as u32);
-                self.au.put_slice(nal);
-            }
-        }
-    }
-
-    fn finish(&mut self, out: &mut Vec<H264AccessUnit>) {
-        let Some(timestamp) = self.au_timestamp.take() else {
-            return;
-        };
-        let data = self.au.split().freeze();
-        if self.au_broken || self.fragment.is_some() {
-            self.au_broken = false;
-            self.fragment = None;
-            self.waiting_for_idr = true;
-            return;
-        }
-        if data.is_empty() {
-            return;
-        }
-        let keyframe = h264::is_keyframe(&data);
-        if self.waiting_for_idr && !keyframe {
-            return;
-        }
-        self.waiting_for_idr = false;
-        let new_parameters = match (&self.sps, &self.pps) {
-            (Some(sps), Some(pps)) if self.parameters_changed => {
-                self.parameters_changed = false;
-                Some((sps.clone(), pps.clone()))
-            }
-            _ => None,
-        };
-        out.push(H264AccessUnit {
-            timestamp,
-            data,
-            keyframe,
-            new_parameters,
-        });
-    }
+/// What raw mode needs of an RTP packet's header.
+#[derive(Debug, Clone, Copy)]
+struct RawHeader {
+    sequence: u16,
+    /// The timestamp as sent.
+    rtp_timestamp: u32,
+    /// Retina's extended timestamp since the stream's start (shared origin across streams).
+    elapsed: i64,
+    marker: bool,
+    /// Packets lost just before this one.
+    loss: u16,
 }
 
 #[cfg(test)]
@@ -907,52 +785,73 @@ mod tests {
     }
 
     #[test]
-    fn stap_a_and_fu_a_make_one_access_unit_with_parameters_out_of_band() {
-        let mut d = H264Depacketizer::default();
-        let mut out = Vec::new();
-        d.push(0, false, false, &stap_a(&[SPS, PPS]), &mut out)
-            .unwrap();
-        // IDR slice split in three FU-A fragments.
-        let idr: Vec<u8> = std::iter::once(0x65)
-            .chain((0..200u8).map(|i| i | 1))
-            .collect();
-        let fu = |start: bool, end: bool, body: &[u8]| {
-            let mut p = vec![
-                (idr[0] & 0xe0) | 28,
-                (idr[0] & 0x1f) | if start { 0x80 } else { 0 } | if end { 0x40 } else { 0 },
-            ];
-            p.extend_from_slice(body);
-            p
+    fn raw_mode_depacketizes_h264_on_retinas_timeline() {
+        use crate::bus::{Peer, ReaderEvent, TryRecv};
+        let registry = crate::bus::Registry::new(Default::default());
+        let mut ingest = Ingest::new(Some(0), Some((1, AudioKind::Opus)));
+        assert!(ingest.raw_mode() && ingest.raw_h264.is_some());
+        ingest.audio = Some(Track {
+            id: AUDIO_TRACK,
+            codec: CodecConfig::Opus {
+                channels: 2,
+                head: None,
+            },
+            clock_rate: 48_000,
+        });
+        ingest.publisher = Some(registry.publish("cam", Peer::new("rtsp", None)).unwrap());
+        let mut reader = registry.subscribe("cam", Peer::new("test", None)).unwrap();
+        // The RTP timestamps wrap between frames; retina's timeline does not.
+        let base = u32::MAX - 1000;
+        let header = |sequence, ticks: u32, marker| RawHeader {
+            sequence,
+            rtp_timestamp: base.wrapping_add(ticks),
+            elapsed: i64::from(ticks),
+            marker,
+            loss: 0,
         };
-        d.push(0, false, false, &fu(true, false, &idr[1..80]), &mut out)
+        let packets: [(usize, RawHeader, &[u8]); 5] = [
+            (0, header(1, 0, false), &stap_a(&[SPS, PPS])),
+            (0, header(2, 0, true), &[0x65, 0x88, 0x80]),
+            // A P frame without marker: it ends when the next one starts.
+            (0, header(3, 3000, false), &[0x41, 0x9a, 0x02]),
+            (1, header(1, 960, true), &[0xf8, 0xff, 0xfe]),
+            (0, header(4, 6000, true), &[0x41, 0x9a, 0x04]),
+        ];
+        for (stream_id, header, payload) in packets {
+            ingest
+                .raw_packet(stream_id, header, Bytes::copy_from_slice(payload))
+                .unwrap();
+        }
+        let (mut frames, mut tracks) = (Vec::new(), 0);
+        while let TryRecv::Event(event) = reader.try_recv() {
+            match event {
+                ReaderEvent::Frame(f) => frames.push(f.frame.clone()),
+                ReaderEvent::Tracks(t) => tracks = t.tracks.len(),
+                ReaderEvent::Lost { .. } => panic!("lost frames"),
+            }
+        }
+        assert_eq!(tracks, 2);
+        let got: Vec<(TrackId, i64, bool)> = frames
+            .iter()
+            .map(|f| (f.track, f.pts, f.keyframe))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (VIDEO_TRACK, 0, true),
+                (AUDIO_TRACK, 960, true),
+                (VIDEO_TRACK, 3000, false),
+                (VIDEO_TRACK, 6000, false),
+            ]
+        );
+        assert_eq!(&frames[0].data[..], &[0, 0, 0, 3, 0x65, 0x88, 0x80]);
+        // A loss drops everything until the next IDR.
+        let mut lost = header(6, 12000, true);
+        lost.loss = 1;
+        ingest
+            .raw_packet(0, lost, Bytes::from_static(&[0x41, 0x9a, 0x06]))
             .unwrap();
-        d.push(0, false, false, &fu(false, false, &idr[80..150]), &mut out)
-            .unwrap();
-        assert!(out.is_empty());
-        d.push(0, true, false, &fu(false, true, &idr[150..]), &mut out)
-            .unwrap();
-        assert_eq!(out.len(), 1);
-        let au = &out[0];
-        assert!(au.keyframe);
-        assert_eq!(&au.data[..4], &(idr.len() as u32).to_be_bytes());
-        assert_eq!(&au.data[4..], &idr[..]);
-        let (sps, pps) = au.new_parameters.clone().unwrap();
-        assert_eq!((&sps[..], &pps[..]), (SPS, PPS));
-        assert!(AvcConfig::from_parameter_sets(vec![sps], vec![pps]).is_ok());
-
-        // A P slice without marker ends when the timestamp changes; repeated SPS/PPS are no
-        // change.
-        out.clear();
-        d.push(3000, false, false, &stap_a(&[SPS, PPS]), &mut out)
-            .unwrap();
-        d.push(3000, false, false, &[0x41, 0x9a, 0x02], &mut out)
-            .unwrap();
-        d.push(6000, true, false, &[0x41, 0x9a, 0x04], &mut out)
-            .unwrap();
-        assert_eq!(out.len(), 2);
-        assert_eq!(out[0].timestamp, 3000);
-        assert!(!out[0].keyframe && out[0].new_parameters.is_none());
-        assert_eq!(out[1].timestamp, 6000);
+        assert!(ingest.raw_h264.as_ref().unwrap().waiting_for_keyframe());
     }
 
     #[test]
@@ -1000,25 +899,5 @@ mod tests {
         assert_eq!(tracks.generation, 2);
         assert_eq!(tracks.video().unwrap().codec.rfc6381_codec(), "avc1.42C01F");
         assert_eq!(stream.counters().frames_in, 3);
-    }
-
-    #[test]
-    fn after_a_loss_frames_resume_at_the_next_idr() {
-        let mut d = H264Depacketizer::default();
-        let mut out = Vec::new();
-        d.push(0, true, false, &[0x65, 0x88, 0x80], &mut out)
-            .unwrap();
-        d.push(3000, true, true, &[0x41, 0x9a, 0x02], &mut out)
-            .unwrap();
-        d.push(6000, true, false, &[0x41, 0x9a, 0x04], &mut out)
-            .unwrap();
-        d.push(9000, true, false, &[0x65, 0x88, 0x84], &mut out)
-            .unwrap();
-        let times: Vec<i64> = out.iter().map(|a| a.timestamp).collect();
-        assert_eq!(times, [0, 9000]);
-        assert!(d.push(0, true, false, &[0x79, 0, 0], &mut out).is_err());
-        assert!(d
-            .push(0, true, false, &[0x78, 0, 9, 0x41], &mut out)
-            .is_err());
     }
 }

@@ -53,6 +53,9 @@ pub struct WhipIngest {
     last_keyframe_request: Option<Instant>,
     last_keyframe: Option<Instant>,
     seen_keyframe_requests: u64,
+    /// Last timestamp pushed per track (video, audio): a sender-report correction may step
+    /// a clock back, and the bus wants timestamps that never go backwards.
+    last_pts: [Option<i64>; 2],
     /// Errors of the depacketizer, counted (a bad packet is skipped, not fatal).
     pub bad_packets: u64,
 }
@@ -71,6 +74,7 @@ impl WhipIngest {
             last_keyframe_request: None,
             last_keyframe: None,
             seen_keyframe_requests: 0,
+            last_pts: [None, None],
             bad_packets: 0,
         }
     }
@@ -182,6 +186,7 @@ impl WhipIngest {
             return;
         }
         let pts = self.clock.map(video.clock, unit.timestamp, arrival);
+        let pts = self.monotonic(0, pts);
         if unit.keyframe {
             self.keyframe_wanted = false;
             self.last_keyframe = Some(now);
@@ -210,6 +215,7 @@ impl WhipIngest {
             }
         };
         let pts = self.clock.map(clock, timestamp, arrival);
+        let pts = self.monotonic(1, pts);
         if self.expects_video && self.video.as_ref().is_none_or(|v| v.config.is_none()) {
             return; // tracks are announced with the video's parameter sets
         }
@@ -221,6 +227,15 @@ impl WhipIngest {
             keyframe: true,
             data: payload,
         });
+    }
+
+    fn monotonic(&mut self, slot: usize, pts: i64) -> i64 {
+        let pts = match self.last_pts[slot] {
+            Some(last) if pts <= last => last + 1,
+            _ => pts,
+        };
+        self.last_pts[slot] = Some(pts);
+        pts
     }
 
     /// An RTCP sender report of the track of `kind` (RFC 3550 6.4.1).

@@ -3,7 +3,7 @@
 
 use super::peer::{self, Direction, Local};
 use super::udp::{self, Outgoing, Received, Receiver};
-use super::{Command, Opened, Role, SessionError, SessionInfo, WebRtc, WebRtcSettings};
+use super::{ClientRole, Command, Opened, Role, SessionError, SessionInfo, WebRtc, WebRtcSettings};
 use crate::bus::{Peer as BusPeer, Reader, ReaderEvent, Stream};
 use crate::inputs::whip::WhipIngest;
 use crate::outputs::whep::{Feed, Packetized, TrackOut, Viewer};
@@ -25,6 +25,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_media::MediaKind;
@@ -37,6 +38,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 /// Media events taken from the feeds per loop turn before flushing.
 const MEDIA_BATCH: usize = 256;
+/// Outgoing datagrams are sent once this many are pending, even mid-turn: bounds the memory
+/// a burst (a keyframe to many viewers, GOP catch-up) holds at once.
+const FLUSH_AT: usize = 512;
 
 type PeerKey = u64;
 type FeedKey = u64;
@@ -138,6 +142,8 @@ enum PeerRole {
         /// Holds this viewer's place in the stream's reader counts; the feed reads for it.
         _counted: Reader,
     },
+    /// We offered (a WHEP client).
+    Client(ClientRole),
 }
 
 struct PeerEntry {
@@ -293,6 +299,15 @@ impl Engine {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
+        if let PeerRole::Client(ClientRole::Count(counters)) = &peer.role {
+            if peer.connected && is_rtp(&data) {
+                counters.packets.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .bytes
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
+                return;
+            }
+        }
         let result = peer.pc.handle_read(TaggedBytesMut {
             now,
             transport: TransportContext {
@@ -341,6 +356,9 @@ impl Engine {
 
     /// Drains everything a connection has to say, and re-arms its timer.
     fn service(&mut self, key: PeerKey, now: Instant) {
+        if self.outgoing.len() >= FLUSH_AT {
+            self.flush();
+        }
         let mut actions = Vec::new();
         {
             let Some(peer) = self.peers.get_mut(&key) else {
@@ -465,6 +483,9 @@ impl Engine {
         for addr in &peer.addrs {
             self.by_addr.remove(addr);
         }
+        if let PeerRole::Client(ClientRole::Count(counters)) = &peer.role {
+            counters.closed.store(true, Ordering::Relaxed);
+        }
         self.by_ufrag.remove(&peer.ufrag);
         self.by_session.remove(&peer.session);
         match peer.role {
@@ -473,6 +494,7 @@ impl Engine {
                     self.publishers.remove(&peer.stream);
                 }
             }
+            PeerRole::Client(_) => {}
             PeerRole::Viewer { feed, .. } => {
                 if let Some(entry) = self.feeds.get_mut(&feed) {
                     entry.viewers.retain(|k| *k != key);
@@ -491,6 +513,33 @@ impl Engine {
         match command {
             Command::Open { role, offer, reply } => {
                 let _ = reply.send(self.open(role, &offer));
+            }
+            Command::Offer { role, reply } => {
+                let _ = reply.send(self.offer(role));
+            }
+            Command::Answer {
+                session,
+                answer,
+                reply,
+            } => {
+                let result = match self.by_session.get(&session).copied() {
+                    Some(key) => {
+                        let now = Instant::now();
+                        let peer = self.peers.get_mut(&key).expect("indexed");
+                        let result = peer::apply_answer(&mut peer.pc, &answer, now);
+                        if result.is_ok() {
+                            // The answer's candidates are where the peer is.
+                            for addr in answer_candidates(&answer) {
+                                self.by_addr.insert(addr, key);
+                                peer.addrs.push(addr);
+                            }
+                        }
+                        self.service(key, now);
+                        result
+                    }
+                    None => Err(SessionError::NotFound),
+                };
+                let _ = reply.send(result);
             }
             Command::Trickle {
                 session,
@@ -592,6 +641,34 @@ impl Engine {
             answer: built.answer,
             etag,
         })
+    }
+
+    fn offer(&mut self, role: ClientRole) -> Result<(String, String), SessionError> {
+        let now = Instant::now();
+        let (pc, ufrag, offer) = peer::build_offer(&self.local, now)?;
+        let key = self.next_key;
+        self.next_key += 1;
+        let session = peer::random_token(24);
+        self.by_ufrag.insert(ufrag.clone(), key);
+        self.by_session.insert(session.clone(), key);
+        self.peers.insert(
+            key,
+            PeerEntry {
+                session: session.clone(),
+                stream: String::new(),
+                pc,
+                ufrag: ufrag.clone(),
+                etag: format!("\"{ufrag}\""),
+                addrs: Vec::new(),
+                role: PeerRole::Client(role),
+                timer: None,
+                state: RTCPeerConnectionState::New,
+                created: now,
+                connected: false,
+            },
+        );
+        self.service(key, now);
+        Ok((session, offer))
     }
 
     /// The feed of `stream`, started if this is its first viewer.
@@ -698,6 +775,7 @@ impl Engine {
                 role: match p.role {
                     PeerRole::Publisher { .. } => "publish",
                     PeerRole::Viewer { .. } => "play",
+                    PeerRole::Client(_) => "client",
                 },
                 stream: p.stream.clone(),
                 state: p.state.to_string(),
@@ -709,7 +787,7 @@ impl Engine {
                         .get(feed)
                         .map(|f| f.feed.notes.clone())
                         .unwrap_or_default(),
-                    PeerRole::Publisher { .. } => Vec::new(),
+                    PeerRole::Publisher { .. } | PeerRole::Client(_) => Vec::new(),
                 },
             })
             .collect();
@@ -866,8 +944,12 @@ fn peer_event(
                 RTCPeerConnectionState::Connected if !peer.connected => {
                     peer.connected = true;
                     tracing::info!(session = %peer.session, stream = %peer.stream, remote = ?peer.addrs.first(), "webrtc session connected");
-                    if matches!(peer.role, PeerRole::Viewer { .. }) {
-                        actions.push(Action::ViewerConnected(key));
+                    match &peer.role {
+                        PeerRole::Viewer { .. } => actions.push(Action::ViewerConnected(key)),
+                        PeerRole::Client(ClientRole::Count(counters)) => {
+                            counters.connected.store(true, Ordering::Relaxed)
+                        }
+                        PeerRole::Publisher { .. } => {}
                     }
                 }
                 RTCPeerConnectionState::Failed => {
@@ -969,6 +1051,29 @@ fn send_pli(
             })],
         );
     }
+}
+
+/// RTP, not RTCP, DTLS or STUN (RFC 7983 demultiplexing; RFC 5761 4 for RTP vs RTCP).
+fn is_rtp(datagram: &[u8]) -> bool {
+    datagram.len() >= 12
+        && (128..=191).contains(&datagram[0])
+        && !(192..=223).contains(&datagram[1])
+}
+
+/// Host candidates listed in an answer (`a=candidate:... udp ... IP PORT typ host`).
+fn answer_candidates(answer: &str) -> Vec<SocketAddr> {
+    answer
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("a=candidate:"))
+        .filter_map(|c| {
+            let fields: Vec<&str> = c.split_whitespace().collect();
+            if fields.len() < 6 || !fields[2].eq_ignore_ascii_case("udp") {
+                return None;
+            }
+            let ip: IpAddr = fields[4].parse().ok()?;
+            Some(SocketAddr::new(ip, fields[5].parse().ok()?))
+        })
+        .collect()
 }
 
 fn offer_sends_video(offer: &str) -> bool {

@@ -94,7 +94,23 @@ pub struct SessionInfo {
     pub notes: Vec<String>,
 }
 
-/// The two sides a session can take.
+/// What a session we offer (the client side: WHEP client) does with what it receives.
+pub enum ClientRole {
+    /// Counts RTP packets and bytes without decrypting them (the load generator).
+    Count(Arc<ClientCounters>),
+}
+
+/// What a counting client saw.
+#[derive(Debug, Default)]
+pub struct ClientCounters {
+    pub packets: std::sync::atomic::AtomicU64,
+    pub bytes: std::sync::atomic::AtomicU64,
+    pub connected: std::sync::atomic::AtomicBool,
+    /// Set when the session ended (failed, closed or the engine stopped).
+    pub closed: std::sync::atomic::AtomicBool,
+}
+
+/// The two sides a session can take when the peer makes the offer.
 pub enum Role {
     /// WHIP: the peer publishes into this bus publisher.
     Publish(Publisher),
@@ -107,6 +123,17 @@ pub(crate) enum Command {
         role: Role,
         offer: String,
         reply: oneshot::Sender<Result<Opened, SessionError>>,
+    },
+    /// Starts a client session: our offer, to be sent to a WHEP endpoint.
+    Offer {
+        role: ClientRole,
+        reply: oneshot::Sender<Result<(String, String), SessionError>>,
+    },
+    /// The endpoint's answer to a client session's offer.
+    Answer {
+        session: String,
+        answer: String,
+        reply: oneshot::Sender<Result<(), SessionError>>,
     },
     Trickle {
         session: String,
@@ -174,6 +201,54 @@ impl WebRtc {
             reply,
         })
         .await?
+    }
+
+    /// Plays `url` (a WHEP endpoint) as a client: offers, POSTs the offer, applies the answer.
+    /// Returns the local session id and the remote session URL (for `DELETE`).
+    pub async fn whep_client(
+        &self,
+        http: &reqwest::Client,
+        url: &str,
+        role: ClientRole,
+    ) -> Result<(String, Option<String>), SessionError> {
+        let (session, offer) = self.call(|reply| Command::Offer { role, reply }).await??;
+        let response = http
+            .post(url)
+            .header("content-type", "application/sdp")
+            .body(offer)
+            .send()
+            .await;
+        let failed = |e: String| async {
+            let _ = self.close(session.clone()).await;
+            Err(SessionError::BadRequest(e))
+        };
+        let response = match response {
+            Ok(r) => r,
+            Err(e) => return failed(format!("POST {url}: {e}")).await,
+        };
+        let status = response.status();
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|l| reqwest::Url::parse(url).ok()?.join(l).ok())
+            .map(|u| u.to_string());
+        let body = response.text().await.unwrap_or_default();
+        if status.as_u16() != 201 {
+            return failed(format!("POST {url}: {status} {}", body.trim())).await;
+        }
+        let answer = body;
+        let result = self
+            .call(|reply| Command::Answer {
+                session: session.clone(),
+                answer,
+                reply,
+            })
+            .await?;
+        if let Err(e) = result {
+            return failed(format!("the answer from {url} was refused: {e}")).await;
+        }
+        Ok((session, location))
     }
 
     pub async fn close(&self, session: String) -> Result<(), SessionError> {

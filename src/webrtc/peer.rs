@@ -75,21 +75,20 @@ pub struct Local {
     pub candidates: Vec<SocketAddr>,
 }
 
-pub fn build(
+/// A connection with our codecs and interceptors; `lite` for the answering (server) side.
+fn new_connection(
     local: &Local,
-    offer: &str,
+    ufrag: &str,
     direction: Direction,
+    lite: bool,
     now: Instant,
-) -> Result<Built, SessionError> {
-    let summary = check_offer(offer, direction)?;
-    let ufrag = random_token(8);
+) -> Result<RTCPeerConnection, SessionError> {
     let setting_engine = SettingEngineBuilder::new()
-        .with_ice_credentials(ufrag.clone(), random_token(24))
-        .with_lite(true)
+        .with_ice_credentials(ufrag.to_string(), random_token(24))
+        .with_lite(lite)
         .with_answering_dtls_role(RTCDtlsRole::Server)
         .build();
     let mut media_engine = MediaEngine::default();
-    let internal = |e: rtc::shared::error::Error| SessionError::Internal(e.to_string());
     for (i, profile) in H264_PROFILES.iter().enumerate() {
         media_engine
             .register_codec(
@@ -122,13 +121,79 @@ pub fn build(
     let config = RTCConfigurationBuilder::new()
         .with_certificates(vec![local.certificate.clone()])
         .build();
-    let mut pc = RTCPeerConnectionBuilder::new()
+    RTCPeerConnectionBuilder::new()
         .with_configuration(config)
         .with_setting_engine(setting_engine)
         .with_media_engine(media_engine)
         .with_interceptor_registry(registry)
         .build(now)
+        .map_err(internal)
+}
+
+fn add_host_candidates(pc: &mut RTCPeerConnection, local: &Local) -> Result<(), SessionError> {
+    for addr in &local.candidates {
+        let candidate = CandidateHostConfig {
+            base_config: CandidateConfig {
+                network: "udp".to_owned(),
+                address: addr.ip().to_string(),
+                port: addr.port(),
+                component: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .new_candidate_host()
         .map_err(internal)?;
+        let init = RTCIceCandidate::from(&candidate)
+            .to_json()
+            .map_err(internal)?;
+        pc.add_local_candidate(init).map_err(internal)?;
+    }
+    Ok(())
+}
+
+/// A client (WHEP player) connection and its offer: receive-only H.264 video and Opus audio.
+pub fn build_offer(
+    local: &Local,
+    now: Instant,
+) -> Result<(RTCPeerConnection, String, String), SessionError> {
+    let ufrag = random_token(8);
+    let mut pc = new_connection(local, &ufrag, Direction::Receive, false, now)?;
+    pc.add_transceiver_from_kind(RtpCodecKind::Video, None)
+        .map_err(internal)?;
+    pc.add_transceiver_from_kind(RtpCodecKind::Audio, None)
+        .map_err(internal)?;
+    add_host_candidates(&mut pc, local)?;
+    let offer = pc.create_offer(None).map_err(internal)?;
+    pc.set_local_description(now, offer).map_err(internal)?;
+    let offer = pc
+        .local_description()
+        .ok_or_else(|| SessionError::Internal("no local description after offering".into()))?
+        .sdp;
+    Ok((pc, ufrag, offer))
+}
+
+/// Applies a WHEP endpoint's answer to a connection from [`build_offer`].
+pub fn apply_answer(
+    pc: &mut RTCPeerConnection,
+    answer: &str,
+    now: Instant,
+) -> Result<(), SessionError> {
+    let description = RTCSessionDescription::answer(answer.to_string())
+        .map_err(|e| SessionError::BadRequest(format!("the answer is not valid SDP: {e}")))?;
+    pc.set_remote_description(now, description)
+        .map_err(|e| SessionError::BadRequest(format!("the answer was refused: {e}")))
+}
+
+pub fn build(
+    local: &Local,
+    offer: &str,
+    direction: Direction,
+    now: Instant,
+) -> Result<Built, SessionError> {
+    let summary = check_offer(offer, direction)?;
+    let ufrag = random_token(8);
+    let mut pc = new_connection(local, &ufrag, direction, true, now)?;
 
     let mut video = None;
     let mut audio = None;
@@ -277,6 +342,10 @@ fn opus_codec() -> RTCRtpCodec {
         sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
         rtcp_feedback: vec![],
     }
+}
+
+fn internal(e: rtc::shared::error::Error) -> SessionError {
+    SessionError::Internal(e.to_string())
 }
 
 /// What an offer asks for, as far as we care.

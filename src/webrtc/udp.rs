@@ -138,30 +138,95 @@ pub struct Outgoing<'a> {
     pub data: &'a [u8],
 }
 
-/// Sends `datagrams` in `sendmmsg` batches. Returns how many left; the rest were dropped
-/// because the socket buffer was full (UDP: dropping beats blocking every peer).
+/// Segments per GSO message (the kernel's `UDP_MAX_SEGMENTS` is 64 on older kernels).
+const GSO_MAX_SEGMENTS: usize = 64;
+/// Bytes per GSO message (one IP datagram's payload at most).
+const GSO_MAX_BYTES: usize = 60_000;
+/// Cleared when the kernel refuses `UDP_SEGMENT`; plain `sendmmsg` from then on.
+static GSO_WORKS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Sends `datagrams` in `sendmmsg` batches. Consecutive datagrams to one destination whose
+/// sizes allow it (all equal but a shorter last one: a frame's RTP packets to one viewer) go
+/// as one UDP GSO message (`UDP_SEGMENT`, udp(7)): the kernel builds one large packet and
+/// splits it late, instead of walking the stack once per datagram. Returns how many
+/// datagrams left; the rest were dropped because the socket buffer was full (UDP: dropping
+/// beats blocking every peer).
 pub fn send(fd: RawFd, datagrams: &[Outgoing<'_>]) -> io::Result<usize> {
+    let gso = GSO_WORKS.load(std::sync::atomic::Ordering::Relaxed);
+    let groups = group(datagrams, gso);
+    match send_groups(fd, datagrams, &groups, gso) {
+        Err(e) if gso && matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) => {
+            tracing::info!(error = %e, "UDP GSO refused by the kernel; sending datagrams one by one");
+            GSO_WORKS.store(false, std::sync::atomic::Ordering::Relaxed);
+            send_groups(fd, datagrams, &group(datagrams, false), false)
+        }
+        other => other,
+    }
+}
+
+/// Splits `datagrams` into runs sent as one message each: `(start, count)`.
+fn group(datagrams: &[Outgoing<'_>], gso: bool) -> Vec<(usize, usize)> {
+    let mut groups: Vec<(usize, usize)> = Vec::with_capacity(datagrams.len());
+    let mut i = 0;
+    while i < datagrams.len() {
+        let first = &datagrams[i];
+        let size = first.data.len();
+        let mut n = 1;
+        let mut bytes = size;
+        while gso && size > 0 && i + n < datagrams.len() && n < GSO_MAX_SEGMENTS {
+            let next = &datagrams[i + n];
+            let prev_len = datagrams[i + n - 1].data.len();
+            if next.to != first.to
+                || next.from_ip != first.from_ip
+                || prev_len != size
+                || next.data.len() > size
+                || next.data.is_empty()
+                || bytes + next.data.len() > GSO_MAX_BYTES
+            {
+                break;
+            }
+            bytes += next.data.len();
+            n += 1;
+        }
+        groups.push((i, n));
+        i += n;
+    }
+    groups
+}
+
+fn send_groups(
+    fd: RawFd,
+    datagrams: &[Outgoing<'_>],
+    groups: &[(usize, usize)],
+    gso: bool,
+) -> io::Result<usize> {
     let mut sent = 0;
-    for chunk in datagrams.chunks(BATCH) {
+    let mut iovecs: Vec<libc::iovec> = datagrams
+        .iter()
+        .map(|d| libc::iovec {
+            iov_base: d.data.as_ptr() as *mut libc::c_void,
+            iov_len: d.data.len(),
+        })
+        .collect();
+    for chunk in groups.chunks(BATCH) {
         let mut names: [libc::sockaddr_storage; BATCH] = unsafe { zeroed() };
-        let mut iovecs: [libc::iovec; BATCH] = unsafe { zeroed() };
         let mut controls = [[0u8; CONTROL_LEN]; BATCH];
         let mut headers: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
-        for (i, d) in chunk.iter().enumerate() {
+        for (i, &(start, count)) in chunk.iter().enumerate() {
+            let d = &datagrams[start];
             let name_len = std_to_sockaddr(d.to, &mut names[i]);
-            iovecs[i] = libc::iovec {
-                iov_base: d.data.as_ptr() as *mut libc::c_void,
-                iov_len: d.data.len(),
-            };
             let header = &mut headers[i].msg_hdr;
             header.msg_name = &mut names[i] as *mut _ as *mut libc::c_void;
             header.msg_namelen = name_len;
-            header.msg_iov = &mut iovecs[i];
-            header.msg_iovlen = 1;
-            if let (Some(IpAddr::V4(src)), SocketAddr::V4(_)) = (d.from_ip, d.to) {
-                // SAFETY: controls[i] is large enough for one in_pktinfo cmsg.
-                unsafe { write_pktinfo(header, &mut controls[i], src) };
-            }
+            header.msg_iov = iovecs[start..].as_mut_ptr();
+            header.msg_iovlen = count as _;
+            let src = match (d.from_ip, d.to) {
+                (Some(IpAddr::V4(src)), SocketAddr::V4(_)) => Some(src),
+                _ => None,
+            };
+            let segment = (gso && count > 1).then_some(d.data.len() as u16);
+            // SAFETY: controls[i] is large enough for both cmsgs.
+            unsafe { write_control(header, &mut controls[i], src, segment) };
         }
         let mut offset = 0;
         while offset < chunk.len() {
@@ -179,26 +244,62 @@ pub fn send(fd: RawFd, datagrams: &[Outgoing<'_>]) -> io::Result<usize> {
                 match e.kind() {
                     io::ErrorKind::WouldBlock => return Ok(sent),
                     io::ErrorKind::Interrupted => continue,
+                    _ if e.raw_os_error() == Some(libc::EIO)
+                        || e.raw_os_error() == Some(libc::EINVAL) =>
+                    {
+                        return Err(e)
+                    }
                     // An unreachable or refused destination fails only its own message:
                     // skip it and carry on with the batch.
-                    _ if offset + 1 < chunk.len() || sent + offset > 0 => {
+                    _ => {
                         offset += 1;
                         continue;
                     }
-                    _ => return Err(e),
                 }
             }
+            for &(_, count) in &chunk[offset..offset + n as usize] {
+                sent += count;
+            }
             offset += n as usize;
-            sent += n as usize;
         }
     }
     Ok(sent)
 }
 
-unsafe fn write_pktinfo(header: &mut libc::msghdr, control: &mut [u8; CONTROL_LEN], src: Ipv4Addr) {
+/// Control messages of one outgoing message: `IP_PKTINFO` (source address) and/or
+/// `UDP_SEGMENT` (GSO segment size).
+unsafe fn write_control(
+    header: &mut libc::msghdr,
+    control: &mut [u8; CONTROL_LEN],
+    src: Option<Ipv4Addr>,
+    segment: Option<u16>,
+) {
+    let mut len = 0;
+    if src.is_some() {
+        len += libc::CMSG_SPACE(size_of::<libc::in_pktinfo>() as u32) as usize;
+    }
+    if segment.is_some() {
+        len += libc::CMSG_SPACE(size_of::<u16>() as u32) as usize;
+    }
+    if len == 0 {
+        return;
+    }
     header.msg_control = control.as_mut_ptr() as *mut libc::c_void;
-    header.msg_controllen = libc::CMSG_SPACE(size_of::<libc::in_pktinfo>() as u32) as _;
-    let cmsg = libc::CMSG_FIRSTHDR(header);
+    header.msg_controllen = len as _;
+    let mut cmsg = libc::CMSG_FIRSTHDR(header);
+    if let Some(src) = src {
+        write_pktinfo(cmsg, src);
+        cmsg = libc::CMSG_NXTHDR(header, cmsg);
+    }
+    if let Some(segment) = segment {
+        (*cmsg).cmsg_level = libc::SOL_UDP;
+        (*cmsg).cmsg_type = libc::UDP_SEGMENT;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut u16, segment);
+    }
+}
+
+unsafe fn write_pktinfo(cmsg: *mut libc::cmsghdr, src: Ipv4Addr) {
     (*cmsg).cmsg_level = libc::IPPROTO_IP;
     (*cmsg).cmsg_type = libc::IP_PKTINFO;
     (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<libc::in_pktinfo>() as u32) as _;
@@ -336,6 +437,29 @@ mod tests {
                 assert_eq!(r.from, a.local_addr().unwrap());
                 assert_eq!(r.to_ip, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
                 assert_eq!(&receiver.buffer(i)[..r.len], &payloads[seen][..]);
+                seen += 1;
+            }
+        }
+        // A frame's worth of equal-sized packets and a shorter last one (one GSO message)
+        // arrive as separate datagrams.
+        let frame: Vec<Vec<u8>> = (0..10u8)
+            .map(|i| vec![i; if i == 9 { 300 } else { 1200 }])
+            .collect();
+        let out: Vec<Outgoing> = frame
+            .iter()
+            .map(|p| Outgoing {
+                to,
+                from_ip: None,
+                data: p,
+            })
+            .collect();
+        assert_eq!(group(&out, true), vec![(0, 10)]);
+        assert_eq!(send(a.as_raw_fd(), &out).unwrap(), 10);
+        let mut seen = 0;
+        while seen < 10 {
+            receiver.recv(b.as_raw_fd(), &mut got).unwrap();
+            for (i, r) in got.iter().enumerate() {
+                assert_eq!(&receiver.buffer(i)[..r.len], &frame[seen][..]);
                 seen += 1;
             }
         }

@@ -52,6 +52,9 @@ use rml_rtmp::sessions::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+mod webrtc;
+pub use webrtc::{whep_load, WebRtcLoadReport};
+
 /// Longest gap between two session starts.
 pub const RAMP_STEP: Duration = Duration::from_millis(2);
 /// Longest ramp: with many sessions the gap shrinks so that all connects start within this time.
@@ -473,6 +476,8 @@ pub enum LoadReport {
     Rtmp(RtmpLoadReport),
     /// HLS (`http://`) or MSE (`ws://`).
     Http(HttpLoadReport),
+    /// WHEP (`http://.../whep/{name}`).
+    WebRtc(WebRtcLoadReport),
 }
 
 /// Runs the load generator that the URL's scheme selects:
@@ -481,7 +486,8 @@ pub enum LoadReport {
 /// - `http://HOST[:PORT]/.../index.m3u8`: HLS players ([`hls_load`]); LL-HLS when the playlist
 ///   has `EXT-X-PART-INF`, plain HLS otherwise, or plain HLS always with a `#plain` fragment
 ///   (fragments are never sent to the server);
-/// - `ws://HOST[:PORT]/mse/{name}`: WebSocket MSE players ([`mse_load`]).
+/// - `ws://HOST[:PORT]/mse/{name}`: WebSocket MSE players ([`mse_load`]);
+/// - `http(s)://HOST[:PORT]/whep/{name}`: WebRTC players ([`whep_load`]).
 ///
 /// # Errors
 ///
@@ -494,6 +500,9 @@ pub async fn run(url: &str, sessions: usize, duration: Duration) -> Result<LoadR
     match scheme.as_deref() {
         Some("rtmp") => Ok(LoadReport::Rtmp(
             rtmp_play_load(url, sessions, duration).await?,
+        )),
+        Some("http" | "https") if url.contains("/whep/") => Ok(LoadReport::WebRtc(
+            whep_load(url, sessions, duration).await?,
         )),
         Some("http") => Ok(LoadReport::Http(hls_load(url, sessions, duration).await?)),
         Some("ws") => Ok(LoadReport::Http(mse_load(url, sessions, duration).await?)),

@@ -1,0 +1,262 @@
+//! WHIP/WHEP interop with WebRTC stacks other than Chromium, as real peers: GStreamer's
+//! webrtcbin (libnice ICE, OpenSSL DTLS) and aiortc (Python: aioice, pyOpenSSL/cryptography
+//! DTLS, PyAV codecs). The peers are the scripts in tests/interop; each prints one JSON report.
+//! `scripts/test` installs them (Debian's GStreamer with gstreamer1.0-nice; aiortc in
+//! target/test-peers/aiortc).
+
+mod support;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use support::*;
+
+const INSTALL_HINT: &str = "run scripts/test, which installs the test peers";
+
+fn interop_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop")
+        .join(name)
+}
+
+/// Debian's Python (python3-gi), once `gst_common.py` has checked that webrtcbin, libnice's
+/// elements, the codecs and the GObject-introspection data are all there.
+fn gst_python() -> PathBuf {
+    let python = PathBuf::from("/usr/bin/python3");
+    let check = Command::new(&python)
+        .arg(interop_script("gst_common.py"))
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output();
+    match check {
+        Ok(out) if out.status.success() => python,
+        Ok(out) => panic!(
+            "the GStreamer WebRTC peer cannot run: {}; {INSTALL_HINT}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => panic!("{}: {e}; {INSTALL_HINT}", python.display()),
+    }
+}
+
+/// The Python of aiortc's virtualenv: `$AIORTC_PYTHON`, or what `scripts/test` installed.
+fn aiortc_python() -> PathBuf {
+    let python = std::env::var_os("AIORTC_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-peers/aiortc/bin/python")
+        });
+    let imports = Command::new(&python)
+        .args(["-c", "import aiortc"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        imports,
+        "aiortc is not installed at {}; {INSTALL_HINT}",
+        python.display()
+    );
+    python
+}
+
+/// A peer script running in the background; its stdout and stderr go to files.
+struct Peer {
+    name: String,
+    proc: Proc,
+    dir: TempDir,
+}
+
+/// What a peer reported (its JSON line) and logged (its stderr).
+struct PeerRun {
+    report: serde_json::Value,
+    log: String,
+}
+
+impl std::fmt::Debug for PeerRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "report: {}\npeer log:\n{}", self.report, self.log)
+    }
+}
+
+impl Peer {
+    /// Starts `python script url seconds options...`.
+    fn start(python: &Path, script: &str, url: &str, seconds: u32, options: &[&str]) -> Self {
+        let dir = TempDir::new("peer");
+        let stdout = File::create(dir.path.join("stdout")).unwrap();
+        let stderr = File::create(dir.path.join("stderr")).unwrap();
+        let child = Command::new(python)
+            .arg(interop_script(script))
+            .arg(url)
+            .arg(seconds.to_string())
+            .args(options)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {script}: {e}"));
+        Peer {
+            name: format!("{script} {url}"),
+            proc: Proc(child),
+            dir,
+        }
+    }
+
+    /// Waits for the peer to exit by itself and returns its report.
+    fn finish(mut self, timeout: Duration) -> PeerRun {
+        let status = self.proc.wait_exit(timeout);
+        let read = |f: &str| std::fs::read_to_string(self.dir.path.join(f)).unwrap_or_default();
+        let (stdout, log) = (read("stdout"), read("stderr"));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "{} did not exit cleanly within {timeout:?} ({status:?}); stdout:\n{stdout}\nlog:\n{log}",
+            self.name
+        );
+        let report = stdout
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .unwrap_or_else(|| panic!("{}: no JSON report in {stdout:?}\nlog:\n{log}", self.name));
+        PeerRun { report, log }
+    }
+}
+
+/// Runs a peer for `seconds` and returns its report.
+fn run_peer(python: &Path, script: &str, url: &str, seconds: u32) -> PeerRun {
+    Peer::start(python, script, url, seconds, &[])
+        .finish(Duration::from_secs(u64::from(seconds) + 30))
+}
+
+/// The peer connected, decoded more than `min_video` frames of 640x360 video and received
+/// more than `min_audio` audio buffers, with no error or warning on its side.
+fn assert_played(run: &PeerRun, min_video: u64, min_audio: u64) {
+    let r = &run.report;
+    assert_eq!(r["connected"], true, "{run:?}");
+    assert!(
+        r["video_frames"].as_u64().unwrap_or(0) > min_video,
+        "more than {min_video} video frames: {run:?}"
+    );
+    assert_eq!(
+        (r["width"].as_u64(), r["height"].as_u64()),
+        (Some(640), Some(360)),
+        "{run:?}"
+    );
+    assert!(
+        r["audio_buffers"].as_u64().unwrap_or(0) >= min_audio,
+        "at least {min_audio} audio buffers: {run:?}"
+    );
+    for list in ["errors", "warnings"] {
+        assert_eq!(r[list].as_array().map(Vec::len), Some(0), "{list}: {run:?}");
+    }
+}
+
+/// An RTMP publisher (H.264 + AAC) that a WHEP peer then plays for 8 s: more than 60 decoded
+/// frames. AAC is not sent over WebRTC, so the peer gets video only.
+fn peer_plays_rtmp_over_whep(python: &Path, script: &str) {
+    let server = Switchyard::start();
+    let _publisher = ffmpeg_publish(&server.rtmp_url("live/rtmp"), Encoding::Baseline, 25, 60);
+    server.wait_for_stream("live/rtmp", true);
+    let run = run_peer(python, script, &server.api("/whep/live/rtmp"), 8);
+    assert_played(&run, 60, 0);
+    assert!(
+        server.log_text().contains("closed by the client (DELETE)"),
+        "the peer ended its session with DELETE:\n{}",
+        server.log_text()
+    );
+}
+
+#[test]
+fn gstreamer_plays_an_rtmp_stream_over_whep() {
+    peer_plays_rtmp_over_whep(&gst_python(), "gst_whep.py");
+}
+
+#[test]
+fn aiortc_plays_an_rtmp_stream_over_whep() {
+    peer_plays_rtmp_over_whep(&aiortc_python(), "aiortc_whep.py");
+}
+
+#[test]
+fn gstreamer_publishes_over_whip_and_hls_gstreamer_aiortc_play_it() {
+    let gst = gst_python();
+    let aiortc = aiortc_python();
+    let server = Switchyard::start();
+    // 30 s: enough for everything below to read it while it is live.
+    let publisher = Peer::start(&gst, "gst_whip.py", &server.api("/whip/live/gst"), 30, &[]);
+    // Video and audio: whether the first Opus packet or the first keyframe reaches the server
+    // first is chance here; the next test makes audio come second every time.
+    server.wait_for_stream("live/gst", true);
+
+    // HLS: H.264 and Opus as published, and ffmpeg decodes it cleanly.
+    let hls = server.api("/hls/live/gst/index.m3u8");
+    assert_streams(
+        &hls,
+        &[
+            "codec_name=h264|profile=Constrained Baseline|width=640|height=360",
+            "codec_name=opus",
+        ],
+    );
+    assert_decodes(&hls, 3, 30);
+
+    // WHEP back out to both stacks, video and Opus audio (50 packets a second).
+    let run = run_peer(&gst, "gst_whep.py", &server.api("/whep/live/gst"), 6);
+    assert_played(&run, 60, 100);
+    let run = run_peer(&aiortc, "aiortc_whep.py", &server.api("/whep/live/gst"), 6);
+    assert_played(&run, 60, 100);
+    assert_eq!(run.report["video_codec"], "H264", "{run:?}");
+
+    // The publisher ends by itself with DELETE: it sent throughout, and the stream is gone.
+    let published = publisher.finish(Duration::from_secs(60));
+    let r = &published.report;
+    assert_eq!(r["connected"], true, "{published:?}");
+    assert!(
+        r["video_frames"].as_u64().unwrap_or(0) > 600,
+        "{published:?}"
+    );
+    assert_eq!(
+        r["errors"].as_array().map(Vec::len),
+        Some(0),
+        "{published:?}"
+    );
+    let (status, body) = server.get_json("/api/v1/streams/live/gst");
+    assert_eq!(status, 404, "{body}");
+}
+
+/// The kinds of the stream's tracks, once it has video frames flowing.
+fn track_kinds(server: &Switchyard, name: &str) -> Vec<String> {
+    let body = server.wait_for_stream(name, false);
+    body["tracks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["kind"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// A WHIP publisher whose first Opus packet reaches the server 1.5 s after its first video
+/// keyframe (a camera whose microphone starts late; with the plain publisher above, which comes
+/// first is chance): the stream must still get its audio track, and WHEP viewers its audio.
+#[test]
+fn gstreamer_publisher_whose_audio_starts_late_keeps_its_audio() {
+    let gst = gst_python();
+    let server = Switchyard::start();
+    let url = server.api("/whip/live/late");
+    let publisher = Peer::start(&gst, "gst_whip.py", &url, 15, &["--hold-audio", "1.5"]);
+    track_kinds(&server, "live/late");
+    // Audio has been flowing for a while by now.
+    std::thread::sleep(Duration::from_secs(3));
+    let kinds = track_kinds(&server, "live/late");
+    let run = run_peer(&gst, "gst_whep.py", &server.api("/whep/live/late"), 4);
+    let published = publisher.finish(Duration::from_secs(45));
+    assert!(
+        published.report["audio_held"].as_u64().unwrap_or(0) > 0
+            && published.report["audio_buffers"].as_u64().unwrap_or(0) > 300,
+        "the publisher held its first audio back, then sent it: {published:?}"
+    );
+    assert_eq!(
+        kinds,
+        ["video", "audio"],
+        "the stream's tracks once audio arrived after video; publisher: {published:?}"
+    );
+    assert_played(&run, 30, 100);
+}

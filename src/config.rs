@@ -102,6 +102,7 @@ impl WebrtcConfig {
             candidate_ips: self.candidate_ips.clone(),
             public_ips: self.public_ips.clone(),
             ice_servers: self.ice_servers.clone(),
+            own_thread: true,
         }
     }
 }

@@ -53,6 +53,35 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
         metrics::counter!("switchyard_bytes_in_total").absolute(totals.bytes_in);
         metrics::counter!("switchyard_bytes_out_total").absolute(totals.bytes_out);
         metrics::counter!("switchyard_frames_dropped_total").absolute(totals.frames_dropped);
+        if let Some(webrtc) = &state.webrtc {
+            use std::sync::atomic::Ordering::Relaxed;
+            let stats = webrtc.stats();
+            metrics::describe_counter!(
+                "switchyard_webrtc_datagrams_sent_total",
+                "UDP datagrams the WebRTC engine sent"
+            );
+            metrics::describe_counter!(
+                "switchyard_webrtc_datagrams_dropped_total",
+                "UDP datagrams dropped because the socket buffer was full"
+            );
+            metrics::counter!("switchyard_webrtc_datagrams_sent_total")
+                .absolute(stats.datagrams_sent.load(Relaxed));
+            metrics::counter!("switchyard_webrtc_datagrams_dropped_total")
+                .absolute(stats.datagrams_dropped.load(Relaxed));
+            metrics::describe_gauge!(
+                "switchyard_webrtc_send_delay_seconds",
+                "Delay from a frame entering the bus to its WebRTC datagrams leaving, recent frames"
+            );
+            for (q, v) in ["0.5", "0.9", "0.99"]
+                .iter()
+                .zip(stats.delay_percentiles_ms(&[50, 90, 99]))
+            {
+                if let Some(ms) = v {
+                    metrics::gauge!("switchyard_webrtc_send_delay_seconds", "quantile" => *q)
+                        .set(ms / 1000.0);
+                }
+            }
+        }
     });
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -31,6 +31,7 @@ pub fn routes() -> Router<AppState> {
             axum::routing::post(whep).patch(patch).delete(delete),
         )
         .route("/api/v1/webrtc/sessions", get(sessions))
+        .route("/api/v1/webrtc", get(engine_stats))
 }
 
 fn engine(state: &AppState) -> Result<&WebRtc, ApiError> {
@@ -251,4 +252,23 @@ async fn sessions(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<crate::webrtc::SessionInfo>>, ApiError> {
     Ok(Json(engine(&state)?.sessions().await))
+}
+
+/// The engine's counters: sessions, datagrams, and the delay from a frame entering the bus to
+/// its datagrams leaving for the last viewer (recent frames; milliseconds).
+async fn engine_stats(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let engine = engine(&state)?;
+    let sessions = engine.sessions().await;
+    let stats = engine.stats();
+    let p = stats.delay_percentiles_ms(&[50, 90, 99]);
+    Ok(Json(serde_json::json!({
+        "udp": engine.local_addr(),
+        "sessions": sessions.len(),
+        "publishers": sessions.iter().filter(|s| s.role == "publish").count(),
+        "viewers": sessions.iter().filter(|s| s.role == "play").count(),
+        "datagrams_sent": stats.datagrams_sent.load(Relaxed),
+        "datagrams_dropped": stats.datagrams_dropped.load(Relaxed),
+        "send_delay_ms": { "p50": p[0], "p90": p[1], "p99": p[2] },
+    })))
 }

@@ -30,6 +30,9 @@ const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
 /// recovery after loss need one regularly, so one is asked for when this much time passed
 /// without one.
 pub const MAX_KEYFRAME_INTERVAL: Duration = Duration::from_secs(2);
+/// Audio waits this long for the video's parameter sets, then goes out alone (the video
+/// joins the tracks when it comes).
+const VIDEO_WAIT: Duration = Duration::from_secs(3);
 
 struct VideoIn {
     clock: usize,
@@ -47,6 +50,7 @@ pub struct WhipIngest {
     epoch: Instant,
     video: Option<VideoIn>,
     audio_clock: Option<usize>,
+    first_audio: Option<Instant>,
     expects_video: bool,
     announced: bool,
     keyframe_wanted: bool,
@@ -68,6 +72,7 @@ impl WhipIngest {
             epoch: Instant::now(),
             video: None,
             audio_clock: None,
+            first_audio: None,
             expects_video,
             announced: false,
             keyframe_wanted: true,
@@ -211,12 +216,20 @@ impl WhipIngest {
             None => {
                 let c = self.clock.add_track(48_000);
                 self.audio_clock = Some(c);
+                self.first_audio = Some(now);
+                // Audio that starts after the video was announced joins the tracks.
+                self.announced = false;
                 c
             }
         };
         let pts = self.clock.map(clock, timestamp, arrival);
         let pts = self.monotonic(1, pts);
-        if self.expects_video && self.video.as_ref().is_none_or(|v| v.config.is_none()) {
+        let video_pending = self.expects_video
+            && self.video.as_ref().is_none_or(|v| v.config.is_none())
+            && self
+                .first_audio
+                .is_some_and(|t| now.duration_since(t) < VIDEO_WAIT);
+        if video_pending {
             return; // tracks are announced with the video's parameter sets
         }
         self.announce();

@@ -94,6 +94,7 @@ async fn session(
         candidate_ips: Vec::new(),
         public_ips: Vec::new(),
         ice_servers: Vec::new(),
+        own_thread: false,
     };
     let engine_stop = stop.child_token();
     let engine = match crate::webrtc::start(socket, settings, engine_stop.clone()) {

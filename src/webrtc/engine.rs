@@ -3,7 +3,10 @@
 
 use super::peer::{self, Direction, Local};
 use super::udp::{self, Outgoing, Received, Receiver};
-use super::{ClientRole, Command, Opened, Role, SessionError, SessionInfo, WebRtc, WebRtcSettings};
+use super::{
+    ClientRole, Command, EngineStats, Opened, Role, SessionError, SessionInfo, WebRtc,
+    WebRtcSettings,
+};
 use crate::bus::{Peer as BusPeer, Reader, ReaderEvent, Stream};
 use crate::inputs::whip::WhipIngest;
 use crate::outputs::whep::{Feed, Packetized, TrackOut, Viewer};
@@ -45,13 +48,15 @@ const FLUSH_AT: usize = 512;
 type PeerKey = u64;
 type FeedKey = u64;
 
-/// Starts the loop on a socket from [`bind`] (inside a tokio runtime).
+/// Starts the loop on a socket from [`bind`] (called inside a tokio runtime). With
+/// `settings.own_thread` the loop gets a thread of its own (a current-thread runtime): the
+/// server's media path then never migrates between worker threads, and its allocations stay
+/// in one malloc arena.
 pub fn start(
     socket: std::net::UdpSocket,
     settings: WebRtcSettings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<WebRtc> {
-    let socket = tokio::net::UdpSocket::from_std(socket)?;
     let local_addr = socket.local_addr()?;
     let mut ips: Vec<IpAddr> = if !settings.candidate_ips.is_empty() {
         settings.candidate_ips.clone()
@@ -79,10 +84,13 @@ pub fn start(
     )
     .map_err(|e| anyhow::anyhow!("cannot make the DTLS certificate: {e}"))?;
     tracing::info!(service = "webrtc", addr = %local_addr, candidates = ?candidates, "listening");
+    let stats = Arc::new(EngineStats::default());
+    let engine_stats = stats.clone();
     let (commands, command_rx) = mpsc::channel(256);
     let (media_tx, media_rx) = mpsc::channel(1024);
-    let engine = Engine {
-        fd: socket.as_raw_fd(),
+    let fd = socket.as_raw_fd();
+    let make = move |socket: tokio::net::UdpSocket| Engine {
+        fd,
         socket,
         local_addr,
         local: Local {
@@ -103,13 +111,29 @@ pub fn start(
         received: Vec::new(),
         outgoing: Vec::new(),
         packets: Vec::new(),
-        dropped_datagrams: 0,
+        stats: engine_stats,
     };
-    tokio::spawn(engine.run(command_rx, media_rx, shutdown));
+    let run = async move {
+        match tokio::net::UdpSocket::from_std(socket) {
+            Ok(socket) => make(socket).run(command_rx, media_rx, shutdown).await,
+            Err(e) => tracing::error!(error = %e, "webrtc socket unusable"),
+        }
+    };
+    if settings.own_thread {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("webrtc".into())
+            .spawn(move || runtime.block_on(run))?;
+    } else {
+        tokio::spawn(run);
+    }
     Ok(WebRtc {
         commands,
         local_addr,
         settings: Arc::new(settings),
+        stats,
     })
 }
 
@@ -200,7 +224,7 @@ struct Engine {
     received: Vec<Received>,
     outgoing: Vec<(SocketAddr, Option<IpAddr>, BytesMut)>,
     packets: Vec<rtc::rtp::Packet>,
-    dropped_datagrams: u64,
+    stats: Arc<EngineStats>,
 }
 
 impl Engine {
@@ -337,17 +361,25 @@ impl Engine {
                 data,
             })
             .collect();
-        match udp::send(self.fd, &batch) {
-            Ok(sent) if sent < batch.len() => {
-                self.dropped_datagrams += (batch.len() - sent) as u64;
-                tracing::debug!(
-                    dropped = batch.len() - sent,
-                    "webrtc socket full; datagrams dropped"
-                );
+        let sent = match udp::send(self.fd, &batch) {
+            Ok(sent) => sent,
+            Err(e) => {
+                tracing::debug!(error = %e, "webrtc send");
+                0
             }
-            Ok(_) => {}
-            Err(e) => tracing::debug!(error = %e, "webrtc send"),
+        };
+        if sent < batch.len() {
+            tracing::debug!(
+                dropped = batch.len() - sent,
+                "webrtc socket full; datagrams dropped"
+            );
         }
+        self.stats
+            .datagrams_sent
+            .fetch_add(sent as u64, Ordering::Relaxed);
+        self.stats
+            .datagrams_dropped
+            .fetch_add((batch.len() - sent) as u64, Ordering::Relaxed);
         drop(batch);
         self.outgoing.clear();
     }
@@ -837,6 +869,11 @@ impl Engine {
                 }
                 if let Some(entry) = self.feeds.get_mut(&feed_key) {
                     entry.viewers = viewers;
+                }
+                // Out now (one batch per frame), so the delay is what the viewers get.
+                if !self.outgoing.is_empty() {
+                    self.flush();
+                    self.stats.record_delay(frame.published_at.elapsed());
                 }
             }
         }

@@ -39,6 +39,9 @@ pub struct WebRtcSettings {
     pub public_ips: Vec<IpAddr>,
     /// STUN/TURN servers handed to clients in `Link` headers (RFC 9725 4.6).
     pub ice_servers: Vec<IceServer>,
+    /// Run the loop on a thread of its own (the server) rather than as a task of the calling
+    /// runtime (the load generator's many client engines).
+    pub own_thread: bool,
 }
 
 /// A STUN or TURN server for clients.
@@ -150,15 +153,59 @@ pub(crate) enum Command {
     },
 }
 
+/// Engine counters, shared with the HTTP layer.
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    pub datagrams_sent: std::sync::atomic::AtomicU64,
+    pub datagrams_dropped: std::sync::atomic::AtomicU64,
+    /// The last delays (microseconds) from a frame entering the bus to its last viewer's
+    /// datagrams leaving the socket.
+    send_delays: std::sync::Mutex<std::collections::VecDeque<u32>>,
+}
+
+/// Samples kept for the delay percentiles.
+const DELAY_SAMPLES: usize = 4096;
+
+impl EngineStats {
+    pub(crate) fn record_delay(&self, delay: std::time::Duration) {
+        let mut delays = self.send_delays.lock().unwrap();
+        if delays.len() == DELAY_SAMPLES {
+            delays.pop_front();
+        }
+        delays.push_back(delay.as_micros().min(u32::MAX as u128) as u32);
+    }
+
+    /// Percentiles (0..=100) of the recent send delays, in milliseconds.
+    pub fn delay_percentiles_ms(&self, percentiles: &[u32]) -> Vec<Option<f64>> {
+        let mut delays: Vec<u32> = self.send_delays.lock().unwrap().iter().copied().collect();
+        delays.sort_unstable();
+        percentiles
+            .iter()
+            .map(|p| {
+                if delays.is_empty() {
+                    return None;
+                }
+                let i = ((delays.len() - 1) * *p as usize) / 100;
+                Some(delays[i] as f64 / 1000.0)
+            })
+            .collect()
+    }
+}
+
 /// Handle to the engine; cheap to clone.
 #[derive(Clone)]
 pub struct WebRtc {
     commands: mpsc::Sender<Command>,
     local_addr: SocketAddr,
     settings: Arc<WebRtcSettings>,
+    stats: Arc<EngineStats>,
 }
 
 impl WebRtc {
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
     /// The bound UDP address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr

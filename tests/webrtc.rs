@@ -114,6 +114,52 @@ fn chromium_plays_an_rtmp_stream_over_whep() {
             .contains("aac audio is not sent over WebRTC"),
         "the log says why there is no audio"
     );
+    let (_, info) = server.get_json("/api/v1/streams/live/rtmp");
+    assert_eq!(info["webrtc"]["video"], "sent (h264)", "{info}");
+    assert!(
+        info["webrtc"]["audio"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("not sent: aac audio"),
+        "{info}"
+    );
+}
+
+#[test]
+fn b_frames_are_detected_and_explained_for_webrtc_viewers() {
+    let server = Switchyard::start();
+    let _publisher = ffmpeg_publish(&server.rtmp_url("live/bf"), Encoding::HighBFrames, 25, 60);
+    let info = server.wait_for_stream("live/bf", true);
+    let video = info["tracks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["kind"] == "video")
+        .unwrap()
+        .clone();
+    assert_eq!(video["b_frames"], true, "{info}");
+    assert!(
+        info["webrtc"]["warnings"][0]
+            .as_str()
+            .unwrap_or_default()
+            .contains("B-frames"),
+        "{info}"
+    );
+    let offer = format!("{OFFER_HEAD}{VIDEO_RECVONLY}");
+    let (status, _) = send(
+        "POST",
+        &server.api("/whep/live/bf"),
+        Some("application/sdp"),
+        &[],
+        &offer,
+    );
+    assert_eq!(status, 201);
+    server.wait_for_log("joined a stream with B-frames", Duration::from_secs(5));
+    // Without B-frames the flag stays off.
+    let _plain = ffmpeg_publish(&server.rtmp_url("live/nobf"), Encoding::Baseline, 25, 60);
+    let info = server.wait_for_stream("live/nobf", true);
+    assert_eq!(info["tracks"][0]["b_frames"], false, "{info}");
+    assert!(info["webrtc"].get("warnings").is_none(), "{info}");
 }
 
 #[test]
@@ -301,4 +347,66 @@ fn ice_servers_are_handed_out_in_link_headers() {
     assert!(
         links[1].contains("username=\"u\"") && links[1].contains("credential-type=\"password\"")
     );
+}
+
+#[test]
+fn a_viewer_that_vanishes_without_delete_is_freed() {
+    let server = Switchyard::start();
+    let _publisher = ffmpeg_publish(&server.rtmp_url("live/gone"), Encoding::Baseline, 25, 120);
+    server.wait_for_stream("live/gone", false);
+    // Our own WHEP client in another process, killed without a DELETE.
+    let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args([
+            "loadtest",
+            &server.api("/whep/live/gone"),
+            "--sessions",
+            "1",
+        ])
+        .args(["--seconds", "120"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut client = Proc(child);
+    let connected = |body: &serde_json::Value| {
+        body.as_array()
+            .is_some_and(|a| a.len() == 1 && a[0]["state"] == "connected")
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = server.get_json("/api/v1/webrtc/sessions");
+        if connected(&body) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no session connected: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (_, stream) = server.get_json("/api/v1/streams/live/gone");
+    assert_eq!(stream["readers"]["webrtc"], 1, "{stream}");
+    client.0.kill().unwrap();
+    client.0.wait().unwrap();
+    // ICE consent stops: disconnected after a few seconds, failed after about 30; the
+    // session and its reader go.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, body) = server.get_json("/api/v1/webrtc/sessions");
+        if body.as_array().is_some_and(Vec::is_empty) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "session not freed: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (_, stream) = server.get_json("/api/v1/streams/live/gone");
+    assert!(
+        stream["readers"].get("webrtc").is_none_or(|n| n == 0),
+        "{stream}"
+    );
+    assert!(server.log_text().contains("failed"), "the log says why");
 }

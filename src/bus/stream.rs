@@ -122,6 +122,8 @@ pub struct Stream {
     /// Keyframe requests from readers, counted; publishers that can ask their source for a
     /// keyframe (WebRTC) watch it.
     keyframe_requests: AtomicU64,
+    /// Set once a video frame's pts differed from its dts (B-frames).
+    b_frames: std::sync::atomic::AtomicBool,
     pub(crate) readers: Mutex<HashMap<&'static str, usize>>,
     rate: Mutex<RateSampler>,
 }
@@ -138,6 +140,8 @@ pub struct StreamSnapshot {
     pub counters: Counters,
     pub bitrate_in_bps: u64,
     pub bitrate_out_bps: u64,
+    /// The video has B-frames (frames presented in another order than decoded).
+    pub b_frames: bool,
 }
 
 impl Stream {
@@ -162,6 +166,7 @@ impl Stream {
             kicked: watch::channel(false).0,
             counters: AtomicCounters::default(),
             keyframe_requests: AtomicU64::new(0),
+            b_frames: std::sync::atomic::AtomicBool::new(false),
             readers: Mutex::new(HashMap::new()),
             rate: Mutex::new(RateSampler::default()),
         }
@@ -239,7 +244,13 @@ impl Stream {
             counters,
             bitrate_in_bps,
             bitrate_out_bps,
+            b_frames: self.b_frames.load(Ordering::Relaxed),
         }
+    }
+
+    /// Whether the video has had B-frames.
+    pub fn has_b_frames(&self) -> bool {
+        self.b_frames.load(Ordering::Relaxed)
     }
 }
 
@@ -326,6 +337,9 @@ impl Publisher {
         let kind = shared.tracks.get(frame.track).map(|t| t.kind());
         let has_video = shared.tracks.video().is_some();
         let starts_gop = kind == Some(MediaKind::Video) && frame.keyframe;
+        if kind == Some(MediaKind::Video) && frame.pts != frame.dts {
+            stream.b_frames.store(true, Ordering::Relaxed);
+        }
         let item = Arc::new(BusFrame::new(frame, starts_gop, shared.next_sequence));
         shared.next_sequence += 1;
         if starts_gop {

@@ -34,6 +34,40 @@ struct StreamInfo {
     started_at_unix: u64,
     /// When the publisher started, in milliseconds since the Unix epoch.
     started_at_unix_ms: u64,
+    /// What WebRTC (WHEP) viewers get, in plain words.
+    webrtc: WebRtcInfo,
+}
+
+#[derive(Serialize)]
+struct WebRtcInfo {
+    video: String,
+    audio: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
+}
+
+impl WebRtcInfo {
+    fn new(s: &StreamSnapshot) -> Self {
+        let describe = |track: Option<&Track>| match track {
+            None => "none in the stream".to_string(),
+            Some(t) => match crate::outputs::whep::not_sent_reason(&t.codec) {
+                None => format!("sent ({})", t.codec.name()),
+                Some(reason) => format!("not sent: {reason}"),
+            },
+        };
+        let mut warnings = Vec::new();
+        if s.b_frames {
+            warnings.push(
+                "the video has B-frames: WebRTC players may stutter; publish without B-frames for WebRTC viewers"
+                    .to_string(),
+            );
+        }
+        WebRtcInfo {
+            video: describe(s.tracks.video()),
+            audio: describe(s.tracks.audio()),
+            warnings,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -60,6 +94,9 @@ struct TrackInfo {
     sample_rate: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     channels: Option<u8>,
+    /// Video only: whether B-frames were seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    b_frames: Option<bool>,
 }
 
 impl From<&Track> for TrackInfo {
@@ -85,20 +122,27 @@ impl From<&Track> for TrackInfo {
             height: resolution.map(|r| r.1),
             sample_rate,
             channels,
+            b_frames: None,
         }
     }
 }
 
 impl From<StreamSnapshot> for StreamInfo {
     fn from(s: StreamSnapshot) -> Self {
-        let readers: BTreeMap<_, _> = s.readers_by_protocol.into_iter().collect();
+        let readers: BTreeMap<_, _> = s.readers_by_protocol.clone().into_iter().collect();
+        let webrtc = WebRtcInfo::new(&s);
+        let mut tracks: Vec<TrackInfo> = s.tracks.tracks.iter().map(TrackInfo::from).collect();
+        for t in tracks.iter_mut().filter(|t| t.kind == "video") {
+            t.b_frames = Some(s.b_frames);
+        }
         StreamInfo {
+            webrtc,
             name: s.name,
             publisher: PeerInfo {
                 protocol: s.publisher.protocol,
                 remote: s.publisher.remote.map(|a| a.to_string()),
             },
-            tracks: s.tracks.tracks.iter().map(TrackInfo::from).collect(),
+            tracks,
             readers_total: readers.values().sum(),
             readers,
             bitrate_in_bps: s.bitrate_in_bps,

@@ -25,6 +25,23 @@ pub const MAX_PAYLOAD: usize = 1150;
 /// Cap on the cached GOP (frames); a longer GOP makes late joiners wait for the next keyframe.
 const MAX_GOP_FRAMES: usize = 600;
 
+/// Why a track's codec is not sent to WebRTC viewers (`None`: it is sent).
+pub fn not_sent_reason(codec: &CodecConfig) -> Option<String> {
+    match codec {
+        CodecConfig::H264(_) | CodecConfig::Opus { .. } => None,
+        other => Some(match other.kind() {
+            MediaKind::Video => format!(
+                "{} video is not sent over WebRTC (only H.264 is)",
+                other.name()
+            ),
+            MediaKind::Audio => format!(
+                "{} audio is not sent over WebRTC: browsers need Opus, and transcoding is not built in yet",
+                other.name()
+            ),
+        }),
+    }
+}
+
 /// A frame packetized for every viewer.
 #[derive(Debug)]
 pub struct Packetized {
@@ -79,16 +96,7 @@ impl Feed {
                     self.pps = config.pps_nals.clone();
                 }
                 CodecConfig::Opus { .. } => self.audio = Some(track.id),
-                other => self.notes.push(match other.kind() {
-                    MediaKind::Video => format!(
-                        "{} video is not sent over WebRTC (only H.264 is)",
-                        other.name()
-                    ),
-                    MediaKind::Audio => format!(
-                        "{} audio is not sent over WebRTC: browsers need Opus, and transcoding is not built in yet",
-                        other.name()
-                    ),
-                }),
+                other => self.notes.extend(not_sent_reason(other)),
             }
         }
         for note in &self.notes {

@@ -624,6 +624,9 @@ impl Engine {
             Role::Play(reader) => {
                 let stream = reader.stream().clone();
                 let name = stream.name().to_string();
+                if stream.has_b_frames() {
+                    tracing::warn!(stream = %name, "a WebRTC viewer joined a stream with B-frames: browsers decode it but may stutter; publish without B-frames (x264 -bf 0, baseline) for WebRTC");
+                }
                 let feed = self.feed_for(&stream);
                 let viewer = Viewer::new(
                     built

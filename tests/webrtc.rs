@@ -410,3 +410,167 @@ fn a_viewer_that_vanishes_without_delete_is_freed() {
     );
     assert!(server.log_text().contains("failed"), "the log says why");
 }
+
+/// The access units of a real x264 encode (`protocols/rtp/testdata/gst.h264`: 12 frames of
+/// 320x240, IDR at 0 and 6, several slices each): length-prefixed NAL units without SPS, PPS
+/// and AUD, whether it is a keyframe; and the SPS and PPS.
+fn fixture() -> (Vec<(bytes::Bytes, bool)>, bytes::Bytes, bytes::Bytes) {
+    let stream = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/protocols/rtp/testdata/gst.h264"
+    ))
+    .unwrap();
+    let (mut sps, mut pps) = (None, None);
+    let mut units: Vec<Vec<u8>> = Vec::new();
+    for nal in switchyard_media::annexb_nal_units(&stream) {
+        match nal[0] & 0x1f {
+            9 => units.push(Vec::new()),
+            7 => sps = Some(bytes::Bytes::copy_from_slice(nal)),
+            8 => pps = Some(bytes::Bytes::copy_from_slice(nal)),
+            _ => {
+                let unit = units.last_mut().expect("the stream starts with an AUD");
+                unit.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+                unit.extend_from_slice(nal);
+            }
+        }
+    }
+    let frames = units
+        .into_iter()
+        .map(|u| {
+            let keyframe = switchyard_media::h264::is_keyframe(&u);
+            (bytes::Bytes::from(u), keyframe)
+        })
+        .collect();
+    (frames, sps.unwrap(), pps.unwrap())
+}
+
+/// Our own WebRTC client (the engine's client role) publishes the fixture over WHIP and plays
+/// it back over WHEP from the server; what comes back is what went in, frame for frame.
+#[test]
+fn frames_sent_over_whip_come_back_over_whep_unchanged() {
+    use switchyard::bus::{BusConfig, Peer, ReaderEvent, Registry};
+    use switchyard::webrtc::{self, ClientRole, WebRtcSettings};
+    use switchyard_media::{h264::AvcConfig, CodecConfig, Frame, Track, TrackId};
+
+    let server = Switchyard::start();
+    let (frames, sps, pps) = fixture();
+    assert_eq!(frames.len(), 12);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let settings = WebRtcSettings {
+            udp: ([127, 0, 0, 1], 0).into(),
+            candidate_ips: Vec::new(),
+            public_ips: Vec::new(),
+            ice_servers: Vec::new(),
+            own_thread: false,
+        };
+        let stop = tokio_util::sync::CancellationToken::new();
+        let http = reqwest::Client::new();
+        // The source: a local bus stream fed with the fixture at 25 fps, pushed over WHIP.
+        let local = Registry::new(BusConfig::default());
+        let mut source = local.publish("fixture", Peer::new("test", None)).unwrap();
+        source.set_tracks(vec![Track {
+            id: TrackId(1),
+            codec: CodecConfig::H264(AvcConfig::from_parameter_sets(vec![sps], vec![pps]).unwrap()),
+            clock_rate: 90_000,
+        }]);
+        let push_engine = webrtc::start(
+            webrtc::bind(settings.udp).unwrap(),
+            settings.clone(),
+            stop.clone(),
+        )
+        .unwrap();
+        let reader = local
+            .subscribe("fixture", Peer::new("webrtc", None))
+            .unwrap();
+        let feeding = {
+            let frames = frames.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(40));
+                for i in 0..(frames.len() * 40) {
+                    tick.tick().await;
+                    let (data, keyframe) = frames[i % frames.len()].clone();
+                    let pts = i as i64 * 3600;
+                    source.push(Frame {
+                        track: TrackId(1),
+                        pts,
+                        dts: pts,
+                        keyframe,
+                        data,
+                    });
+                }
+            })
+        };
+        push_engine
+            .client(
+                &http,
+                &server.api("/whip/live/fixture"),
+                ClientRole::Push(reader),
+            )
+            .await
+            .unwrap();
+        // The sink: a WHEP pull from the server into another local stream.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while server.get_json("/api/v1/streams/live/fixture").0 != 200 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the WHIP stream never appeared"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let back = Registry::new(BusConfig::default());
+        let sink = back.publish("back", Peer::new("webrtc", None)).unwrap();
+        let pull_engine = webrtc::start(
+            webrtc::bind(settings.udp).unwrap(),
+            settings.clone(),
+            stop.clone(),
+        )
+        .unwrap();
+        pull_engine
+            .client(
+                &http,
+                &server.api("/whep/live/fixture"),
+                ClientRole::Pull(sink),
+            )
+            .await
+            .unwrap();
+        let mut reader = back.subscribe("back", Peer::new("test", None)).unwrap();
+        let mut received: Vec<Frame> = Vec::new();
+        while received.len() < 50 {
+            let event = tokio::time::timeout_at(deadline, reader.recv())
+                .await
+                .expect("frames come back within 15 s")
+                .expect("the pulled stream stays up");
+            if let ReaderEvent::Frame(f) = event {
+                received.push(f.frame.clone());
+            }
+        }
+        feeding.abort();
+        stop.cancel();
+        // Frame for frame: the data is one of the fixture's access units, in the fixture's
+        // order, starting on a keyframe. The viewer joined mid-GOP, so the server first sent
+        // the cached GOP with its timestamps squeezed (1 tick apart) to reach the live edge;
+        // from there on frames are 40 ms apart.
+        let index = |data: &bytes::Bytes| frames.iter().position(|(f, _)| f == data);
+        assert!(index(&received[0].data).is_some(), "a fixture frame");
+        assert!(received[0].keyframe, "playback starts on a keyframe");
+        for (i, pair) in received.windows(2).enumerate() {
+            let (a, b) = (index(&pair[0].data), index(&pair[1].data));
+            assert_eq!(
+                b,
+                a.map(|a| (a + 1) % frames.len()),
+                "frame {i}: {} then {} bytes",
+                pair[0].data.len(),
+                pair[1].data.len()
+            );
+            assert_eq!(pair[1].keyframe, frames[b.unwrap()].1);
+        }
+        let gaps: Vec<i64> = received.windows(2).map(|p| p[1].pts - p[0].pts).collect();
+        let catch_up = gaps.iter().take_while(|g| **g == 1).count();
+        assert!(catch_up < 6, "at most a GOP of catch-up frames: {gaps:?}");
+        assert!(
+            gaps[catch_up..].iter().all(|g| *g == 3600),
+            "live frames 40 ms apart after {catch_up} catch-up frames: {gaps:?}"
+        );
+    });
+}

@@ -103,7 +103,7 @@ async fn session(
     };
     let counters = Arc::new(ClientCounters::default());
     let remote = match engine
-        .whep_client(http, url, ClientRole::Count(counters.clone()))
+        .client(http, url, ClientRole::Count(counters.clone()))
         .await
     {
         Ok((_, remote)) => remote,

@@ -166,8 +166,8 @@ enum PeerRole {
         /// Holds this viewer's place in the stream's reader counts; the feed reads for it.
         _counted: Reader,
     },
-    /// We offered (a WHEP client).
-    Client(ClientRole),
+    /// We offered, as a WHEP client that only counts what it receives.
+    Client(Arc<super::ClientCounters>),
 }
 
 struct PeerEntry {
@@ -182,6 +182,8 @@ struct PeerEntry {
     state: RTCPeerConnectionState,
     created: Instant,
     connected: bool,
+    /// A client's sending tracks until the answer says what was negotiated.
+    senders: Option<peer::Senders>,
 }
 
 struct FeedEntry {
@@ -323,7 +325,7 @@ impl Engine {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
-        if let PeerRole::Client(ClientRole::Count(counters)) = &peer.role {
+        if let PeerRole::Client(counters) = &peer.role {
             if peer.connected && is_rtp(&data) {
                 counters.packets.fetch_add(1, Ordering::Relaxed);
                 counters
@@ -515,7 +517,7 @@ impl Engine {
         for addr in &peer.addrs {
             self.by_addr.remove(addr);
         }
-        if let PeerRole::Client(ClientRole::Count(counters)) = &peer.role {
+        if let PeerRole::Client(counters) = &peer.role {
             counters.closed.store(true, Ordering::Relaxed);
         }
         self.by_ufrag.remove(&peer.ufrag);
@@ -559,6 +561,15 @@ impl Engine {
                         let now = Instant::now();
                         let peer = self.peers.get_mut(&key).expect("indexed");
                         let result = peer::apply_answer(&mut peer.pc, &answer, now);
+                        if let (Ok(()), Some(senders)) = (&result, peer.senders.take()) {
+                            let (video, audio) = peer::negotiated_tracks(&mut peer.pc, senders);
+                            if let PeerRole::Viewer { viewer, .. } = &mut peer.role {
+                                viewer.video =
+                                    video.map(|t| TrackOut::new(t.sender, t.ssrc, t.payload_type));
+                                viewer.audio =
+                                    audio.map(|t| TrackOut::new(t.sender, t.ssrc, t.payload_type));
+                            }
+                        }
                         if result.is_ok() {
                             // The answer's candidates are where the peer is.
                             for addr in answer_candidates(&answer) {
@@ -668,6 +679,7 @@ impl Engine {
                 state: RTCPeerConnectionState::New,
                 created: now,
                 connected: false,
+                senders: None,
             },
         );
         self.service(key, now);
@@ -680,26 +692,63 @@ impl Engine {
 
     fn offer(&mut self, role: ClientRole) -> Result<(String, String), SessionError> {
         let now = Instant::now();
-        let (pc, ufrag, offer) = peer::build_offer(&self.local, now)?;
+        let direction = match role {
+            ClientRole::Push(_) => Direction::Send,
+            ClientRole::Count(_) | ClientRole::Pull(_) => Direction::Receive,
+        };
+        let (pc, ufrag, offer, senders) = peer::build_offer(&self.local, direction, now)?;
         let key = self.next_key;
         self.next_key += 1;
         let session = peer::random_token(24);
+        let (stream, role) = match role {
+            ClientRole::Count(counters) => (String::new(), PeerRole::Client(counters)),
+            ClientRole::Pull(publisher) => {
+                let name = publisher.stream().name().to_string();
+                self.publishers.insert(name.clone(), key);
+                (
+                    name,
+                    PeerRole::Publisher {
+                        ingest: Box::new(WhipIngest::new(publisher, true)),
+                        tracks: HashMap::new(),
+                    },
+                )
+            }
+            ClientRole::Push(reader) => {
+                let stream = reader.stream().clone();
+                let feed = self.feed_for(&stream);
+                self.feeds
+                    .get_mut(&feed)
+                    .expect("just made")
+                    .viewers
+                    .push(key);
+                (
+                    stream.name().to_string(),
+                    PeerRole::Viewer {
+                        // Tracks are set when the answer says what was negotiated.
+                        viewer: Viewer::new(None, None),
+                        feed,
+                        _counted: reader,
+                    },
+                )
+            }
+        };
         self.by_ufrag.insert(ufrag.clone(), key);
         self.by_session.insert(session.clone(), key);
         self.peers.insert(
             key,
             PeerEntry {
                 session: session.clone(),
-                stream: String::new(),
+                stream,
                 pc,
                 ufrag: ufrag.clone(),
                 etag: format!("\"{ufrag}\""),
                 addrs: Vec::new(),
-                role: PeerRole::Client(role),
+                role,
                 timer: None,
                 state: RTCPeerConnectionState::New,
                 created: now,
                 connected: false,
+                senders: Some(senders),
             },
         );
         self.service(key, now);
@@ -986,7 +1035,7 @@ fn peer_event(
                     tracing::info!(session = %peer.session, stream = %peer.stream, remote = ?peer.addrs.first(), "webrtc session connected");
                     match &peer.role {
                         PeerRole::Viewer { .. } => actions.push(Action::ViewerConnected(key)),
-                        PeerRole::Client(ClientRole::Count(counters)) => {
+                        PeerRole::Client(counters) => {
                             counters.connected.store(true, Ordering::Relaxed)
                         }
                         PeerRole::Publisher { .. } => {}

@@ -97,10 +97,15 @@ pub struct SessionInfo {
     pub notes: Vec<String>,
 }
 
-/// What a session we offer (the client side: WHEP client) does with what it receives.
+/// What a session we offer (the client side) does.
 pub enum ClientRole {
-    /// Counts RTP packets and bytes without decrypting them (the load generator).
+    /// WHEP client that counts RTP packets and bytes without decrypting them (the load
+    /// generator).
     Count(Arc<ClientCounters>),
+    /// WHEP client whose media goes to this bus publisher (a pull from another server).
+    Pull(Publisher),
+    /// WHIP client that sends this bus reader's stream (a push to another server).
+    Push(Reader),
 }
 
 /// What a counting client saw.
@@ -250,9 +255,10 @@ impl WebRtc {
         .await?
     }
 
-    /// Plays `url` (a WHEP endpoint) as a client: offers, POSTs the offer, applies the answer.
-    /// Returns the local session id and the remote session URL (for `DELETE`).
-    pub async fn whep_client(
+    /// Opens a client session with `url` (a WHEP endpoint for `Count`/`Pull`, a WHIP endpoint
+    /// for `Push`): offers, POSTs the offer, applies the answer. Returns the local session id
+    /// and the remote session URL (for `DELETE`).
+    pub async fn client(
         &self,
         http: &reqwest::Client,
         url: &str,

@@ -152,17 +152,61 @@ fn add_host_candidates(pc: &mut RTCPeerConnection, local: &Local) -> Result<(), 
     Ok(())
 }
 
-/// A client (WHEP player) connection and its offer: receive-only H.264 video and Opus audio.
+/// Adds our sending video (H.264) and/or audio (Opus) track; returns (sender, SSRC) of each.
+pub type Senders = (
+    Option<(RTCRtpSenderId, SSRC)>,
+    Option<(RTCRtpSenderId, SSRC)>,
+);
+
+fn add_sending_tracks(
+    pc: &mut RTCPeerConnection,
+    video: bool,
+    audio: bool,
+) -> Result<Senders, SessionError> {
+    let mut add = |kind_name: &str, kind, codec| -> Result<_, SessionError> {
+        let ssrc = rand::random::<u32>();
+        let sender = pc
+            .add_track(sending_track(kind_name, kind, ssrc, codec))
+            .map_err(internal)?;
+        Ok((sender, ssrc))
+    };
+    let video = if video {
+        Some(add(
+            "video",
+            RtpCodecKind::Video,
+            h264_codec(H264_PROFILES[0]),
+        )?)
+    } else {
+        None
+    };
+    let audio = if audio {
+        Some(add("audio", RtpCodecKind::Audio, opus_codec())?)
+    } else {
+        None
+    };
+    Ok((video, audio))
+}
+
+/// A client connection and its offer. `Receive` (a WHEP player): receive-only H.264 video and
+/// Opus audio. `Send` (a WHIP publisher): our video and audio tracks, send-only; their payload
+/// types are known once the answer is applied ([`negotiated_tracks`]).
 pub fn build_offer(
     local: &Local,
+    direction: Direction,
     now: Instant,
-) -> Result<(RTCPeerConnection, String, String), SessionError> {
+) -> Result<(RTCPeerConnection, String, String, Senders), SessionError> {
     let ufrag = random_token(8);
-    let mut pc = new_connection(local, &ufrag, Direction::Receive, false, now)?;
-    pc.add_transceiver_from_kind(RtpCodecKind::Video, None)
-        .map_err(internal)?;
-    pc.add_transceiver_from_kind(RtpCodecKind::Audio, None)
-        .map_err(internal)?;
+    let mut pc = new_connection(local, &ufrag, direction, false, now)?;
+    let senders = match direction {
+        Direction::Receive => {
+            pc.add_transceiver_from_kind(RtpCodecKind::Video, None)
+                .map_err(internal)?;
+            pc.add_transceiver_from_kind(RtpCodecKind::Audio, None)
+                .map_err(internal)?;
+            (None, None)
+        }
+        Direction::Send => add_sending_tracks(&mut pc, true, true)?,
+    };
     add_host_candidates(&mut pc, local)?;
     let offer = pc.create_offer(None).map_err(internal)?;
     pc.set_local_description(now, offer).map_err(internal)?;
@@ -170,7 +214,18 @@ pub fn build_offer(
         .local_description()
         .ok_or_else(|| SessionError::Internal("no local description after offering".into()))?
         .sdp;
-    Ok((pc, ufrag, offer))
+    Ok((pc, ufrag, offer, senders))
+}
+
+/// The sending tracks the remote description settled on (codec and payload type).
+pub fn negotiated_tracks(
+    pc: &mut RTCPeerConnection,
+    (video, audio): Senders,
+) -> (Option<SendTrack>, Option<SendTrack>) {
+    (
+        video.and_then(|(sender, ssrc)| negotiated(pc, sender, ssrc, MIME_TYPE_H264)),
+        audio.and_then(|(sender, ssrc)| negotiated(pc, sender, ssrc, MIME_TYPE_OPUS)),
+    )
 }
 
 /// Applies a WHEP endpoint's answer to a connection from [`build_offer`].
@@ -195,34 +250,11 @@ pub fn build(
     let ufrag = random_token(8);
     let mut pc = new_connection(local, &ufrag, direction, true, now)?;
 
-    let mut video = None;
-    let mut audio = None;
-    if direction == Direction::Send {
-        if summary.video {
-            let ssrc = rand::random::<u32>();
-            let sender = pc
-                .add_track(sending_track(
-                    "video",
-                    RtpCodecKind::Video,
-                    ssrc,
-                    h264_codec(H264_PROFILES[0]),
-                ))
-                .map_err(internal)?;
-            video = Some((sender, ssrc));
-        }
-        if summary.audio {
-            let ssrc = rand::random::<u32>();
-            let sender = pc
-                .add_track(sending_track(
-                    "audio",
-                    RtpCodecKind::Audio,
-                    ssrc,
-                    opus_codec(),
-                ))
-                .map_err(internal)?;
-            audio = Some((sender, ssrc));
-        }
-    }
+    let senders = if direction == Direction::Send {
+        add_sending_tracks(&mut pc, summary.video, summary.audio)?
+    } else {
+        (None, None)
+    };
     let description = RTCSessionDescription::offer(offer.to_string())
         .map_err(|e| SessionError::BadRequest(format!("the offer is not valid SDP: {e}")))?;
     pc.set_remote_description(now, description)
@@ -251,14 +283,7 @@ pub fn build(
         .local_description()
         .ok_or_else(|| SessionError::Internal("no local description after answering".into()))?
         .sdp;
-    let video = match video {
-        Some((sender, ssrc)) => negotiated(&mut pc, sender, ssrc, MIME_TYPE_H264),
-        None => None,
-    };
-    let audio = match audio {
-        Some((sender, ssrc)) => negotiated(&mut pc, sender, ssrc, MIME_TYPE_OPUS),
-        None => None,
-    };
+    let (video, audio) = negotiated_tracks(&mut pc, senders);
     if direction == Direction::Send && video.is_none() && audio.is_none() {
         return Err(SessionError::Unsupported(
             "no H.264 (packetization-mode=1) or Opus could be negotiated with this offer".into(),

@@ -320,6 +320,26 @@ fn bad_whip_and_whep_requests_get_clear_errors() {
     assert!(error_text(r).contains("session not found"));
     let (_, body) = server.get_json("/api/v1/webrtc/sessions");
     assert_eq!(body.as_array().unwrap().len(), 0, "{body}");
+    // An offer with a data channel too: the media is answered, and so is the data channel.
+    let with_data = format!(
+        "{}m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\na=mid:1\r\na=setup:actpass\r\na=sctp-port:5000\r\n",
+        offer
+            .replace("t=0 0\r\n", "t=0 0\r\na=group:BUNDLE 0 1\r\n")
+            .replace("a=rtcp-mux\r\n", "a=rtcp-mux\r\na=rtcp-fb:102 nack\r\na=rtcp-fb:102 nack pli\r\n")
+    );
+    let (status, r) = send("POST", &whep, Some("application/sdp"), &[], &with_data);
+    assert_eq!(status, 201);
+    let location = r.header("location").unwrap().to_string();
+    let answer = r.into_string().unwrap();
+    assert!(
+        answer.contains("m=video 9") && answer.contains("m=application 9"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("a=rtcp-fb:") && answer.contains("nack pli"),
+        "{answer}"
+    );
+    assert_eq!(send("DELETE", &server.api(&location), None, &[], "").0, 200);
     // OPTIONS says what the endpoint takes.
     let (status, r) = send("OPTIONS", &whep, None, &[], "");
     assert_eq!(status, 204);

@@ -9,11 +9,12 @@
 
 use super::SessionError;
 use rtc::interceptor::{Attribute, Interceptor, Packet, Registry, Slot, StreamInfo, TaggedPacket};
+use rtc::interceptor::{
+    NackGeneratorBuilder, NackResponderBuilder, ReceiverReportBuilder, SenderReportBuilder,
+};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::certificate::RTCCertificate;
-use rtc::peer_connection::configuration::interceptor_registry::{
-    configure_nack, configure_rtcp_reports, configure_twcc_receiver_only,
-};
+use rtc::peer_connection::configuration::interceptor_registry::configure_twcc_receiver_only;
 use rtc::peer_connection::configuration::media_engine::{
     MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS,
 };
@@ -27,6 +28,8 @@ use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::sender_report::SenderReport;
+use rtc::rtp_transceiver::rtp_sender::RTCPFeedback;
+use rtc::rtp_transceiver::rtp_sender::TYPE_RTCP_FB_NACK;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
     RtpCodecKind,
@@ -109,14 +112,30 @@ fn new_connection(
             RtpCodecKind::Audio,
         )
         .map_err(internal)?;
+    // Only the interceptors of our direction: every one is a hop (and a queue) for each
+    // packet. NACK and PLI feedback are offered either way (RFC 4585 4.2).
+    for parameter in ["", "pli"] {
+        media_engine.register_feedback(
+            RTCPFeedback {
+                typ: TYPE_RTCP_FB_NACK.to_owned(),
+                parameter: parameter.to_owned(),
+            },
+            RtpCodecKind::Video,
+        );
+    }
     let registry = Registry::new().with(Slot::from(14_000), DeliverControl::default());
-    let registry = configure_nack(registry, &mut media_engine);
-    let registry = configure_rtcp_reports(registry);
-    // Transport-wide congestion feedback lets a browser publisher raise its bitrate.
-    let registry = if direction == Direction::Receive {
-        configure_twcc_receiver_only(registry, &mut media_engine).map_err(internal)?
-    } else {
-        registry
+    let registry = match direction {
+        Direction::Send => registry
+            .with(Slot::NackResponder, NackResponderBuilder::new().build())
+            .with(Slot::SenderReport, SenderReportBuilder::new().build()),
+        // Transport-wide congestion feedback lets a browser publisher raise its bitrate.
+        Direction::Receive => configure_twcc_receiver_only(
+            registry
+                .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
+                .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build()),
+            &mut media_engine,
+        )
+        .map_err(internal)?,
     };
     let config = RTCConfigurationBuilder::new()
         .with_certificates(vec![local.certificate.clone()])

@@ -70,7 +70,7 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
                 .absolute(stats.datagrams_dropped.load(Relaxed));
             metrics::describe_gauge!(
                 "switchyard_webrtc_send_delay_seconds",
-                "Delay from a frame entering the bus to its WebRTC datagrams leaving, recent frames"
+                "Delay from a frame entering the bus to a viewer's WebRTC datagram leaving, recent datagrams"
             );
             for (q, v) in ["0.5", "0.9", "0.99"]
                 .iter()

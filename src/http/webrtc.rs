@@ -254,8 +254,8 @@ async fn sessions(
     Ok(Json(engine(&state)?.sessions().await))
 }
 
-/// The engine's counters: sessions, datagrams, and the delay from a frame entering the bus to
-/// its datagrams leaving for the last viewer (recent frames; milliseconds).
+/// The engine's counters: sessions, datagrams, and the per-datagram delay from a frame entering
+/// the bus to its datagrams leaving for a viewer (recent frames; milliseconds).
 async fn engine_stats(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     use std::sync::atomic::Ordering::Relaxed;
     let engine = engine(&state)?;

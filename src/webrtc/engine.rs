@@ -112,6 +112,7 @@ pub fn start(
         outgoing: Vec::new(),
         packets: Vec::new(),
         stats: engine_stats,
+        sending_frame: None,
     };
     let run = async move {
         match tokio::net::UdpSocket::from_std(socket) {
@@ -227,6 +228,8 @@ struct Engine {
     outgoing: Vec<(SocketAddr, Option<IpAddr>, BytesMut)>,
     packets: Vec<rtc::rtp::Packet>,
     stats: Arc<EngineStats>,
+    /// When the frame being fanned out entered the bus (for the send-delay statistics).
+    sending_frame: Option<std::time::Instant>,
 }
 
 impl Engine {
@@ -382,6 +385,9 @@ impl Engine {
         self.stats
             .datagrams_dropped
             .fetch_add((batch.len() - sent) as u64, Ordering::Relaxed);
+        if let Some(published_at) = self.sending_frame {
+            self.stats.record_delay(published_at.elapsed(), sent);
+        }
         drop(batch);
         self.outgoing.clear();
     }
@@ -916,17 +922,16 @@ impl Engine {
                     return;
                 };
                 let viewers = std::mem::take(&mut entry.viewers);
+                self.sending_frame = Some(frame.published_at);
                 for key in &viewers {
                     self.send_to_viewer(*key, &packetized, now);
                 }
                 if let Some(entry) = self.feeds.get_mut(&feed_key) {
                     entry.viewers = viewers;
                 }
-                // Out now (one batch per frame), so the delay is what the viewers get.
-                if !self.outgoing.is_empty() {
-                    self.flush();
-                    self.stats.record_delay(frame.published_at.elapsed());
-                }
+                // Out now, so the delay is what the viewers get.
+                self.flush();
+                self.sending_frame = None;
             }
         }
     }

@@ -43,7 +43,7 @@ const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 const MEDIA_BATCH: usize = 256;
 /// Outgoing datagrams are sent once this many are pending, even mid-turn: bounds the memory
 /// a burst (a keyframe to many viewers, GOP catch-up) holds at once.
-const FLUSH_AT: usize = 512;
+const FLUSH_AT: usize = 128;
 
 type PeerKey = u64;
 type FeedKey = u64;

@@ -86,6 +86,17 @@ fn offer_text(body: Bytes) -> Result<String, ApiError> {
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "the SDP offer is not UTF-8"))
 }
 
+/// The engine and the offer of a WHIP/WHEP POST.
+fn post_offer<'a>(
+    state: &'a AppState,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<(&'a WebRtc, String), ApiError> {
+    let engine = engine(state)?;
+    require_content_type(headers, "application/sdp")?;
+    Ok((engine, offer_text(body)?))
+}
+
 async fn whip(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -93,9 +104,7 @@ async fn whip(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let engine = engine(&state)?;
-    require_content_type(&headers, "application/sdp")?;
-    let offer = offer_text(body)?;
+    let (engine, offer) = post_offer(&state, &headers, body)?;
     let publisher = state
         .registry
         .publish(&name, Peer::new("webrtc", Some(remote)))?;
@@ -110,9 +119,7 @@ async fn whep(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let engine = engine(&state)?;
-    require_content_type(&headers, "application/sdp")?;
-    let offer = offer_text(body)?;
+    let (engine, offer) = post_offer(&state, &headers, body)?;
     crate::bus::validate_name(&name)?;
     // A stream that an on-demand pull can bring is waited for, like on every other output.
     if state.registry.wait_for_stream(&name).await.is_none() {

@@ -623,28 +623,12 @@ impl Engine {
         let built = peer::build(&self.local, offer, direction, now)?;
         let key = self.next_key;
         self.next_key += 1;
-        let session = peer::random_token(24);
-        let etag = format!("\"{}\"", built.ufrag);
         let (stream, role) = match role {
             Role::Publish(publisher) => {
-                let name = publisher.stream().name().to_string();
                 let expects_video = built.answer.contains("m=video") && offer_sends_video(offer);
-                self.publishers.insert(name.clone(), key);
-                (
-                    name,
-                    PeerRole::Publisher {
-                        ingest: Box::new(WhipIngest::new(publisher, expects_video)),
-                        tracks: HashMap::new(),
-                    },
-                )
+                self.publisher_role(key, publisher, expects_video)
             }
             Role::Play(reader) => {
-                let stream = reader.stream().clone();
-                let name = stream.name().to_string();
-                if stream.has_b_frames() {
-                    tracing::warn!(stream = %name, "a WebRTC viewer joined a stream with B-frames: browsers decode it but may stutter; publish without B-frames (x264 -bf 0, baseline) for WebRTC");
-                }
-                let feed = self.feed_for(&stream);
                 let viewer = Viewer::new(
                     built
                         .video
@@ -653,42 +637,12 @@ impl Engine {
                         .audio
                         .map(|t| TrackOut::new(t.sender, t.ssrc, t.payload_type)),
                 );
-                self.feeds
-                    .get_mut(&feed)
-                    .expect("just made")
-                    .viewers
-                    .push(key);
-                (
-                    name,
-                    PeerRole::Viewer {
-                        viewer,
-                        feed,
-                        _counted: reader,
-                    },
-                )
+                self.viewer_role(key, reader, viewer)
             }
         };
-        tracing::info!(session = %session, stream = %stream, role = ?direction, "webrtc session opened");
-        self.by_ufrag.insert(built.ufrag.clone(), key);
-        self.by_session.insert(session.clone(), key);
-        self.peers.insert(
-            key,
-            PeerEntry {
-                session: session.clone(),
-                stream,
-                pc: built.pc,
-                ufrag: built.ufrag,
-                etag: etag.clone(),
-                addrs: Vec::new(),
-                role,
-                timer: None,
-                state: RTCPeerConnectionState::New,
-                created: now,
-                connected: false,
-                senders: None,
-            },
-        );
-        self.service(key, now);
+        let name = stream.clone();
+        let (session, etag) = self.insert_peer(key, stream, built.pc, built.ufrag, role, None, now);
+        tracing::info!(session = %session, stream = %name, role = ?direction, "webrtc session opened");
         Ok(Opened {
             session,
             answer: built.answer,
@@ -705,39 +659,68 @@ impl Engine {
         let (pc, ufrag, offer, senders) = peer::build_offer(&self.local, direction, now)?;
         let key = self.next_key;
         self.next_key += 1;
-        let session = peer::random_token(24);
         let (stream, role) = match role {
             ClientRole::Count(counters) => (String::new(), PeerRole::Client(counters)),
-            ClientRole::Pull(publisher) => {
-                let name = publisher.stream().name().to_string();
-                self.publishers.insert(name.clone(), key);
-                (
-                    name,
-                    PeerRole::Publisher {
-                        ingest: Box::new(WhipIngest::new(publisher, true)),
-                        tracks: HashMap::new(),
-                    },
-                )
-            }
-            ClientRole::Push(reader) => {
-                let stream = reader.stream().clone();
-                let feed = self.feed_for(&stream);
-                self.feeds
-                    .get_mut(&feed)
-                    .expect("just made")
-                    .viewers
-                    .push(key);
-                (
-                    stream.name().to_string(),
-                    PeerRole::Viewer {
-                        // Tracks are set when the answer says what was negotiated.
-                        viewer: Viewer::new(None, None),
-                        feed,
-                        _counted: reader,
-                    },
-                )
-            }
+            ClientRole::Pull(publisher) => self.publisher_role(key, publisher, true),
+            // Tracks are set when the answer says what was negotiated.
+            ClientRole::Push(reader) => self.viewer_role(key, reader, Viewer::new(None, None)),
         };
+        let (session, _) = self.insert_peer(key, stream, pc, ufrag, role, Some(senders), now);
+        Ok((session, offer))
+    }
+
+    /// A peer whose media goes to `publisher` (WHIP ingest, WHEP pull).
+    fn publisher_role(
+        &mut self,
+        key: PeerKey,
+        publisher: crate::bus::Publisher,
+        expects_video: bool,
+    ) -> (String, PeerRole) {
+        let name = publisher.stream().name().to_string();
+        self.publishers.insert(name.clone(), key);
+        let role = PeerRole::Publisher {
+            ingest: Box::new(WhipIngest::new(publisher, expects_video)),
+            tracks: HashMap::new(),
+        };
+        (name, role)
+    }
+
+    /// A peer fed from `reader`'s stream through its feed (WHEP viewer, WHIP push).
+    fn viewer_role(&mut self, key: PeerKey, reader: Reader, viewer: Viewer) -> (String, PeerRole) {
+        let stream = reader.stream().clone();
+        let name = stream.name().to_string();
+        if stream.has_b_frames() {
+            tracing::warn!(stream = %name, "a WebRTC viewer joined a stream with B-frames: browsers decode it but may stutter; publish without B-frames (x264 -bf 0, baseline) for WebRTC");
+        }
+        let feed = self.feed_for(&stream);
+        self.feeds
+            .get_mut(&feed)
+            .expect("just made")
+            .viewers
+            .push(key);
+        let role = PeerRole::Viewer {
+            viewer,
+            feed,
+            _counted: reader,
+        };
+        (name, role)
+    }
+
+    /// Registers a new connection; returns its session id and ETag.
+    #[allow(clippy::too_many_arguments)]
+    fn insert_peer(
+        &mut self,
+        key: PeerKey,
+        stream: String,
+        pc: RTCPeerConnection,
+        ufrag: String,
+        role: PeerRole,
+        senders: Option<peer::Senders>,
+        now: Instant,
+    ) -> (String, String) {
+        let session = peer::random_token(24);
+        let etag = format!("\"{ufrag}\"");
+        tracing::debug!(session = %session, stream = %stream, "webrtc session created");
         self.by_ufrag.insert(ufrag.clone(), key);
         self.by_session.insert(session.clone(), key);
         self.peers.insert(
@@ -746,19 +729,19 @@ impl Engine {
                 session: session.clone(),
                 stream,
                 pc,
-                ufrag: ufrag.clone(),
-                etag: format!("\"{ufrag}\""),
+                ufrag,
+                etag: etag.clone(),
                 addrs: Vec::new(),
                 role,
                 timer: None,
                 state: RTCPeerConnectionState::New,
                 created: now,
                 connected: false,
-                senders: Some(senders),
+                senders,
             },
         );
         self.service(key, now);
-        Ok((session, offer))
+        (session, etag)
     }
 
     /// The feed of `stream`, started if this is its first viewer.

@@ -278,24 +278,7 @@ pub fn build(
         .map_err(|e| SessionError::BadRequest(format!("the offer is not valid SDP: {e}")))?;
     pc.set_remote_description(now, description)
         .map_err(|e| SessionError::BadRequest(format!("the offer was refused: {e}")))?;
-    for addr in &local.candidates {
-        let candidate = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".to_owned(),
-                address: addr.ip().to_string(),
-                port: addr.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .new_candidate_host()
-        .map_err(internal)?;
-        let init = RTCIceCandidate::from(&candidate)
-            .to_json()
-            .map_err(internal)?;
-        pc.add_local_candidate(init).map_err(internal)?;
-    }
+    add_host_candidates(&mut pc, local)?;
     let answer = pc.create_answer(None).map_err(internal)?;
     pc.set_local_description(now, answer).map_err(internal)?;
     let answer = pc

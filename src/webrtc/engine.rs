@@ -225,7 +225,7 @@ struct Engine {
     media_tx: mpsc::Sender<(FeedKey, Option<ReaderEvent>)>,
     receiver: Receiver,
     received: Vec<Received>,
-    outgoing: Vec<(SocketAddr, Option<IpAddr>, BytesMut)>,
+    outgoing: Vec<Datagram>,
     packets: Vec<rtc::rtp::Packet>,
     stats: Arc<EngineStats>,
     /// When the frame being fanned out entered the bus (for the send-delay statistics).
@@ -406,15 +406,7 @@ impl Engine {
             };
             loop {
                 let mut busy = false;
-                while let Some(out) = peer.pc.poll_write() {
-                    busy = true;
-                    let from = out.transport.local_addr.ip();
-                    self.outgoing.push((
-                        out.transport.peer_addr,
-                        (!from.is_unspecified()).then_some(from),
-                        out.message,
-                    ));
-                }
+                busy |= drain_writes(&mut peer.pc, &mut self.outgoing);
                 while let Some(event) = peer.pc.poll_event() {
                     busy = true;
                     peer_event(key, peer, event, &mut actions);
@@ -430,14 +422,7 @@ impl Engine {
             if let PeerRole::Publisher { ingest, tracks } = &mut peer.role {
                 if peer.connected && ingest.take_keyframe_request(now) {
                     send_pli(&mut peer.pc, tracks, now);
-                    while let Some(out) = peer.pc.poll_write() {
-                        let from = out.transport.local_addr.ip();
-                        self.outgoing.push((
-                            out.transport.peer_addr,
-                            (!from.is_unspecified()).then_some(from),
-                            out.message,
-                        ));
-                    }
+                    drain_writes(&mut peer.pc, &mut self.outgoing);
                 }
             }
             let timer = peer.pc.poll_timeout();
@@ -512,14 +497,7 @@ impl Engine {
         };
         tracing::info!(session = %peer.session, stream = %peer.stream, reason = why, "webrtc session closed");
         let _ = peer.pc.close();
-        while let Some(out) = peer.pc.poll_write() {
-            let from = out.transport.local_addr.ip();
-            self.outgoing.push((
-                out.transport.peer_addr,
-                (!from.is_unspecified()).then_some(from),
-                out.message,
-            ));
-        }
+        drain_writes(&mut peer.pc, &mut self.outgoing);
         for addr in &peer.addrs {
             self.by_addr.remove(addr);
         }
@@ -935,7 +913,7 @@ impl Engine {
         if self.packets.is_empty() {
             return;
         }
-        write_packets(peer, frame.kind, &mut self.packets, now);
+        write_packets(peer, frame.kind, &mut self.packets, &mut self.outgoing, now);
         self.service(key, now);
     }
 
@@ -954,7 +932,13 @@ impl Engine {
         self.packets.clear();
         viewer.catch_up(entry.feed.gop(), &mut self.packets);
         if !self.packets.is_empty() {
-            write_packets(peer, MediaKind::Video, &mut self.packets, now);
+            write_packets(
+                peer,
+                MediaKind::Video,
+                &mut self.packets,
+                &mut self.outgoing,
+                now,
+            );
         }
         self.service(key, now);
         self.keyframe_wanted(&stream, now);
@@ -976,14 +960,38 @@ impl Engine {
     }
 }
 
+type Datagram = (SocketAddr, Option<IpAddr>, BytesMut);
+
+/// Moves a connection's pending datagrams to `outgoing`; whether there were any.
+fn drain_writes(pc: &mut RTCPeerConnection, outgoing: &mut Vec<Datagram>) -> bool {
+    let mut any = false;
+    while let Some(out) = pc.poll_write() {
+        any = true;
+        let from = out.transport.local_addr.ip();
+        outgoing.push((
+            out.transport.peer_addr,
+            (!from.is_unspecified()).then_some(from),
+            out.message,
+        ));
+    }
+    any
+}
+
+/// Packets written to a connection before its datagrams are taken out: webrtc-rs's handler
+/// queues keep the capacity a burst gave them, so bursts (a keyframe, the GOP catch-up) go in
+/// small steps.
+const WRITE_STEP: usize = 8;
+
 /// Hands RTP packets of one track to a viewer's connection.
 fn write_packets(
     peer: &mut PeerEntry,
     kind: MediaKind,
     packets: &mut Vec<rtc::rtp::Packet>,
+    outgoing: &mut Vec<Datagram>,
     now: Instant,
 ) {
     let PeerRole::Viewer { viewer, .. } = &peer.role else {
+        packets.clear();
         return;
     };
     let Some(sender) = (match kind {
@@ -994,17 +1002,26 @@ fn write_packets(
         packets.clear();
         return;
     };
-    let Some(mut rtp_sender) = peer.pc.rtp_sender(sender) else {
-        packets.clear();
-        return;
-    };
-    for packet in packets.drain(..) {
-        if let Err(e) = rtp_sender.write_rtp(now, packet) {
-            tracing::debug!(session = %peer.session, error = %e, "RTP not written");
+    let mut pending = packets.drain(..);
+    while let Some(mut rtp_sender) = peer.pc.rtp_sender(sender) {
+        let mut written = 0;
+        let mut failed = false;
+        for packet in pending.by_ref() {
+            if let Err(e) = rtp_sender.write_rtp(now, packet) {
+                tracing::debug!(session = %peer.session, error = %e, "RTP not written");
+                failed = true;
+                break;
+            }
+            written += 1;
+            if written == WRITE_STEP {
+                break;
+            }
+        }
+        drain_writes(&mut peer.pc, outgoing);
+        if failed || written < WRITE_STEP {
             break;
         }
     }
-    packets.clear();
 }
 
 fn peer_event(

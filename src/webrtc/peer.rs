@@ -126,7 +126,10 @@ fn new_connection(
     let registry = Registry::new().with(Slot::from(14_000), DeliverControl::default());
     let registry = match direction {
         Direction::Send => registry
-            .with(Slot::NackResponder, NackResponderBuilder::new().build())
+            .with(
+                Slot::NackResponder,
+                NackResponderBuilder::new().with_size(256).build(),
+            )
             .with(Slot::SenderReport, SenderReportBuilder::new().build()),
         // Transport-wide congestion feedback lets a browser publisher raise its bitrate.
         Direction::Receive => configure_twcc_receiver_only(

@@ -21,6 +21,7 @@ const CONSOLE_PAGE: &str = include_str!("../console/index.html");
 const PLAYER_PAGE: &str = include_str!("../console/player.html");
 const PUBLISH_PAGE: &str = include_str!("../console/publish.html");
 const HLS_JS: &[u8] = include_bytes!("../console/vendor/hls.min.js");
+const WEBRTC_JS: &str = include_str!("../console/webrtc.js");
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -38,6 +39,18 @@ pub fn routes() -> Router<AppState> {
                         (header::CACHE_CONTROL, "public, max-age=86400"),
                     ],
                     HLS_JS,
+                )
+            }),
+        )
+        .route(
+            "/assets/webrtc.js",
+            get(|| async {
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/javascript"),
+                        (header::CACHE_CONTROL, "no-cache"),
+                    ],
+                    WEBRTC_JS,
                 )
             }),
         )

@@ -183,7 +183,8 @@ impl Feed {
 }
 
 /// Packets a viewer keeps for retransmission on NACK (RFC 4585 6.2.1): about a second of a
-/// 2 Mbps stream. The payloads are the shared ones; an entry costs its header and a reference.
+/// 2 Mbps stream. They are kept as the shared packetized frames, with where each began in the
+/// viewer's numbering: a few bytes per frame.
 const NACK_HISTORY: usize = 256;
 
 /// One RTP packet for one viewer: its own header on the shared payload.
@@ -211,8 +212,10 @@ pub struct TrackOut {
     sequence: u16,
     roc: u32,
     base: u32,
-    /// Recent packets, oldest first, for retransmission (video only).
-    history: Option<VecDeque<OutPacket>>,
+    /// Recent frames, oldest first, for retransmission (video only) ...
+    history: Option<VecDeque<SentFrame>>,
+    /// ... and how many packets they hold.
+    history_packets: usize,
     /// For RTCP sender reports (RFC 3550 6.4.1).
     packets_sent: u32,
     octets_sent: u32,
@@ -234,6 +237,7 @@ impl TrackOut {
             roc: 0,
             base: rand::random(),
             history: (kind == MediaKind::Video).then(VecDeque::new),
+            history_packets: 0,
             packets_sent: 0,
             octets_sent: 0,
             last_timestamp: 0,
@@ -241,14 +245,36 @@ impl TrackOut {
         }
     }
 
+    /// The extended sequence number (RFC 3711 3.3.1 index) of the next packet.
+    fn next_index(&self) -> u64 {
+        (u64::from(self.roc) << 16) | u64::from(self.sequence)
+    }
+
     fn packets(
         &mut self,
-        frame: &Packetized,
+        frame: &Arc<Packetized>,
         timestamp: u32,
         now: Instant,
         out: &mut Vec<OutPacket>,
     ) {
         let timestamp = self.base.wrapping_add(timestamp);
+        let first = self.next_index();
+        if let Some(history) = &mut self.history {
+            history.push_back(SentFrame {
+                first,
+                timestamp,
+                frame: frame.clone(),
+            });
+            self.history_packets += frame.payloads.len();
+            while let Some(oldest) = history.front() {
+                let without = self.history_packets - oldest.frame.payloads.len();
+                if without < NACK_HISTORY {
+                    break;
+                }
+                self.history_packets = without;
+                history.pop_front();
+            }
+        }
         for payload in &frame.payloads {
             let packet = OutPacket {
                 header: rtp_header(
@@ -267,12 +293,6 @@ impl TrackOut {
             }
             self.packets_sent = self.packets_sent.wrapping_add(1);
             self.octets_sent = self.octets_sent.wrapping_add(payload.data.len() as u32);
-            if let Some(history) = &mut self.history {
-                if history.len() == NACK_HISTORY {
-                    history.pop_front();
-                }
-                history.push_back(packet.clone());
-            }
             out.push(packet);
         }
         if !frame.payloads.is_empty() {
@@ -282,12 +302,24 @@ impl TrackOut {
     }
 
     /// The packet sent with `sequence`, if it is still kept.
-    pub fn retransmission(&self, sequence: u16) -> Option<&OutPacket> {
+    pub fn retransmission(&self, sequence: u16) -> Option<OutPacket> {
         let history = self.history.as_ref()?;
-        let newest = history.back()?.sequence();
-        let age = newest.wrapping_sub(sequence) as usize;
-        let packet = history.get(history.len().checked_sub(age + 1)?)?;
-        (packet.sequence() == sequence).then_some(packet)
+        let newest = self.next_index().checked_sub(1)?;
+        let age = (newest as u16).wrapping_sub(sequence);
+        let index = newest.checked_sub(u64::from(age))?;
+        let sent = history.iter().rev().find(|f| f.first <= index)?;
+        let payload = sent.frame.payloads.get((index - sent.first) as usize)?;
+        Some(OutPacket {
+            header: rtp_header(
+                payload.marker,
+                self.payload_type,
+                sequence,
+                sent.timestamp,
+                self.ssrc,
+            ),
+            roc: (index >> 16) as u32,
+            payload: payload.data.clone(),
+        })
     }
 
     /// What a sender report says at `now` (RFC 3550 6.4.1): the RTP time that corresponds to
@@ -302,6 +334,16 @@ impl TrackOut {
             self.octets_sent,
         ))
     }
+}
+
+/// A frame as one viewer got it, for retransmissions.
+#[derive(Debug, Clone)]
+struct SentFrame {
+    /// The extended sequence number of its first packet.
+    first: u64,
+    /// Its RTP timestamp for this viewer.
+    timestamp: u32,
+    frame: Arc<Packetized>,
 }
 
 /// One WHEP viewer's sending state.
@@ -325,7 +367,7 @@ impl Viewer {
 
     /// RTP packets of a live frame for this viewer (none if it does not take that track,
     /// or video is waiting for a keyframe).
-    pub fn live(&mut self, frame: &Packetized, now: Instant, out: &mut Vec<OutPacket>) {
+    pub fn live(&mut self, frame: &Arc<Packetized>, now: Instant, out: &mut Vec<OutPacket>) {
         match frame.kind {
             MediaKind::Video => {
                 let Some(track) = self.video.as_mut() else {
@@ -461,12 +503,21 @@ mod tests {
             );
         }
         let newest = out.last().unwrap().sequence();
-        let again = track.retransmission(newest).expect("newest kept");
-        assert_eq!(again.header, out.last().unwrap().header);
-        let oldest_kept = out[out.len() - NACK_HISTORY].sequence();
-        assert!(track.retransmission(oldest_kept).is_some());
-        assert!(track.retransmission(oldest_kept.wrapping_sub(1)).is_none());
+        for (age, sent) in out.iter().rev().enumerate() {
+            let again = track.retransmission(sent.sequence());
+            if age < NACK_HISTORY {
+                let again = again.expect("recent packets are kept");
+                assert_eq!(again.header, sent.header, "packet {age} back");
+                assert_eq!((again.roc, &again.payload), (sent.roc, &sent.payload));
+            } else if age >= NACK_HISTORY + 6 {
+                assert!(again.is_none(), "packet {age} back is no longer kept");
+            }
+        }
         assert!(track.retransmission(newest.wrapping_add(1)).is_none());
+        assert!(
+            out.iter().any(|p| p.roc == 1),
+            "the test crosses a rollover"
+        );
         let audio = TrackOut::new(RTCRtpSenderId::default(), 2, 111, MediaKind::Audio);
         assert!(audio.history.is_none(), "audio is not retransmitted");
     }

@@ -221,7 +221,9 @@ struct Engine {
     fd: RawFd,
     local_addr: SocketAddr,
     local: Local,
-    peers: HashMap<PeerKey, PeerEntry>,
+    /// Boxed: an entry holds a whole `RTCPeerConnection` (kilobytes), so the map itself stays
+    /// small and growing it moves pointers.
+    peers: HashMap<PeerKey, Box<PeerEntry>>,
     next_key: u64,
     by_addr: HashMap<SocketAddr, PeerKey>,
     by_ufrag: HashMap<String, PeerKey>,
@@ -713,7 +715,7 @@ impl Engine {
         self.by_session.insert(session.clone(), key);
         self.peers.insert(
             key,
-            PeerEntry {
+            Box::new(PeerEntry {
                 session: session.clone(),
                 stream,
                 pc,
@@ -729,7 +731,7 @@ impl Engine {
                 keys,
                 srtp: None,
                 media_to: None,
-            },
+            }),
         );
         self.service(key, now);
         (session, etag)
@@ -884,7 +886,7 @@ impl Engine {
                     if let Some(PeerEntry {
                         role: PeerRole::Viewer { viewer, .. },
                         ..
-                    }) = self.peers.get_mut(&key)
+                    }) = self.peers.get_mut(&key).map(|p| &mut **p)
                     {
                         viewer.restart_video();
                     }
@@ -911,7 +913,7 @@ impl Engine {
     }
 
     /// Writes a live frame to one viewer.
-    fn send_to_viewer(&mut self, key: PeerKey, frame: &Packetized, now: Instant) {
+    fn send_to_viewer(&mut self, key: PeerKey, frame: &Arc<Packetized>, now: Instant) {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
@@ -975,7 +977,7 @@ impl Engine {
         if let Some(PeerEntry {
             role: PeerRole::Publisher { ingest, .. },
             ..
-        }) = self.peers.get_mut(&key)
+        }) = self.peers.get_mut(&key).map(|p| &mut **p)
         {
             ingest.request_keyframe();
         }
@@ -1256,7 +1258,7 @@ fn peer_message(
                 for pair in &nack.nacks {
                     retransmit.extend(
                         pair.into_iter()
-                            .filter_map(|sequence| track.retransmission(sequence).cloned()),
+                            .filter_map(|sequence| track.retransmission(sequence)),
                     );
                 }
             }

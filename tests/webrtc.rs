@@ -125,6 +125,22 @@ fn chromium_plays_an_rtmp_stream_over_whep() {
     );
 }
 
+/// One in twenty video packets to the viewer is left out on first send: Chromium asks for them
+/// (NACK), gets them again, and keeps decoding.
+#[test]
+fn chromium_recovers_lost_packets_through_nack() {
+    let server = Switchyard::start_with_config("[webrtc]\nsimulate_loss_one_in = 20\n");
+    let _publisher = ffmpeg_publish(&server.rtmp_url("live/lossy"), Encoding::Baseline, 25, 60);
+    server.wait_for_stream("live/lossy", true);
+    let report = play(&server.api("/play/live/lossy?mode=webrtc"), 8);
+    assert_webrtc_plays(&report, false);
+    let (_, stats) = server.get_json("/api/v1/webrtc");
+    let lost = stats["simulated_losses"].as_u64().unwrap();
+    let again = stats["retransmitted"].as_u64().unwrap();
+    assert!(lost > 20, "packets were left out: {stats}");
+    assert!(again >= lost / 2, "Chromium asked for them again: {stats}");
+}
+
 #[test]
 fn b_frames_are_detected_and_explained_for_webrtc_viewers() {
     let server = Switchyard::start();

@@ -1,7 +1,9 @@
 //! WHEP playback: bus frames as RTP for WebRTC viewers.
 //!
 //! A [`Feed`] is one stream as the viewers of this process see it: it packetizes each frame
-//! once (H.264 per RFC 6184 with SPS/PPS before every IDR; Opus per RFC 7587) and keeps the
+//! once (H.264 per RFC 6184 with SPS/PPS before every IDR; VP8 per RFC 7741; VP9 per RFC
+//! 9628; AV1 per the AV1 RTP spec with the sequence header before every keyframe; Opus per
+//! RFC 7587) and keeps the
 //! packetized frames since the last keyframe, so a viewer that connects starts on a keyframe
 //! at once. A [`Viewer`] only stamps its own RTP header (SSRC, payload type, sequence number,
 //! timestamp) on the shared payloads.
@@ -17,8 +19,11 @@ use rtc::rtp_transceiver::RTCRtpSenderId;
 use std::sync::Arc;
 use std::time::Instant;
 use switchyard_media::{rescale, CodecConfig, MediaKind, TrackId};
+use switchyard_rtp::av1::{av1c_config_obus, Av1Packetizer};
 use switchyard_rtp::h264::H264Packetizer;
-use switchyard_rtp::Payload;
+use switchyard_rtp::vp8::Vp8Packetizer;
+use switchyard_rtp::vp9::Vp9Packetizer;
+use switchyard_rtp::{Payload, RtpError};
 
 /// Largest RTP payload we send; with headers, SRTP tag and UDP/IP it stays under 1280 bytes.
 pub const MAX_PAYLOAD: usize = 1150;
@@ -28,10 +33,14 @@ const MAX_GOP_FRAMES: usize = 600;
 /// Why a track's codec is not sent to WebRTC viewers (`None`: it is sent).
 pub fn not_sent_reason(codec: &CodecConfig) -> Option<String> {
     match codec {
-        CodecConfig::H264(_) | CodecConfig::Opus { .. } => None,
+        CodecConfig::H264(_)
+        | CodecConfig::Vp8
+        | CodecConfig::Vp9 { .. }
+        | CodecConfig::Av1 { .. }
+        | CodecConfig::Opus { .. } => None,
         other => Some(match other.kind() {
             MediaKind::Video => format!(
-                "{} video is not sent over WebRTC (only H.264 is)",
+                "{} video is not sent over WebRTC (H.264, VP8, VP9 and AV1 are; browsers do not decode it)",
                 other.name()
             ),
             MediaKind::Audio => format!(
@@ -39,6 +48,60 @@ pub fn not_sent_reason(codec: &CodecConfig) -> Option<String> {
                 other.name()
             ),
         }),
+    }
+}
+
+/// The packetizer of the stream's video codec.
+enum VideoPacketizer {
+    H264 {
+        packetizer: H264Packetizer,
+        sps: Vec<Bytes>,
+        pps: Vec<Bytes>,
+    },
+    Vp8(Vp8Packetizer),
+    Vp9(Vp9Packetizer),
+    Av1 {
+        packetizer: Av1Packetizer,
+        av1c: Bytes,
+    },
+}
+
+impl VideoPacketizer {
+    fn new(codec: &CodecConfig) -> Option<Self> {
+        Some(match codec {
+            CodecConfig::H264(config) => VideoPacketizer::H264 {
+                packetizer: H264Packetizer::new(MAX_PAYLOAD),
+                sps: config.sps_nals.clone(),
+                pps: config.pps_nals.clone(),
+            },
+            CodecConfig::Vp8 => VideoPacketizer::Vp8(Vp8Packetizer::new(MAX_PAYLOAD)),
+            CodecConfig::Vp9 { .. } => VideoPacketizer::Vp9(Vp9Packetizer::new(MAX_PAYLOAD)),
+            CodecConfig::Av1 { av1c } => VideoPacketizer::Av1 {
+                packetizer: Av1Packetizer::new(MAX_PAYLOAD),
+                av1c: av1c.clone(),
+            },
+            _ => return None,
+        })
+    }
+
+    fn packetize(
+        &mut self,
+        data: &Bytes,
+        keyframe: bool,
+        out: &mut Vec<Payload>,
+    ) -> Result<(), RtpError> {
+        match self {
+            VideoPacketizer::H264 {
+                packetizer,
+                sps,
+                pps,
+            } => packetizer.packetize(data, keyframe, sps, pps, out),
+            VideoPacketizer::Vp8(p) => p.packetize(data, out),
+            VideoPacketizer::Vp9(p) => p.packetize(data, keyframe, out),
+            VideoPacketizer::Av1 { packetizer, av1c } => {
+                packetizer.packetize(data, keyframe, av1c_config_obus(av1c), out)
+            }
+        }
     }
 }
 
@@ -57,9 +120,7 @@ pub struct Feed {
     tracks: Arc<TrackSet>,
     video: Option<TrackId>,
     audio: Option<TrackId>,
-    sps: Vec<Bytes>,
-    pps: Vec<Bytes>,
-    packetizer: H264Packetizer,
+    packetizer: Option<VideoPacketizer>,
     gop: Vec<Arc<Packetized>>,
     b_frames_warned: bool,
     /// Why a track is not sent (shown in the session list).
@@ -73,9 +134,7 @@ impl Feed {
             tracks: Arc::new(TrackSet::default()),
             video: None,
             audio: None,
-            sps: Vec::new(),
-            pps: Vec::new(),
-            packetizer: H264Packetizer::new(MAX_PAYLOAD),
+            packetizer: None,
             gop: Vec::new(),
             b_frames_warned: false,
             notes: Vec::new(),
@@ -87,15 +146,20 @@ impl Feed {
         self.notes.clear();
         self.video = None;
         self.audio = None;
+        self.packetizer = None;
         self.gop.clear();
         for track in tracks.tracks.iter() {
             match &track.codec {
-                CodecConfig::H264(config) => {
-                    self.video = Some(track.id);
-                    self.sps = config.sps_nals.clone();
-                    self.pps = config.pps_nals.clone();
-                }
                 CodecConfig::Opus { .. } => self.audio = Some(track.id),
+                video if video.kind() == MediaKind::Video && self.video.is_none() => {
+                    match VideoPacketizer::new(video) {
+                        Some(packetizer) => {
+                            self.video = Some(track.id);
+                            self.packetizer = Some(packetizer);
+                        }
+                        None => self.notes.extend(not_sent_reason(video)),
+                    }
+                }
                 other => self.notes.extend(not_sent_reason(other)),
             }
         }
@@ -132,13 +196,8 @@ impl Feed {
                 self.b_frames_warned = true;
                 tracing::warn!(stream = %self.name, "the stream has B-frames: WebRTC players decode them but may stutter; publish without B-frames (e.g. x264 -bf 0 / baseline) for WebRTC viewers");
             }
-            if let Err(e) = self.packetizer.packetize(
-                &frame.data,
-                frame.keyframe,
-                &self.sps,
-                &self.pps,
-                &mut payloads,
-            ) {
+            let packetizer = self.packetizer.as_mut()?;
+            if let Err(e) = packetizer.packetize(&frame.data, frame.keyframe, &mut payloads) {
                 tracing::debug!(stream = %self.name, error = %e, "frame not packetized");
                 return None;
             }

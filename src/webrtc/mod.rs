@@ -16,6 +16,7 @@
 
 mod engine;
 mod peer;
+pub use peer::VideoCodec;
 mod stun;
 pub mod udp;
 

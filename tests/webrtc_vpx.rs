@@ -1,0 +1,133 @@
+//! VP8 and VP9 passed through WebRTC: published over WHIP by headless Chromium (the publish
+//! page with `?codec=vp8`) and by GStreamer's webrtcbin (`tests/interop/gst_whip.py --codec`),
+//! played over WHEP by Chromium; and the plain 422 a viewer gets when its offer cannot
+//! receive the stream's codec (there is no transcoding of video).
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use support::browser::{play, Publishing};
+use support::*;
+
+/// `tests/interop/gst_whip.py URL SECONDS --codec CODEC` in the background (Debian's Python
+/// with GStreamer's introspection data; `scripts/test` installs them).
+fn gst_whip(url: &str, seconds: u32, codec: &str) -> Proc {
+    require("gst-launch-1.0");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/gst_whip.py");
+    let child = Command::new("/usr/bin/python3")
+        .arg(script)
+        .arg(url)
+        .arg(seconds.to_string())
+        .args(["--codec", codec])
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start gst_whip.py: {e}"));
+    Proc(child)
+}
+
+/// The stream's video track as the API shows it.
+fn video_track(info: &serde_json::Value) -> serde_json::Value {
+    info["tracks"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["kind"] == "video"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no video track: {info}"))
+}
+
+/// Chromium's WHEP player decoded a growing number of frames of `mime` video.
+fn assert_chromium_decodes(report: &serde_json::Value, mime: &str) {
+    let webrtc = &report["webrtc"];
+    assert_eq!(webrtc["connectionState"], "connected", "{report}");
+    assert_eq!(webrtc["codec"], mime, "{report}");
+    let decoded = webrtc["framesDecoded"].as_u64().unwrap_or(0);
+    let at_half = report["framesDecodedAtHalf"].as_u64().unwrap_or(0);
+    assert!(
+        decoded > 40 && decoded > at_half,
+        "video frames decoded and growing: {report}"
+    );
+    assert_eq!(
+        report["errors"].as_array().map(Vec::len),
+        Some(0),
+        "{report}"
+    );
+}
+
+#[test]
+fn chromium_publishes_vp8_and_chromium_plays_it_over_whep() {
+    let server = Switchyard::start();
+    let publishing = Publishing::start(&server.api("/publish/live/vp8?codec=vp8"), 30);
+    let info = server.wait_for_stream("live/vp8", true);
+    let video = video_track(&info);
+    assert_eq!(video["codec"], "vp8", "{info}");
+    assert_eq!(info["webrtc"]["video"], "sent (vp8)", "{info}");
+
+    let report = play(&server.api("/play/live/vp8?mode=webrtc"), 10);
+    assert_chromium_decodes(&report, "video/VP8");
+
+    let published = publishing.finish();
+    assert_eq!(
+        published["errors"].as_array().map(Vec::len),
+        Some(0),
+        "{published}"
+    );
+    assert!(
+        published["videoCodec"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("video/VP8")),
+        "the page published VP8: {published}"
+    );
+}
+
+#[test]
+fn gstreamer_publishes_vp9_over_whip_and_chromium_plays_it() {
+    let server = Switchyard::start();
+    let _publisher = gst_whip(&server.api("/whip/live/vp9"), 30, "vp9");
+    let info = server.wait_for_stream("live/vp9", true);
+    let video = video_track(&info);
+    assert_eq!(video["codec"], "vp9", "{info}");
+    assert_eq!(info["webrtc"]["video"], "sent (vp9)", "{info}");
+
+    // Our VP9 packetizer (flexible mode, PictureID, SS with the size on keyframes), not
+    // GStreamer's, is what Chromium decodes.
+    let report = play(&server.api("/play/live/vp9?mode=webrtc"), 10);
+    assert_chromium_decodes(&report, "video/VP9");
+    assert_eq!(
+        (
+            report["videoWidth"].as_u64(),
+            report["videoHeight"].as_u64()
+        ),
+        (Some(640), Some(360)),
+        "{report}"
+    );
+}
+
+/// A WHEP offer that can only receive H.264, for a VP8 stream.
+const H264_ONLY_OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=fingerprint:sha-256 AA:BB:CC\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\na=mid:0\r\na=setup:actpass\r\na=recvonly\r\na=rtcp-mux\r\na=rtpmap:102 H264/90000\r\na=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n";
+
+#[test]
+fn a_whep_offer_without_the_streams_codec_gets_422_saying_so() {
+    let server = Switchyard::start();
+    let _publisher = gst_whip(&server.api("/whip/live/vp8"), 20, "vp8");
+    let info = server.wait_for_stream("live/vp8", true);
+    assert_eq!(video_track(&info)["codec"], "vp8", "{info}");
+
+    let response = ureq::post(&server.api("/whep/live/vp8"))
+        .timeout(Duration::from_secs(10))
+        .set("content-type", "application/sdp")
+        .send_string(H264_ONLY_OFFER);
+    let Err(ureq::Error::Status(status, response)) = response else {
+        panic!("the offer was accepted: {response:?}");
+    };
+    assert_eq!(status, 422);
+    let body: serde_json::Value = response.into_json().unwrap_or_default();
+    let text = body["error"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("this stream is VP8; your offer has only H.264"),
+        "{body}"
+    );
+}

@@ -51,7 +51,8 @@ pub struct Av1Depacketizer {
     /// An OBU element whose last packet is still to come (the packet before had Y set).
     fragment: Option<BytesMut>,
     has_sequence_header: bool,
-    /// Whether the first frame header of the temporal unit is a KEY_FRAME, once seen.
+    /// Whether the first frame header of the temporal unit is a KEY_FRAME after a sequence
+    /// header, once seen.
     key_frame: Option<bool>,
     waiting_for_keyframe: bool,
 }
@@ -120,9 +121,13 @@ impl Av1Depacketizer {
     fn elements(&mut self, packet: &PacketRef<'_>) -> Result<(), RtpError> {
         let p = packet.payload;
         let header = p[0];
-        let (z, y, w) = (header & 0x80 != 0, header & 0x40 != 0, (header >> 4) & 3);
+        let (z, y, w) = (
+            header & 0x80 != 0,
+            header & 0x40 != 0,
+            usize::from((header >> 4) & 3),
+        );
         let mut at = 1;
-        let mut index = 0;
+        let mut index = 0usize;
         while at < p.len() {
             index += 1;
             let len = if w != 0 && index == w {
@@ -209,7 +214,8 @@ impl Av1Depacketizer {
             OBU_TEMPORAL_DELIMITER | OBU_TILE_LIST | OBU_PADDING => return Ok(()),
             OBU_SEQUENCE_HEADER => self.has_sequence_header = true,
             OBU_FRAME_HEADER | OBU_FRAME if self.key_frame.is_none() => {
-                self.key_frame = Some(is_key_frame_header(obu.payload));
+                // A decoder starting here needs the sequence header before the frame.
+                self.key_frame = Some(self.has_sequence_header && is_key_frame_header(obu.payload));
             }
             _ => {}
         }
@@ -235,7 +241,7 @@ impl Av1Depacketizer {
             // The temporal unit ended inside an OBU.
             self.damage();
         }
-        let keyframe = self.has_sequence_header && self.key_frame == Some(true);
+        let keyframe = self.key_frame == Some(true);
         if !self.damaged && !self.tu.is_empty() && (keyframe || !self.waiting_for_keyframe) {
             if keyframe {
                 self.waiting_for_keyframe = false;
@@ -868,6 +874,16 @@ mod tests {
             };
             assert!(d.push(packet, 0, &mut out).is_err(), "{bad:?}");
         }
+        // Hundreds of empty elements in a damaged temporal unit (found by fuzzing).
+        let mut many = vec![0u8; 400];
+        many[0] = 0x00;
+        let packet = PacketRef {
+            sequence: 5,
+            timestamp: 7,
+            marker: false,
+            payload: &many,
+        };
+        let _ = d.push(packet, 1, &mut out);
         // A continuation without its start: dropped, no error.
         let packet = PacketRef {
             sequence: 2,

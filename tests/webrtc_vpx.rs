@@ -104,6 +104,25 @@ fn gstreamer_publishes_vp9_over_whip_and_chromium_plays_it() {
         (Some(640), Some(360)),
         "{report}"
     );
+
+    // Enhanced RTMP carries VP9 (FourCC vp09) with the vpcC built from a keyframe's header:
+    // FFmpeg 9 decodes it.
+    let decoded = ffmpeg_decode_with(&ffmpeg9(), &server.rtmp_url("live/vp9"), 3);
+    assert!(decoded.success && decoded.video_frames > 20, "{decoded:?}");
+    // fMP4 (HLS, MSE) does not carry VP9 yet: HLS has the Opus audio alone, and says so.
+    let hls = ffprobe_streams(&server.api("/hls/live/vp9/index.m3u8"));
+    assert!(
+        hls.iter()
+            .all(|s| s.is_empty() || s.starts_with("codec_name=opus")),
+        "{hls:?}"
+    );
+    assert!(
+        server
+            .log_text()
+            .contains("vp9 video is not carried in HLS"),
+        "{}",
+        server.log_text()
+    );
 }
 
 /// A WHEP offer that can only receive H.264, for a VP8 stream.

@@ -1,6 +1,7 @@
-//! VP8 and VP9 passed through WebRTC: published over WHIP by headless Chromium (the publish
-//! page with `?codec=vp8`) and by GStreamer's webrtcbin (`tests/interop/gst_whip.py --codec`),
-//! played over WHEP by Chromium; and the plain 422 a viewer gets when its offer cannot
+//! VP8, VP9 and AV1 passed through WebRTC: published over WHIP by headless Chromium (the
+//! publish page with `?codec=vp8` / `av1`) and by GStreamer's webrtcbin
+//! (`tests/interop/gst_whip.py --codec vp9`), played over WHEP by Chromium and, for VP9 and AV1,
+//! over Enhanced RTMP by FFmpeg 9; and the plain 422 a viewer gets when its offer cannot
 //! receive the stream's codec (there is no transcoding of video).
 
 mod support;
@@ -80,6 +81,35 @@ fn chromium_publishes_vp8_and_chromium_plays_it_over_whep() {
             .as_str()
             .is_some_and(|c| c.starts_with("video/VP8")),
         "the page published VP8: {published}"
+    );
+}
+
+/// AV1 both ways (Chromium encodes it with libaom in real-time mode), and over Enhanced RTMP
+/// with the av1C built from the sequence header.
+#[test]
+fn chromium_publishes_av1_and_chromium_plays_it_over_whep() {
+    let server = Switchyard::start();
+    let publishing = Publishing::start(&server.api("/publish/live/av1?codec=av1"), 30);
+    let info = server.wait_for_stream("live/av1", true);
+    let video = video_track(&info);
+    assert_eq!(video["codec"], "av1", "{info}");
+    assert!(
+        video["codec_string"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("av01.0.")),
+        "{info}"
+    );
+
+    let report = play(&server.api("/play/live/av1?mode=webrtc"), 10);
+    assert_chromium_decodes(&report, "video/AV1");
+    let decoded = ffmpeg_decode_with(&ffmpeg9(), &server.rtmp_url("live/av1"), 3);
+    assert!(decoded.success && decoded.video_frames > 20, "{decoded:?}");
+
+    let published = publishing.finish();
+    assert_eq!(
+        published["errors"].as_array().map(Vec::len),
+        Some(0),
+        "{published}"
     );
 }
 

@@ -176,3 +176,195 @@ fn a_whep_offer_without_the_streams_codec_gets_422_saying_so() {
         "{body}"
     );
 }
+
+/// The frames of an IVF file (32-byte header; per frame a 4-byte little-endian size, an 8-byte
+/// pts and the frame).
+fn ivf_frames(data: &[u8]) -> Vec<Vec<u8>> {
+    let mut rest = data.get(32..).unwrap_or_default();
+    let mut frames = Vec::new();
+    while rest.len() >= 12 {
+        let size = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let Some(frame) = rest.get(12..12 + size) else {
+            break;
+        };
+        frames.push(frame.to_vec());
+        rest = &rest[12 + size..];
+    }
+    frames
+}
+
+/// The encoder's frames of a capture in `protocols/rtp/testdata` (see its README), with
+/// their keyframe flags: VP9 from the IVF file, AV1 temporal units from the OBU stream
+/// (temporal delimiters removed, as on the bus).
+fn vpx_fixture(codec: &str) -> Vec<(bytes::Bytes, bool)> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/protocols/rtp/testdata");
+    match codec {
+        "vp9" => ivf_frames(&std::fs::read(format!("{dir}/gst-vp9.ivf")).unwrap())
+            .into_iter()
+            .enumerate()
+            .map(|(i, f)| (bytes::Bytes::from(f), i % 6 == 0))
+            .collect(),
+        _ => {
+            let data = std::fs::read(format!("{dir}/aom-av1.obu")).unwrap();
+            // Every OBU has a size field; a temporal delimiter (`12 00`) starts each unit.
+            let mut units: Vec<Vec<u8>> = Vec::new();
+            let mut rest = &data[..];
+            while !rest.is_empty() {
+                let (mut size, mut n) = (0usize, 1);
+                loop {
+                    let b = rest[n];
+                    size |= usize::from(b & 0x7f) << (7 * (n - 1));
+                    n += 1;
+                    if b & 0x80 == 0 {
+                        break;
+                    }
+                }
+                let (obu, tail) = rest.split_at(n + size);
+                if obu[0] >> 3 & 0x0f == 2 {
+                    units.push(Vec::new());
+                } else {
+                    units.last_mut().unwrap().extend_from_slice(obu);
+                }
+                rest = tail;
+            }
+            units
+                .into_iter()
+                .map(|u| {
+                    let keyframe = switchyard_rtp::av1::is_keyframe(&u);
+                    (bytes::Bytes::from(u), keyframe)
+                })
+                .collect()
+        }
+    }
+}
+
+/// Our own WebRTC client (the engine's client role) pushes a VP9 or AV1 encode over WHIP (our
+/// packetizer), the server depacketizes it and republishes it over Enhanced RTMP, where FFmpeg
+/// 9 copies it to an IVF file: every frame is one of the encoder's, in order.
+fn whip_push_comes_back_over_rtmp_unchanged(codec: &str) {
+    use switchyard::bus::{BusConfig, Peer, Registry};
+    use switchyard::webrtc::{self, ClientRole, WebRtcSettings};
+    use switchyard_media::{CodecConfig, Frame, Track, TrackId};
+
+    let server = Switchyard::start();
+    let frames = vpx_fixture(codec);
+    let config = match codec {
+        "vp9" => CodecConfig::Vp9 {
+            vpcc: switchyard_rtp::vp9::Vp9KeyframeInfo::parse(&frames[0].0)
+                .unwrap()
+                .vpcc(),
+        },
+        _ => CodecConfig::Av1 {
+            av1c: switchyard_rtp::av1::av1c_from_temporal_unit(&frames[0].0).unwrap(),
+        },
+    };
+    let name = format!("live/push-{codec}");
+    let dir = TempDir::new("vpx-push");
+    let ivf = dir.path.join("out.ivf");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let settings = WebRtcSettings {
+            udp: ([127, 0, 0, 1], 0).into(),
+            candidate_ips: Vec::new(),
+            public_ips: Vec::new(),
+            ice_servers: Vec::new(),
+            own_thread: false,
+        };
+        let stop = tokio_util::sync::CancellationToken::new();
+        let http = reqwest::Client::new();
+        let local = Registry::new(BusConfig::default());
+        let mut source = local.publish("fixture", Peer::new("test", None)).unwrap();
+        source.set_tracks(vec![Track {
+            id: TrackId(1),
+            codec: config,
+            clock_rate: 90_000,
+        }]);
+        let engine = webrtc::start(
+            webrtc::bind(settings.udp).unwrap(),
+            settings.clone(),
+            stop.clone(),
+        )
+        .unwrap();
+        let reader = local
+            .subscribe("fixture", Peer::new("webrtc", None))
+            .unwrap();
+        let feeding = {
+            let frames = frames.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(40));
+                for i in 0..(frames.len() * 40) {
+                    tick.tick().await;
+                    let (data, keyframe) = frames[i % frames.len()].clone();
+                    let pts = i as i64 * 3600;
+                    source.push(Frame {
+                        track: TrackId(1),
+                        pts,
+                        dts: pts,
+                        keyframe,
+                        data,
+                    });
+                }
+            })
+        };
+        engine
+            .client(
+                &http,
+                &server.api(&format!("/whip/{name}")),
+                ClientRole::Push(reader),
+            )
+            .await
+            .unwrap();
+        let info = tokio::task::block_in_place(|| server.wait_for_stream(&name, false));
+        assert_eq!(video_track(&info)["codec"], codec, "{info}");
+        let copied = tokio::task::block_in_place(|| {
+            Command::new(ffmpeg9())
+                .args(["-nostdin", "-v", "error", "-rw_timeout", "5000000", "-i"])
+                .arg(server.rtmp_url(&name))
+                .args(["-t", "3", "-map", "0:v", "-c", "copy", "-f", "ivf", "-y"])
+                .arg(&ivf)
+                .output()
+                .unwrap()
+        });
+        assert!(
+            copied.status.success(),
+            "{}",
+            String::from_utf8_lossy(&copied.stderr)
+        );
+        feeding.abort();
+        stop.cancel();
+    });
+    let received: Vec<Vec<u8>> = ivf_frames(&std::fs::read(&ivf).unwrap())
+        .into_iter()
+        // FFmpeg's IVF muxer puts a temporal delimiter before each AV1 temporal unit.
+        .map(|f| {
+            f.strip_prefix(&[0x12, 0x00][..])
+                .map_or(f.clone(), <[u8]>::to_vec)
+        })
+        .collect();
+    assert!(received.len() > 40, "{} frames", received.len());
+    let index = |data: &[u8]| frames.iter().position(|(f, _)| &f[..] == data);
+    assert!(
+        index(&received[0]).is_some_and(|i| frames[i].1),
+        "starts on a keyframe"
+    );
+    for (i, pair) in received.windows(2).enumerate() {
+        let (a, b) = (index(&pair[0]), index(&pair[1]));
+        assert_eq!(
+            b,
+            a.map(|a| (a + 1) % frames.len()),
+            "frame {i}: {} then {} bytes",
+            pair[0].len(),
+            pair[1].len()
+        );
+    }
+}
+
+#[test]
+fn vp9_pushed_over_whip_comes_back_over_rtmp_unchanged() {
+    whip_push_comes_back_over_rtmp_unchanged("vp9");
+}
+
+#[test]
+fn av1_pushed_over_whip_comes_back_over_rtmp_unchanged() {
+    whip_push_comes_back_over_rtmp_unchanged("av1");
+}

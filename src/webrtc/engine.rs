@@ -646,7 +646,18 @@ impl Engine {
             ClientRole::Push(_) => Direction::Send,
             ClientRole::Count(_) | ClientRole::Pull(_) => Direction::Receive,
         };
-        let (pc, ufrag, offer, senders) = peer::build_offer(&self.local, direction, now)?;
+        let stream_video = match &role {
+            ClientRole::Push(reader) => reader
+                .stream()
+                .tracks()
+                .borrow()
+                .video()
+                .map(|t| t.codec.clone()),
+            _ => None,
+        };
+        let stream_video = stream_video.as_ref().and_then(peer::VideoCodec::of);
+        let (pc, ufrag, offer, senders) =
+            peer::build_offer(&self.local, direction, stream_video, now)?;
         let key = self.next_key;
         self.next_key += 1;
         let (stream, role) = match role {

@@ -104,15 +104,6 @@ impl VideoCodec {
         }
     }
 
-    fn mime(self) -> &'static str {
-        match self {
-            VideoCodec::H264 => MIME_TYPE_H264,
-            VideoCodec::Vp8 => MIME_TYPE_VP8,
-            VideoCodec::Vp9 { .. } => MIME_TYPE_VP9,
-            VideoCodec::Av1 => MIME_TYPE_AV1,
-        }
-    }
-
     /// Whether an offer's media section can carry it.
     fn offered_in(self, s: &MediaSection) -> bool {
         match self {
@@ -307,15 +298,22 @@ fn add_sending_tracks(
 }
 
 /// A client connection and its offer. `Receive` (a WHEP player): receive-only H.264 video and
-/// Opus audio. `Send` (a WHIP publisher): our video and audio tracks, send-only; their payload
-/// types are known once the answer is applied ([`negotiated_tracks`]).
+/// Opus audio. `Send` (a WHIP publisher): our video (`video`, the stream's codec; H.264 when
+/// not known) and audio tracks, send-only; their payload types are known once the answer is
+/// applied ([`negotiated_tracks`]).
 pub fn build_offer(
     local: &Local,
     direction: Direction,
+    video: Option<VideoCodec>,
     now: Instant,
 ) -> Result<(RTCPeerConnection, String, String, Senders), SessionError> {
     let ufrag = random_token(8);
-    let mut pc = new_connection(local, &ufrag, direction, VideoCodec::H264, false, now)?;
+    let video = match direction {
+        Direction::Send => video.unwrap_or(VideoCodec::H264),
+        // The pulled stream goes to a WHIP ingest set up for H.264.
+        Direction::Receive => VideoCodec::H264,
+    };
+    let mut pc = new_connection(local, &ufrag, direction, video, false, now)?;
     let senders = match direction {
         Direction::Receive => {
             pc.add_transceiver_from_kind(RtpCodecKind::Video, None)
@@ -324,7 +322,7 @@ pub fn build_offer(
                 .map_err(internal)?;
             (None, None)
         }
-        Direction::Send => add_sending_tracks(&mut pc, Some(VideoCodec::H264), true)?,
+        Direction::Send => add_sending_tracks(&mut pc, Some(video), true)?,
     };
     add_host_candidates(&mut pc, local)?;
     let offer = pc.create_offer(None).map_err(internal)?;
@@ -336,23 +334,15 @@ pub fn build_offer(
     Ok((pc, ufrag, offer, senders))
 }
 
-/// The sending tracks the remote description settled on (codec and payload type), for
-/// connections from [`build_offer`] (H.264 and Opus).
+/// The sending tracks the remote description settled on (payload type of the one video codec
+/// the connection has, and of Opus).
 pub fn negotiated_tracks(
     pc: &mut RTCPeerConnection,
-    senders: Senders,
-) -> (Option<SendTrack>, Option<SendTrack>) {
-    negotiated_tracks_of(pc, senders, VideoCodec::H264)
-}
-
-fn negotiated_tracks_of(
-    pc: &mut RTCPeerConnection,
     (video, audio): Senders,
-    codec: VideoCodec,
 ) -> (Option<SendTrack>, Option<SendTrack>) {
     (
-        video.and_then(|(sender, ssrc)| negotiated(pc, sender, ssrc, codec.mime())),
-        audio.and_then(|(sender, ssrc)| negotiated(pc, sender, ssrc, MIME_TYPE_OPUS)),
+        video.and_then(|(sender, ssrc)| negotiated(pc, sender, ssrc, RtpCodecKind::Video)),
+        audio.and_then(|(sender, ssrc)| negotiated(pc, sender, ssrc, RtpCodecKind::Audio)),
     )
 }
 
@@ -399,7 +389,7 @@ pub fn build(
         .local_description()
         .ok_or_else(|| SessionError::Internal("no local description after answering".into()))?
         .sdp;
-    let (video, audio) = negotiated_tracks_of(&mut pc, senders, codec);
+    let (video, audio) = negotiated_tracks(&mut pc, senders);
     if direction == Direction::Send && video.is_none() && audio.is_none() {
         return Err(SessionError::Unsupported(format!(
             "no {} or Opus could be negotiated with this offer",
@@ -416,12 +406,13 @@ pub fn build(
     })
 }
 
-/// The payload type the answer settled on for `sender`, if it settled on one of `mime`.
+/// The payload type the answer settled on for `sender`, if it settled on a codec of ours of
+/// `kind` (a connection registers one video codec, so there is no choice to make).
 fn negotiated(
     pc: &mut RTCPeerConnection,
     sender: RTCRtpSenderId,
     ssrc: SSRC,
-    mime: &str,
+    kind: RtpCodecKind,
 ) -> Option<SendTrack> {
     let mut sender_handle = pc.rtp_sender(sender)?;
     let payload_type = sender_handle
@@ -430,9 +421,17 @@ fn negotiated(
         .codecs
         .iter()
         .find(|c| {
-            c.rtp_codec.mime_type.eq_ignore_ascii_case(mime)
-                && (mime != MIME_TYPE_H264
-                    || c.rtp_codec.sdp_fmtp_line.contains("packetization-mode=1"))
+            let is = |mime: &str| c.rtp_codec.mime_type.eq_ignore_ascii_case(mime);
+            match kind {
+                RtpCodecKind::Audio => is(MIME_TYPE_OPUS),
+                _ => {
+                    (is(MIME_TYPE_H264)
+                        && c.rtp_codec.sdp_fmtp_line.contains("packetization-mode=1"))
+                        || is(MIME_TYPE_VP8)
+                        || is(MIME_TYPE_VP9)
+                        || is(MIME_TYPE_AV1)
+                }
+            }
         })?
         .payload_type;
     Some(SendTrack {

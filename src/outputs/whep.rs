@@ -40,7 +40,7 @@ pub fn not_sent_reason(codec: &CodecConfig) -> Option<String> {
         | CodecConfig::Opus { .. } => None,
         other => Some(match other.kind() {
             MediaKind::Video => format!(
-                "{} video is not sent over WebRTC (H.264, VP8, VP9 and AV1 are; browsers do not decode it)",
+                "{} video is not sent over WebRTC (H.264, VP8, VP9 and AV1 are)",
                 other.name()
             ),
             MediaKind::Audio => format!(

@@ -599,15 +599,9 @@ impl Engine {
             Role::Play(_) => Direction::Send,
         };
         let stream_video = match &role {
-            Role::Play(reader) => reader
-                .stream()
-                .tracks()
-                .borrow()
-                .video()
-                .map(|t| t.codec.clone()),
+            Role::Play(reader) => peer::VideoCodec::of_stream(reader.stream()),
             Role::Publish(_) => None,
         };
-        let stream_video = stream_video.as_ref().and_then(peer::VideoCodec::of);
         let built = peer::build(&self.local, offer, direction, stream_video, now)?;
         let key = self.next_key;
         self.next_key += 1;
@@ -647,15 +641,9 @@ impl Engine {
             ClientRole::Count(_) | ClientRole::Pull(_) => Direction::Receive,
         };
         let stream_video = match &role {
-            ClientRole::Push(reader) => reader
-                .stream()
-                .tracks()
-                .borrow()
-                .video()
-                .map(|t| t.codec.clone()),
+            ClientRole::Push(reader) => peer::VideoCodec::of_stream(reader.stream()),
             _ => None,
         };
-        let stream_video = stream_video.as_ref().and_then(peer::VideoCodec::of);
         let (pc, ufrag, offer, senders) =
             peer::build_offer(&self.local, direction, stream_video, now)?;
         let key = self.next_key;

@@ -94,6 +94,15 @@ impl VideoCodec {
         }
     }
 
+    /// The codec of a stream's video track, when it has one WebRTC can carry.
+    pub fn of_stream(stream: &crate::bus::Stream) -> Option<Self> {
+        stream
+            .tracks()
+            .borrow()
+            .video()
+            .and_then(|t| Self::of(&t.codec))
+    }
+
     /// As people name it ("this stream is VP8").
     pub fn label(self) -> &'static str {
         match self {

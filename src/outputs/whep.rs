@@ -402,6 +402,69 @@ mod tests {
     }
 
     #[test]
+    fn feed_packetizes_each_video_codec_and_explains_the_others() {
+        use switchyard_media::{Frame, Track};
+        let frame = |data: &'static [u8], keyframe| {
+            BusFrame::new(
+                Frame {
+                    track: TrackId(1),
+                    pts: 3000,
+                    dts: 3000,
+                    keyframe,
+                    data: Bytes::from_static(data),
+                },
+                keyframe,
+                0,
+            )
+        };
+        let tracks = |codec| {
+            Arc::new(TrackSet {
+                generation: 1,
+                tracks: vec![Track {
+                    id: TrackId(1),
+                    codec,
+                    clock_rate: 90_000,
+                }],
+            })
+        };
+        let mut feed = Feed::new("test");
+        // VP8: descriptor with S, PictureID 0, then the frame.
+        feed.on_tracks(tracks(CodecConfig::Vp8));
+        assert!(feed.has_video() && feed.notes.is_empty());
+        let out = feed.on_frame(&frame(&[0x10, 0x02, 0x00], true)).unwrap();
+        assert_eq!(
+            &out.payloads[0].data[..],
+            &[0x90, 0x80, 0x80, 0x00, 0x10, 0x02, 0x00]
+        );
+        assert!(out.keyframe && out.payloads[0].marker);
+        assert_eq!(feed.gop().len(), 1);
+        // VP9: flexible mode; an inter frame refers to the one before (P_DIFF 1).
+        feed.on_tracks(tracks(CodecConfig::Vp9 {
+            vpcc: Bytes::from_static(&[1, 0, 0, 0, 0, 10, 0x82, 2, 2, 2, 0, 0]),
+        }));
+        let out = feed.on_frame(&frame(&[0x86, 0x00], false)).unwrap();
+        assert_eq!(
+            &out.payloads[0].data[..],
+            &[0xdc, 0x80, 0x00, 0x02, 0x86, 0x00]
+        );
+        // AV1: the OBU without its size field, in one W=0 element.
+        feed.on_tracks(tracks(CodecConfig::Av1 {
+            av1c: Bytes::from_static(&[0x81, 0, 0x0c, 0]),
+        }));
+        let out = feed
+            .on_frame(&frame(&[0x32, 2, 0x20, 0x05], false))
+            .unwrap();
+        assert_eq!(&out.payloads[0].data[..], &[0x00, 3, 0x30, 0x20, 0x05]);
+        // G.711 is not sent, and the feed says why.
+        feed.on_tracks(tracks(CodecConfig::G711 {
+            law: switchyard_media::G711Law::ALaw,
+            channels: 1,
+        }));
+        assert!(!feed.has_video());
+        assert!(feed.notes[0].contains("pcm_alaw audio is not sent over WebRTC"));
+    }
+
+    #[test]
     fn catch_up_squeezes_the_gop_to_end_at_the_live_edge() {
         let gop: Vec<_> = (0..30)
             .map(|i| frame(MediaKind::Video, 90_000 + i * 3000, i == 0, 1))

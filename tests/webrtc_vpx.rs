@@ -73,7 +73,10 @@ fn chromium_publishes_and_plays(codec: &str, mime: &str, rtmp: bool) {
     assert_chromium_decodes(&report, mime);
     if rtmp {
         let decoded = ffmpeg_decode_with(&ffmpeg9(), &server.rtmp_url(&name), 3);
-        assert!(decoded.success && decoded.video_frames > 20, "{decoded:?}");
+        assert!(
+            decoded.success && decoded.errors.is_empty() && decoded.video_frames > 20,
+            "{decoded:?}"
+        );
     }
 
     let published = publishing.finish();
@@ -134,7 +137,10 @@ fn gstreamer_publishes_vp9_over_whip_and_chromium_plays_it() {
     // Enhanced RTMP carries VP9 (FourCC vp09) with the vpcC built from a keyframe's header:
     // FFmpeg 9 decodes it.
     let decoded = ffmpeg_decode_with(&ffmpeg9(), &server.rtmp_url("live/vp9"), 3);
-    assert!(decoded.success && decoded.video_frames > 20, "{decoded:?}");
+    assert!(
+        decoded.success && decoded.errors.is_empty() && decoded.video_frames > 20,
+        "{decoded:?}"
+    );
     // fMP4 (HLS, MSE) does not carry VP9 yet: HLS has the Opus audio alone, and says so.
     let hls = ffprobe_streams(&server.api("/hls/live/vp9/index.m3u8"));
     assert!(

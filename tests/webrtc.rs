@@ -515,14 +515,7 @@ fn whip_whep_round_trip(server: &Switchyard) {
     assert_eq!(frames.len(), 12);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let settings = WebRtcSettings {
-            udp: ([127, 0, 0, 1], 0).into(),
-            candidate_ips: Vec::new(),
-            public_ips: Vec::new(),
-            ice_servers: Vec::new(),
-            own_thread: false,
-            simulate_loss_one_in: 0,
-        };
+        let settings = WebRtcSettings::client([127, 0, 0, 1].into());
         let stop = tokio_util::sync::CancellationToken::new();
         let http = reqwest::Client::new();
         // The source: a local bus stream fed with the fixture at 25 fps, pushed over WHIP.

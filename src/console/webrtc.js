@@ -47,5 +47,29 @@
     return seen.size ? 'UDP ' + [...seen].join(', ') : 'UDP (port unknown)';
   }
 
-  window.SwitchyardWebRtc = { waitForGathering, errorText, parseIceServers, mediaPorts };
+  // Codec preferences for a video transceiver that sends `name` (h264 | vp8 | vp9 | av1).
+  // H.264: packetization-mode=1 first (profile-level-id 42e01f before other H.264), then the
+  // rest, so the offer still works with a server that picks something else. Another codec:
+  // only that one (VP9 profile 0 first) and the helpers (rtx, red, ulpfec), since the server
+  // takes H.264 whenever the offer has it. Returns null if the browser cannot send `name`.
+  function videoCodecPreferences(codecs, name) {
+    const fmtp = (c) => (c.sdpFmtpLine || '').toLowerCase();
+    const mime = (c) => c.mimeType.toLowerCase();
+    const wanted = 'video/' + name;
+    if (!codecs.some((c) => mime(c) === wanted)) return null;
+    const helper = (c) => /^video\/(rtx|red|ulpfec|flexfec-03)$/.test(mime(c));
+    const rank = (c) => {
+      if (mime(c) !== wanted) return name === 'h264' ? 3 : helper(c) ? 4 : 5;
+      if (name === 'h264') {
+        if (!/packetization-mode=1/.test(fmtp(c))) return 2;
+        return /profile-level-id=42e01f/.test(fmtp(c)) ? 0 : 1;
+      }
+      return name === 'vp9' && !/profile-id=0/.test(fmtp(c)) && fmtp(c) !== '' ? 1 : 0;
+    };
+    return codecs.map((c, i) => [rank(c), i, c])
+      .filter((x) => name === 'h264' || x[0] < 5)
+      .sort((a, b) => a[0] - b[0] || a[1] - b[1]).map((x) => x[2]);
+  }
+
+  window.SwitchyardWebRtc = { waitForGathering, errorText, parseIceServers, mediaPorts, videoCodecPreferences };
 })();

@@ -1,22 +1,27 @@
 //! WHIP ingest (RFC 9725): what a publishing peer connection's RTP becomes on the bus.
 //!
 //! The engine (`crate::webrtc`) owns the connection and hands this the RTP and RTCP it reads.
-//! Video: a small reorder buffer (NACKed packets arrive late), the H.264 depacketizer of
-//! `protocols/rtp` (RFC 6184), access units with SPS/PPS kept out of band as the track's
-//! config. Audio: one Opus packet is one frame (RFC 7587 4.2). Both clocks are mapped onto the
+//! Video: a small reorder buffer (NACKed packets arrive late), then the depacketizer of the
+//! negotiated codec from `protocols/rtp`: H.264 (RFC 6184; SPS/PPS kept out of band as the
+//! track's avcC), VP8 (RFC 7741), VP9 (RFC 9628; the track's vpcC read from the keyframe
+//! header) or AV1 (AV1 RTP spec; the track's av1C built from the sequence header). Audio: one Opus packet is one frame (RFC 7587 4.2). Both clocks are mapped onto the
 //! stream's time origin by [`SessionClock`]: by arrival until RTCP sender reports come, then by
 //! the reports (RFC 3550 6.4.1). The stream's tracks are announced once the first keyframe
-//! gives the video its parameter sets (at once for audio-only publishers).
+//! gives the video its configuration (at once for audio-only publishers).
 
 use crate::bus::Publisher;
+use crate::webrtc::VideoCodec;
 use bytes::Bytes;
 use std::time::{Duration, Instant};
 use switchyard_media::h264::AvcConfig;
 use switchyard_media::{CodecConfig, Frame, MediaKind, Track, TrackId};
+use switchyard_rtp::av1::{av1c_from_temporal_unit, Av1Depacketizer};
 use switchyard_rtp::clock::SessionClock;
 use switchyard_rtp::h264::{H264AccessUnit, H264Depacketizer};
 use switchyard_rtp::reorder::ReorderBuffer;
-use switchyard_rtp::PacketRef;
+use switchyard_rtp::vp8::Vp8Depacketizer;
+use switchyard_rtp::vp9::{Vp9Depacketizer, Vp9KeyframeInfo};
+use switchyard_rtp::{CodedFrame, PacketRef, RtpError};
 
 pub const VIDEO_TRACK: TrackId = TrackId(1);
 pub const AUDIO_TRACK: TrackId = TrackId(2);
@@ -38,9 +43,108 @@ struct VideoIn {
     clock: usize,
     reorder: ReorderBuffer<(Bytes, u16, u32, bool)>,
     gap_since: Option<Instant>,
-    depacketizer: H264Depacketizer,
-    config: Option<AvcConfig>,
-    units: Vec<H264AccessUnit>,
+    depacketizer: Depacketizer,
+    config: Option<CodecConfig>,
+    units: Vec<VideoUnit>,
+}
+
+/// The depacketizer of the negotiated video codec.
+enum Depacketizer {
+    H264(H264Depacketizer, Vec<H264AccessUnit>),
+    Vp8(Vp8Depacketizer, Vec<CodedFrame>),
+    Vp9(Vp9Depacketizer, Vec<CodedFrame>),
+    Av1(Av1Depacketizer, Vec<CodedFrame>),
+}
+
+/// A depacketized video frame and, when it brings one, its track's new configuration.
+struct VideoUnit {
+    timestamp: u32,
+    data: Bytes,
+    keyframe: bool,
+    config: Option<Result<CodecConfig, String>>,
+}
+
+impl Depacketizer {
+    fn new(codec: VideoCodec) -> Self {
+        match codec {
+            VideoCodec::H264 => Depacketizer::H264(H264Depacketizer::default(), Vec::new()),
+            VideoCodec::Vp8 => Depacketizer::Vp8(Vp8Depacketizer::default(), Vec::new()),
+            VideoCodec::Vp9 { .. } => Depacketizer::Vp9(Vp9Depacketizer::default(), Vec::new()),
+            VideoCodec::Av1 => Depacketizer::Av1(Av1Depacketizer::default(), Vec::new()),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Depacketizer::H264(..) => "H.264",
+            Depacketizer::Vp8(..) => "VP8",
+            Depacketizer::Vp9(..) => "VP9",
+            Depacketizer::Av1(..) => "AV1",
+        }
+    }
+
+    fn push(&mut self, packet: PacketRef<'_>, lost: u16) -> Result<(), RtpError> {
+        match self {
+            Depacketizer::H264(d, out) => d.push(packet, lost, out),
+            Depacketizer::Vp8(d, out) => d.push(packet, lost, out),
+            Depacketizer::Vp9(d, out) => d.push(packet, lost, out),
+            Depacketizer::Av1(d, out) => d.push(packet, lost, out),
+        }
+    }
+
+    fn waiting_for_keyframe(&self) -> bool {
+        match self {
+            Depacketizer::H264(d, _) => d.waiting_for_keyframe(),
+            Depacketizer::Vp8(d, _) => d.waiting_for_keyframe(),
+            Depacketizer::Vp9(d, _) => d.waiting_for_keyframe(),
+            Depacketizer::Av1(d, _) => d.waiting_for_keyframe(),
+        }
+    }
+
+    /// Moves the frames depacketized so far to `units`, with the configuration each
+    /// keyframe gives.
+    fn drain(&mut self, units: &mut Vec<VideoUnit>) {
+        let coded = |f: CodedFrame, config: Option<Result<CodecConfig, String>>| VideoUnit {
+            timestamp: f.timestamp,
+            data: f.data,
+            keyframe: f.keyframe,
+            config,
+        };
+        match self {
+            Depacketizer::H264(_, out) => units.extend(out.drain(..).map(|au| VideoUnit {
+                timestamp: au.timestamp,
+                keyframe: au.keyframe,
+                config: au.parameter_sets.map(|(sps, pps)| {
+                    AvcConfig::from_parameter_sets(vec![sps], vec![pps])
+                        .map(CodecConfig::H264)
+                        .map_err(|e| format!("unusable H.264 parameter sets: {e}"))
+                }),
+                data: au.data,
+            })),
+            Depacketizer::Vp8(_, out) => units.extend(out.drain(..).map(|f| {
+                let config = f.keyframe.then_some(Ok(CodecConfig::Vp8));
+                coded(f, config)
+            })),
+            Depacketizer::Vp9(_, out) => units.extend(out.drain(..).map(|f| {
+                let config = f.keyframe.then(|| {
+                    Vp9KeyframeInfo::parse(&f.data)
+                        .map(|info| CodecConfig::Vp9 { vpcc: info.vpcc() })
+                        .ok_or_else(|| "a VP9 keyframe without a readable header".to_string())
+                });
+                coded(f, config)
+            })),
+            Depacketizer::Av1(_, out) => units.extend(out.drain(..).map(|f| {
+                let config = f.keyframe.then(|| {
+                    av1c_from_temporal_unit(&f.data)
+                        .map(|av1c| CodecConfig::Av1 { av1c })
+                        .ok_or_else(|| {
+                            "an AV1 keyframe without a readable sequence header".to_string()
+                        })
+                });
+                coded(f, config)
+            })),
+        }
+    }
 }
 
 /// One WHIP publisher's media on its way to the bus.
@@ -51,7 +155,8 @@ pub struct WhipIngest {
     video: Option<VideoIn>,
     audio_clock: Option<usize>,
     first_audio: Option<Instant>,
-    expects_video: bool,
+    /// The negotiated video codec, when the publisher sends video.
+    video_codec: Option<VideoCodec>,
     announced: bool,
     keyframe_wanted: bool,
     last_keyframe_request: Option<Instant>,
@@ -65,7 +170,7 @@ pub struct WhipIngest {
 }
 
 impl WhipIngest {
-    pub fn new(publisher: Publisher, expects_video: bool) -> Self {
+    pub fn new(publisher: Publisher, video_codec: Option<VideoCodec>) -> Self {
         WhipIngest {
             publisher,
             clock: SessionClock::new(),
@@ -73,7 +178,7 @@ impl WhipIngest {
             video: None,
             audio_clock: None,
             first_audio: None,
-            expects_video,
+            video_codec,
             announced: false,
             keyframe_wanted: true,
             last_keyframe_request: None,
@@ -120,11 +225,12 @@ impl WhipIngest {
         now: Instant,
     ) -> Result<(), String> {
         let clock = &mut self.clock;
+        let codec = self.video_codec.unwrap_or(VideoCodec::H264);
         let video = self.video.get_or_insert_with(|| VideoIn {
             clock: clock.add_track(90_000),
             reorder: ReorderBuffer::new(REORDER_CAPACITY),
             gap_since: None,
-            depacketizer: H264Depacketizer::default(),
+            depacketizer: Depacketizer::new(codec),
             config: None,
             units: Vec::new(),
         });
@@ -148,11 +254,12 @@ impl WhipIngest {
                 marker,
                 payload: &payload,
             };
-            if let Err(e) = video.depacketizer.push(packet, lost, &mut video.units) {
+            if let Err(e) = video.depacketizer.push(packet, lost) {
                 self.bad_packets += 1;
-                result = Err(format!("H.264 RTP: {e}"));
+                result = Err(format!("{} RTP: {e}", video.depacketizer.name()));
             }
         }
+        video.depacketizer.drain(&mut video.units);
         if video.depacketizer.waiting_for_keyframe() {
             self.keyframe_wanted = true;
         }
@@ -167,24 +274,21 @@ impl WhipIngest {
         result
     }
 
-    fn access_unit(&mut self, unit: &H264AccessUnit, now: Instant) {
+    fn access_unit(&mut self, unit: &VideoUnit, now: Instant) {
         let arrival = self.arrival(now);
         let Some(video) = self.video.as_mut() else {
             return;
         };
-        if let Some((sps, pps)) = &unit.parameter_sets {
-            match AvcConfig::from_parameter_sets(vec![sps.clone()], vec![pps.clone()]) {
-                Ok(config) => {
-                    if video.config.as_ref().map(|c| &c.record) != Some(&config.record) {
-                        video.config = Some(config);
-                        self.announced = false;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(stream = %self.publisher.stream().name(), error = %e, "WHIP: unusable H.264 parameter sets");
-                    self.bad_packets += 1;
-                }
+        match &unit.config {
+            Some(Ok(config)) if video.config.as_ref() != Some(config) => {
+                video.config = Some(config.clone());
+                self.announced = false;
             }
+            Some(Err(e)) => {
+                tracing::warn!(stream = %self.publisher.stream().name(), error = %e, "WHIP: no track configuration from this keyframe");
+                self.bad_packets += 1;
+            }
+            Some(Ok(_)) | None => {}
         }
         if video.config.is_none() {
             self.keyframe_wanted = true;
@@ -224,7 +328,7 @@ impl WhipIngest {
         };
         let pts = self.clock.map(clock, timestamp, arrival);
         let pts = self.monotonic(1, pts);
-        let video_pending = self.expects_video
+        let video_pending = self.video_codec.is_some()
             && self.video.as_ref().is_none_or(|v| v.config.is_none())
             && self
                 .first_audio
@@ -270,7 +374,7 @@ impl WhipIngest {
         if let Some(config) = self.video.as_ref().and_then(|v| v.config.clone()) {
             tracks.push(Track {
                 id: VIDEO_TRACK,
-                codec: CodecConfig::H264(config),
+                codec: config,
                 clock_rate: 90_000,
             });
         }

@@ -89,14 +89,7 @@ async fn session(
         Ok(s) => s,
         Err(e) => return failed(e.to_string()),
     };
-    let settings = WebRtcSettings {
-        udp: ([0, 0, 0, 0], 0).into(),
-        candidate_ips: Vec::new(),
-        public_ips: Vec::new(),
-        ice_servers: Vec::new(),
-        own_thread: false,
-        simulate_loss_one_in: 0,
-    };
+    let settings = WebRtcSettings::client([0, 0, 0, 0].into());
     let engine_stop = stop.child_token();
     let engine = match crate::webrtc::start(socket, settings, engine_stop.clone()) {
         Ok(e) => e,

@@ -154,6 +154,15 @@ impl HlsOutputs {
                 e = reader.recv() => e,
             };
             let Some(event) = event else { return };
+            if let ReaderEvent::Tracks(set) = &event {
+                for t in set
+                    .tracks
+                    .iter()
+                    .filter(|t| !switchyard_fmp4::supports(&t.codec))
+                {
+                    tracing::warn!(stream = %reader.stream().name(), "{} {} is not carried in HLS: fMP4 for it is not built yet", t.codec.name(), t.kind());
+                }
+            }
             let mut produced = false;
             for output in cutter.handle(event) {
                 let mut playlist = muxer.playlist.lock().unwrap();

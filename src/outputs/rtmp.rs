@@ -297,6 +297,12 @@ impl RtmpPlayer {
     fn encode(&mut self, event: ReaderEvent, out: &mut Vec<Bytes>) {
         match event {
             ReaderEvent::Tracks(tracks) => {
+                if let Some(t) = tracks
+                    .video()
+                    .filter(|t| video_sequence_header(&t.codec).is_none())
+                {
+                    tracing::warn!(stream = %self.reader.stream().name(), "{} video is not carried over RTMP (Enhanced RTMP v2 `vp08` is not implemented)", t.codec.name());
+                }
                 for message in self.mapper.on_tracks(tracks) {
                     out.push(self.chunk(message));
                 }

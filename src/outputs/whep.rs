@@ -1,7 +1,9 @@
 //! WHEP playback: bus frames as RTP for WebRTC viewers.
 //!
 //! A [`Feed`] is one stream as the viewers of this process see it: it packetizes each frame
-//! once (H.264 per RFC 6184 with SPS/PPS before every IDR; Opus per RFC 7587) and keeps the
+//! once (H.264 per RFC 6184 with SPS/PPS before every IDR; VP8 per RFC 7741; VP9 per RFC
+//! 9628; AV1 per the AV1 RTP spec with the sequence header before every keyframe; Opus per
+//! RFC 7587) and keeps the
 //! packetized frames since the last keyframe, so a viewer that connects starts on a keyframe
 //! at once. A [`Viewer`] only stamps its own RTP header (SSRC, payload type, sequence number,
 //! timestamp) on the shared payloads.
@@ -19,8 +21,11 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 use switchyard_media::{rescale, CodecConfig, MediaKind, TrackId};
+use switchyard_rtp::av1::{av1c_config_obus, Av1Packetizer};
 use switchyard_rtp::h264::H264Packetizer;
-use switchyard_rtp::Payload;
+use switchyard_rtp::vp8::Vp8Packetizer;
+use switchyard_rtp::vp9::Vp9Packetizer;
+use switchyard_rtp::{Payload, RtpError};
 
 /// Largest RTP payload we send; with headers, SRTP tag and UDP/IP it stays under 1280 bytes.
 pub const MAX_PAYLOAD: usize = 1150;
@@ -30,10 +35,14 @@ const MAX_GOP_FRAMES: usize = 600;
 /// Why a track's codec is not sent to WebRTC viewers (`None`: it is sent).
 pub fn not_sent_reason(codec: &CodecConfig) -> Option<String> {
     match codec {
-        CodecConfig::H264(_) | CodecConfig::Opus { .. } => None,
+        CodecConfig::H264(_)
+        | CodecConfig::Vp8
+        | CodecConfig::Vp9 { .. }
+        | CodecConfig::Av1 { .. }
+        | CodecConfig::Opus { .. } => None,
         other => Some(match other.kind() {
             MediaKind::Video => format!(
-                "{} video is not sent over WebRTC (only H.264 is)",
+                "{} video is not sent over WebRTC (H.264, VP8, VP9 and AV1 are)",
                 other.name()
             ),
             MediaKind::Audio => format!(
@@ -41,6 +50,60 @@ pub fn not_sent_reason(codec: &CodecConfig) -> Option<String> {
                 other.name()
             ),
         }),
+    }
+}
+
+/// The packetizer of the stream's video codec.
+enum VideoPacketizer {
+    H264 {
+        packetizer: H264Packetizer,
+        sps: Vec<Bytes>,
+        pps: Vec<Bytes>,
+    },
+    Vp8(Vp8Packetizer),
+    Vp9(Vp9Packetizer),
+    Av1 {
+        packetizer: Av1Packetizer,
+        av1c: Bytes,
+    },
+}
+
+impl VideoPacketizer {
+    fn new(codec: &CodecConfig) -> Option<Self> {
+        Some(match codec {
+            CodecConfig::H264(config) => VideoPacketizer::H264 {
+                packetizer: H264Packetizer::new(MAX_PAYLOAD),
+                sps: config.sps_nals.clone(),
+                pps: config.pps_nals.clone(),
+            },
+            CodecConfig::Vp8 => VideoPacketizer::Vp8(Vp8Packetizer::new(MAX_PAYLOAD)),
+            CodecConfig::Vp9 { .. } => VideoPacketizer::Vp9(Vp9Packetizer::new(MAX_PAYLOAD)),
+            CodecConfig::Av1 { av1c } => VideoPacketizer::Av1 {
+                packetizer: Av1Packetizer::new(MAX_PAYLOAD),
+                av1c: av1c.clone(),
+            },
+            _ => return None,
+        })
+    }
+
+    fn packetize(
+        &mut self,
+        data: &Bytes,
+        keyframe: bool,
+        out: &mut Vec<Payload>,
+    ) -> Result<(), RtpError> {
+        match self {
+            VideoPacketizer::H264 {
+                packetizer,
+                sps,
+                pps,
+            } => packetizer.packetize(data, keyframe, sps, pps, out),
+            VideoPacketizer::Vp8(p) => p.packetize(data, out),
+            VideoPacketizer::Vp9(p) => p.packetize(data, keyframe, out),
+            VideoPacketizer::Av1 { packetizer, av1c } => {
+                packetizer.packetize(data, keyframe, av1c_config_obus(av1c), out)
+            }
+        }
     }
 }
 
@@ -59,9 +122,7 @@ pub struct Feed {
     tracks: Arc<TrackSet>,
     video: Option<TrackId>,
     audio: Option<TrackId>,
-    sps: Vec<Bytes>,
-    pps: Vec<Bytes>,
-    packetizer: H264Packetizer,
+    packetizer: Option<VideoPacketizer>,
     gop: Vec<Arc<Packetized>>,
     b_frames_warned: bool,
     /// Why a track is not sent (shown in the session list).
@@ -75,9 +136,7 @@ impl Feed {
             tracks: Arc::new(TrackSet::default()),
             video: None,
             audio: None,
-            sps: Vec::new(),
-            pps: Vec::new(),
-            packetizer: H264Packetizer::new(MAX_PAYLOAD),
+            packetizer: None,
             gop: Vec::new(),
             b_frames_warned: false,
             notes: Vec::new(),
@@ -89,15 +148,20 @@ impl Feed {
         self.notes.clear();
         self.video = None;
         self.audio = None;
+        self.packetizer = None;
         self.gop.clear();
         for track in tracks.tracks.iter() {
             match &track.codec {
-                CodecConfig::H264(config) => {
-                    self.video = Some(track.id);
-                    self.sps = config.sps_nals.clone();
-                    self.pps = config.pps_nals.clone();
-                }
                 CodecConfig::Opus { .. } => self.audio = Some(track.id),
+                video if video.kind() == MediaKind::Video && self.video.is_none() => {
+                    match VideoPacketizer::new(video) {
+                        Some(packetizer) => {
+                            self.video = Some(track.id);
+                            self.packetizer = Some(packetizer);
+                        }
+                        None => self.notes.extend(not_sent_reason(video)),
+                    }
+                }
                 other => self.notes.extend(not_sent_reason(other)),
             }
         }
@@ -134,13 +198,8 @@ impl Feed {
                 self.b_frames_warned = true;
                 tracing::warn!(stream = %self.name, "the stream has B-frames: WebRTC players decode them but may stutter; publish without B-frames (e.g. x264 -bf 0 / baseline) for WebRTC viewers");
             }
-            if let Err(e) = self.packetizer.packetize(
-                &frame.data,
-                frame.keyframe,
-                &self.sps,
-                &self.pps,
-                &mut payloads,
-            ) {
+            let packetizer = self.packetizer.as_mut()?;
+            if let Err(e) = packetizer.packetize(&frame.data, frame.keyframe, &mut payloads) {
                 tracing::debug!(stream = %self.name, error = %e, "frame not packetized");
                 return None;
             }
@@ -539,6 +598,69 @@ mod tests {
             .unwrap();
         assert_eq!(rtp_time.wrapping_sub(timestamp(&out[0])), 9000);
         assert_eq!((packets, octets), (2, 20));
+    }
+
+    #[test]
+    fn feed_packetizes_each_video_codec_and_explains_the_others() {
+        use switchyard_media::{Frame, Track};
+        let frame = |data: &'static [u8], keyframe| {
+            BusFrame::new(
+                Frame {
+                    track: TrackId(1),
+                    pts: 3000,
+                    dts: 3000,
+                    keyframe,
+                    data: Bytes::from_static(data),
+                },
+                keyframe,
+                0,
+            )
+        };
+        let tracks = |codec| {
+            Arc::new(TrackSet {
+                generation: 1,
+                tracks: vec![Track {
+                    id: TrackId(1),
+                    codec,
+                    clock_rate: 90_000,
+                }],
+            })
+        };
+        let mut feed = Feed::new("test");
+        // VP8: descriptor with S, PictureID 0, then the frame.
+        feed.on_tracks(tracks(CodecConfig::Vp8));
+        assert!(feed.has_video() && feed.notes.is_empty());
+        let out = feed.on_frame(&frame(&[0x10, 0x02, 0x00], true)).unwrap();
+        assert_eq!(
+            &out.payloads[0].data[..],
+            &[0x90, 0x80, 0x80, 0x00, 0x10, 0x02, 0x00]
+        );
+        assert!(out.keyframe && out.payloads[0].marker);
+        assert_eq!(feed.gop().len(), 1);
+        // VP9: flexible mode; an inter frame refers to the one before (P_DIFF 1).
+        feed.on_tracks(tracks(CodecConfig::Vp9 {
+            vpcc: Bytes::from_static(&[1, 0, 0, 0, 0, 10, 0x82, 2, 2, 2, 0, 0]),
+        }));
+        let out = feed.on_frame(&frame(&[0x86, 0x00], false)).unwrap();
+        assert_eq!(
+            &out.payloads[0].data[..],
+            &[0xdc, 0x80, 0x00, 0x02, 0x86, 0x00]
+        );
+        // AV1: the OBU without its size field, in one W=0 element.
+        feed.on_tracks(tracks(CodecConfig::Av1 {
+            av1c: Bytes::from_static(&[0x81, 0, 0x0c, 0]),
+        }));
+        let out = feed
+            .on_frame(&frame(&[0x32, 2, 0x20, 0x05], false))
+            .unwrap();
+        assert_eq!(&out.payloads[0].data[..], &[0x00, 3, 0x30, 0x20, 0x05]);
+        // G.711 is not sent, and the feed says why.
+        feed.on_tracks(tracks(CodecConfig::G711 {
+            law: switchyard_media::G711Law::ALaw,
+            channels: 1,
+        }));
+        assert!(!feed.has_video());
+        assert!(feed.notes[0].contains("pcm_alaw audio is not sent over WebRTC"));
     }
 
     #[test]

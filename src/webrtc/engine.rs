@@ -614,13 +614,19 @@ impl Engine {
             Role::Publish(_) => Direction::Receive,
             Role::Play(_) => Direction::Send,
         };
-        let built = peer::build(&self.local, offer, direction, now)?;
+        let stream_video = match &role {
+            Role::Play(reader) => peer::VideoCodec::of_stream(reader.stream()),
+            Role::Publish(_) => None,
+        };
+        let built = peer::build(&self.local, offer, direction, stream_video, now)?;
         let key = self.next_key;
         self.next_key += 1;
         let (stream, role) = match role {
             Role::Publish(publisher) => {
-                let expects_video = built.sdp.contains("m=video") && offer_sends_video(offer);
-                self.publisher_role(key, publisher, expects_video)
+                let video = built
+                    .video_codec
+                    .filter(|_| built.sdp.contains("m=video") && offer_sends_video(offer));
+                self.publisher_role(key, publisher, video)
             }
             Role::Play(reader) => {
                 let viewer = new_viewer(built.video, built.audio);
@@ -644,12 +650,18 @@ impl Engine {
             ClientRole::Push(_) => Direction::Send,
             ClientRole::Count(_) | ClientRole::Pull(_) => Direction::Receive,
         };
-        let (built, senders) = peer::build_offer(&self.local, direction, now)?;
+        let stream_video = match &role {
+            ClientRole::Push(reader) => peer::VideoCodec::of_stream(reader.stream()),
+            _ => None,
+        };
+        let (built, senders) = peer::build_offer(&self.local, direction, stream_video, now)?;
         let key = self.next_key;
         self.next_key += 1;
         let (stream, role) = match role {
             ClientRole::Count(counters) => (String::new(), PeerRole::Client(counters)),
-            ClientRole::Pull(publisher) => self.publisher_role(key, publisher, true),
+            ClientRole::Pull(publisher) => {
+                self.publisher_role(key, publisher, Some(peer::VideoCodec::H264))
+            }
             // Tracks are set when the answer says what was negotiated.
             ClientRole::Push(reader) => self.viewer_role(key, reader, Viewer::new(None, None)),
         };
@@ -663,12 +675,12 @@ impl Engine {
         &mut self,
         key: PeerKey,
         publisher: crate::bus::Publisher,
-        expects_video: bool,
+        video: Option<peer::VideoCodec>,
     ) -> (String, PeerRole) {
         let name = publisher.stream().name().to_string();
         self.publishers.insert(name.clone(), key);
         let role = PeerRole::Publisher {
-            ingest: Box::new(WhipIngest::new(publisher, expects_video)),
+            ingest: Box::new(WhipIngest::new(publisher, video)),
             tracks: HashMap::new(),
         };
         (name, role)

@@ -17,6 +17,7 @@
 mod engine;
 mod peer;
 pub(crate) mod srtp;
+pub use peer::VideoCodec;
 mod stun;
 pub mod udp;
 
@@ -45,6 +46,21 @@ pub struct WebRtcSettings {
     pub own_thread: bool,
     /// Testing aid: drop one in this many media packets to viewers on their first send. 0: off.
     pub simulate_loss_one_in: u32,
+}
+
+impl WebRtcSettings {
+    /// An engine of its own for clients (load generator, tests): an OS-chosen port on `ip`,
+    /// run as a task of the calling runtime.
+    pub fn client(ip: IpAddr) -> Self {
+        WebRtcSettings {
+            udp: SocketAddr::new(ip, 0),
+            candidate_ips: Vec::new(),
+            public_ips: Vec::new(),
+            ice_servers: Vec::new(),
+            own_thread: false,
+            simulate_loss_one_in: 0,
+        }
+    }
 }
 
 /// A STUN or TURN server for clients.

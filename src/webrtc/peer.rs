@@ -1,13 +1,19 @@
 //! Turning a WHIP/WHEP offer into a peer connection and its answer.
 //!
 //! The offer is checked first so a client hears exactly what is wrong with it (no ICE
-//! credentials, no fingerprint, no H.264/Opus in the direction it needs), then `rtc` builds the
-//! connection: our chosen ICE ufrag (it routes the first STUN request to this connection), ICE
-//! lite, DTLS server role, the process certificate, H.264 (packetization-mode 1, RFC 6184) and
-//! Opus (RFC 7587), NACK (RFC 4585) and RTCP reports, and an interceptor that lets the RTCP the
+//! credentials, no fingerprint, no video codec or Opus in the direction it needs), then `rtc`
+//! builds the connection: our chosen ICE ufrag (it routes the first STUN request to this
+//! connection), ICE lite, DTLS server role, the process certificate, one video codec and Opus
+//! (RFC 7587), NACK (RFC 4585) and RTCP reports, and an interceptor that lets the RTCP the
 //! engine acts on (PLI, FIR, NACK, sender reports) reach it. On connections that send, the
 //! engine protects and sends the media itself ([`super::srtp`]), so NACK retransmission and
 //! sender reports are its own too.
+//!
+//! Video codecs (see [`VideoCodec`]): a publisher (WHIP) may send H.264 (packetization-mode 1,
+//! RFC 6184), VP8 (RFC 7741), VP9 (RFC 9628, profiles 0 and 2) or AV1 (AV1 RTP spec v1.0);
+//! H.264 is taken when the offer has it, else the first of the others in that order. Only
+//! that codec is put in the answer, so the publisher cannot switch to another mid-stream. A
+//! viewer (WHEP) is offered the codec the stream has: there is no transcoding.
 
 use super::srtp::KeyCapture;
 use super::SessionError;
@@ -18,7 +24,7 @@ use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::certificate::RTCCertificate;
 use rtc::peer_connection::configuration::interceptor_registry::configure_twcc_receiver_only;
 use rtc::peer_connection::configuration::media_engine::{
-    MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS,
+    MediaEngine, MIME_TYPE_AV1, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8, MIME_TYPE_VP9,
 };
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
@@ -49,6 +55,95 @@ use std::time::Instant;
 const H264_PROFILES: [&str; 4] = ["42e01f", "42001f", "4d001f", "64001f"];
 const H264_FIRST_PT: u8 = 102;
 const OPUS_PT: u8 = 111;
+/// Our payload types of the other video codecs (the answer uses the offer's anyway).
+const VP8_PT: u8 = 96;
+const VP9_PT: u8 = 98; // profile-id=0; 100 for profile-id=2
+const AV1_PT: u8 = 45;
+
+/// A video codec WebRTC peers can send us or receive from us (passed through, never
+/// transcoded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoCodec {
+    H264,
+    Vp8,
+    /// With the VP9 profile of the stream (0: 8-bit 4:2:0, 2: 10/12-bit 4:2:0).
+    Vp9 {
+        profile: u8,
+    },
+    Av1,
+}
+
+impl VideoCodec {
+    /// Preference when a publisher offers several: H.264 first, since every output carries it.
+    const PUBLISH_ORDER: [VideoCodec; 5] = [
+        VideoCodec::H264,
+        VideoCodec::Vp8,
+        VideoCodec::Vp9 { profile: 0 },
+        VideoCodec::Vp9 { profile: 2 },
+        VideoCodec::Av1,
+    ];
+
+    /// The codec of a bus track, when WebRTC can carry it.
+    pub fn of(config: &switchyard_media::CodecConfig) -> Option<Self> {
+        use switchyard_media::CodecConfig;
+        match config {
+            CodecConfig::H264(_) => Some(VideoCodec::H264),
+            CodecConfig::Vp8 => Some(VideoCodec::Vp8),
+            // vpcC: version and flags, then the profile.
+            CodecConfig::Vp9 { vpcc } => Some(VideoCodec::Vp9 {
+                profile: vpcc.get(4).copied().unwrap_or(0),
+            }),
+            CodecConfig::Av1 { .. } => Some(VideoCodec::Av1),
+            _ => None,
+        }
+    }
+
+    /// The codec of a stream's video track, when it has one WebRTC can carry.
+    pub fn of_stream(stream: &crate::bus::Stream) -> Option<Self> {
+        stream
+            .tracks()
+            .borrow()
+            .video()
+            .and_then(|t| Self::of(&t.codec))
+    }
+
+    /// As people name it ("this stream is VP8").
+    pub fn label(self) -> &'static str {
+        match self {
+            VideoCodec::H264 => "H.264",
+            VideoCodec::Vp8 => "VP8",
+            VideoCodec::Vp9 { .. } => "VP9",
+            VideoCodec::Av1 => "AV1",
+        }
+    }
+
+    /// Whether an offer's media section can carry it.
+    fn offered_in(self, s: &MediaSection) -> bool {
+        match self {
+            VideoCodec::H264 => s.codecs.iter().any(|c| c == "h264") && s.h264_mode1,
+            VideoCodec::Vp8 => s.codecs.iter().any(|c| c == "vp8"),
+            VideoCodec::Vp9 { profile } => s.vp9_profiles.contains(&profile),
+            VideoCodec::Av1 => s.codecs.iter().any(|c| c == "av1"),
+        }
+    }
+
+    /// What to register: (codec, our payload type) in order of preference.
+    fn registrations(self) -> Vec<(RTCRtpCodec, u8)> {
+        match self {
+            VideoCodec::H264 => H264_PROFILES
+                .iter()
+                .enumerate()
+                .map(|(i, profile)| (h264_codec(profile), H264_FIRST_PT + i as u8))
+                .collect(),
+            VideoCodec::Vp8 => vec![(video_codec(MIME_TYPE_VP8, ""), VP8_PT)],
+            VideoCodec::Vp9 { profile } => vec![(
+                video_codec(MIME_TYPE_VP9, &format!("profile-id={profile}")),
+                VP9_PT + profile,
+            )],
+            VideoCodec::Av1 => vec![(video_codec(MIME_TYPE_AV1, ""), AV1_PT)],
+        }
+    }
+}
 
 /// Which way media flows for this connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +171,8 @@ pub struct Built {
     pub sdp: String,
     pub video: Option<SendTrack>,
     pub audio: Option<SendTrack>,
+    /// The video codec of the connection: what a publisher sends, or a viewer receives.
+    pub video_codec: Option<VideoCodec>,
 }
 
 /// What the engine shares with every new connection.
@@ -92,6 +189,7 @@ fn new_connection(
     local: &Local,
     ufrag: &str,
     direction: Direction,
+    video: VideoCodec,
     lite: bool,
     now: Instant,
 ) -> Result<(RTCPeerConnection, Option<Arc<KeyCapture>>), SessionError> {
@@ -113,12 +211,12 @@ fn new_connection(
     };
     let setting_engine = setting_engine.build();
     let mut media_engine = MediaEngine::default();
-    for (i, profile) in H264_PROFILES.iter().enumerate() {
+    for (rtp_codec, payload_type) in video.registrations() {
         media_engine
             .register_codec(
                 RTCRtpCodecParameters {
-                    rtp_codec: h264_codec(profile),
-                    payload_type: H264_FIRST_PT + i as u8,
+                    rtp_codec,
+                    payload_type,
                 },
                 RtpCodecKind::Video,
             )
@@ -200,7 +298,7 @@ pub type Senders = (
 
 fn add_sending_tracks(
     pc: &mut RTCPeerConnection,
-    video: bool,
+    video: Option<VideoCodec>,
     audio: bool,
 ) -> Result<Senders, SessionError> {
     let mut add = |kind_name: &str, kind, codec| -> Result<_, SessionError> {
@@ -210,14 +308,13 @@ fn add_sending_tracks(
             .map_err(internal)?;
         Ok((sender, ssrc))
     };
-    let video = if video {
-        Some(add(
+    let video = match video {
+        Some(codec) => Some(add(
             "video",
             RtpCodecKind::Video,
-            h264_codec(H264_PROFILES[0]),
-        )?)
-    } else {
-        None
+            codec.registrations().swap_remove(0).0,
+        )?),
+        None => None,
     };
     let audio = if audio {
         Some(add("audio", RtpCodecKind::Audio, opus_codec())?)
@@ -228,15 +325,22 @@ fn add_sending_tracks(
 }
 
 /// A client connection and its offer. `Receive` (a WHEP player): receive-only H.264 video and
-/// Opus audio. `Send` (a WHIP publisher): our video and audio tracks, send-only; their payload
-/// types are known once the answer is applied ([`negotiated_tracks`]).
+/// Opus audio. `Send` (a WHIP publisher): our video (`video`, the stream's codec; H.264 when
+/// not known) and audio tracks, send-only; their payload types are known once the answer is
+/// applied ([`negotiated_tracks`]).
 pub fn build_offer(
     local: &Local,
     direction: Direction,
+    video: Option<VideoCodec>,
     now: Instant,
 ) -> Result<(Built, Senders), SessionError> {
     let ufrag = random_token(8);
-    let (mut pc, keys) = new_connection(local, &ufrag, direction, false, now)?;
+    let video = match direction {
+        Direction::Send => video.unwrap_or(VideoCodec::H264),
+        // The pulled stream goes to a WHIP ingest set up for H.264.
+        Direction::Receive => VideoCodec::H264,
+    };
+    let (mut pc, keys) = new_connection(local, &ufrag, direction, video, false, now)?;
     let senders = match direction {
         Direction::Receive => {
             pc.add_transceiver_from_kind(RtpCodecKind::Video, None)
@@ -245,7 +349,7 @@ pub fn build_offer(
                 .map_err(internal)?;
             (None, None)
         }
-        Direction::Send => add_sending_tracks(&mut pc, true, true)?,
+        Direction::Send => add_sending_tracks(&mut pc, Some(video), true)?,
     };
     add_host_candidates(&mut pc, local)?;
     let offer = pc.create_offer(None).map_err(internal)?;
@@ -259,20 +363,22 @@ pub fn build_offer(
         keys,
         ufrag,
         sdp: offer,
+        video_codec: Some(video),
         video: None,
         audio: None,
     };
     Ok((built, senders))
 }
 
-/// The sending tracks the remote description settled on (codec and payload type).
+/// The sending tracks the remote description settled on (payload type of the one video codec
+/// the connection has, and of Opus).
 pub fn negotiated_tracks(
     pc: &mut RTCPeerConnection,
     (video, audio): Senders,
 ) -> (Option<SendTrack>, Option<SendTrack>) {
     (
-        video.and_then(|(sender, ssrc)| negotiated(pc, sender, ssrc, MIME_TYPE_H264)),
-        audio.and_then(|(sender, ssrc)| negotiated(pc, sender, ssrc, MIME_TYPE_OPUS)),
+        video.and_then(|(sender, ssrc)| negotiated(pc, sender, ssrc, RtpCodecKind::Video)),
+        audio.and_then(|(sender, ssrc)| negotiated(pc, sender, ssrc, RtpCodecKind::Audio)),
     )
 }
 
@@ -288,15 +394,20 @@ pub fn apply_answer(
         .map_err(|e| SessionError::BadRequest(format!("the answer was refused: {e}")))
 }
 
+/// Answers an offer. `stream_video`: for a viewer (`Send`), the video codec of the stream
+/// (H.264 when it is not known yet); the offer must be able to receive it.
 pub fn build(
     local: &Local,
     offer: &str,
     direction: Direction,
+    stream_video: Option<VideoCodec>,
     now: Instant,
 ) -> Result<Built, SessionError> {
-    let summary = check_offer(offer, direction)?;
+    let summary = check_offer_for(offer, direction, stream_video)?;
+    let stream_video = stream_video.unwrap_or(VideoCodec::H264);
     let ufrag = random_token(8);
-    let (mut pc, keys) = new_connection(local, &ufrag, direction, true, now)?;
+    let codec = summary.video.unwrap_or(stream_video);
+    let (mut pc, keys) = new_connection(local, &ufrag, direction, codec, true, now)?;
 
     let senders = if direction == Direction::Send {
         add_sending_tracks(&mut pc, summary.video, summary.audio)?
@@ -316,9 +427,10 @@ pub fn build(
         .sdp;
     let (video, audio) = negotiated_tracks(&mut pc, senders);
     if direction == Direction::Send && video.is_none() && audio.is_none() {
-        return Err(SessionError::Unsupported(
-            "no H.264 (packetization-mode=1) or Opus could be negotiated with this offer".into(),
-        ));
+        return Err(SessionError::Unsupported(format!(
+            "no {} or Opus could be negotiated with this offer",
+            codec.label()
+        )));
     }
     Ok(Built {
         pc,
@@ -327,15 +439,17 @@ pub fn build(
         sdp: answer,
         video,
         audio,
+        video_codec: summary.video,
     })
 }
 
-/// The payload type the answer settled on for `sender`, if it settled on one of `mime`.
+/// The payload type the answer settled on for `sender`, if it settled on a codec of ours of
+/// `kind` (a connection registers one video codec, so there is no choice to make).
 fn negotiated(
     pc: &mut RTCPeerConnection,
     sender: RTCRtpSenderId,
     ssrc: SSRC,
-    mime: &str,
+    kind: RtpCodecKind,
 ) -> Option<SendTrack> {
     let mut sender_handle = pc.rtp_sender(sender)?;
     let payload_type = sender_handle
@@ -344,9 +458,17 @@ fn negotiated(
         .codecs
         .iter()
         .find(|c| {
-            c.rtp_codec.mime_type.eq_ignore_ascii_case(mime)
-                && (mime != MIME_TYPE_H264
-                    || c.rtp_codec.sdp_fmtp_line.contains("packetization-mode=1"))
+            let is = |mime: &str| c.rtp_codec.mime_type.eq_ignore_ascii_case(mime);
+            match kind {
+                RtpCodecKind::Audio => is(MIME_TYPE_OPUS),
+                _ => {
+                    (is(MIME_TYPE_H264)
+                        && c.rtp_codec.sdp_fmtp_line.contains("packetization-mode=1"))
+                        || is(MIME_TYPE_VP8)
+                        || is(MIME_TYPE_VP9)
+                        || is(MIME_TYPE_AV1)
+                }
+            }
         })?
         .payload_type;
     Some(SendTrack {
@@ -391,6 +513,16 @@ fn h264_codec(profile: &str) -> RTCRtpCodec {
     }
 }
 
+fn video_codec(mime: &str, fmtp: &str) -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: mime.to_owned(),
+        clock_rate: 90_000,
+        channels: 0,
+        sdp_fmtp_line: fmtp.to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
 fn opus_codec() -> RTCRtpCodec {
     RTCRtpCodec {
         mime_type: MIME_TYPE_OPUS.to_owned(),
@@ -408,12 +540,29 @@ fn internal(e: rtc::shared::error::Error) -> SessionError {
 /// What an offer asks for, as far as we care.
 #[derive(Debug, Default)]
 pub struct OfferSummary {
-    pub video: bool,
+    /// The video codec the connection will carry, if any.
+    pub video: Option<VideoCodec>,
     pub audio: bool,
 }
 
-/// Checks an offer before `rtc` sees it, so a client hears what is missing in plain words.
-pub fn check_offer(offer: &str, direction: Direction) -> Result<OfferSummary, SessionError> {
+/// Checks an offer before `rtc` sees it, so a client hears what is missing in plain words
+/// (for a viewer, of an H.264 stream).
+#[cfg(test)]
+fn check_offer(offer: &str, direction: Direction) -> Result<OfferSummary, SessionError> {
+    check_offer_for(offer, direction, None)
+}
+
+/// [`check_offer`] for a viewer of a stream whose video is `stream_video` (ignored for a
+/// publisher, who may send any of [`VideoCodec`]). A viewer whose offer cannot receive the
+/// stream's known video codec is refused; when the codec is not known yet (`None`), H.264
+/// is negotiated if the offer has it, and the connection may go on with audio alone.
+pub fn check_offer_for(
+    offer: &str,
+    direction: Direction,
+    stream_video: Option<VideoCodec>,
+) -> Result<OfferSummary, SessionError> {
+    let known_video = stream_video;
+    let stream_video = stream_video.unwrap_or(VideoCodec::H264);
     let bad = |m: &str| Err(SessionError::BadRequest(m.to_string()));
     if !offer.trim_start().starts_with("v=0") {
         return bad("the body is not an SDP offer (it must start with \"v=0\")");
@@ -454,16 +603,30 @@ pub fn check_offer(offer: &str, direction: Direction) -> Result<OfferSummary, Se
                 s.fingerprint |= fingerprint;
                 if let Some(rest) = attr.strip_prefix("rtpmap:") {
                     let name = rest.split_whitespace().nth(1).unwrap_or_default();
-                    s.codecs.push(
-                        name.split('/')
-                            .next()
-                            .unwrap_or_default()
-                            .to_ascii_lowercase(),
-                    );
+                    let name = name
+                        .split('/')
+                        .next()
+                        .unwrap_or_default()
+                        .to_ascii_lowercase();
+                    if name == "vp9" {
+                        let pt = rest.split_whitespace().next().unwrap_or_default();
+                        s.vp9_payload_types.push(pt.to_string());
+                    }
+                    s.codecs.push(name);
                 }
                 if let Some(rest) = attr.strip_prefix("fmtp:") {
                     if rest.contains("packetization-mode=1") {
                         s.h264_mode1 = true;
+                    }
+                    let pt = rest.split_whitespace().next().unwrap_or_default();
+                    if s.vp9_payload_types.iter().any(|p| p == pt) {
+                        // RFC 9628 6: profile-id defaults to 0.
+                        let profile = rest
+                            .split(|c: char| c == ';' || c.is_whitespace())
+                            .find_map(|p| p.trim().strip_prefix("profile-id="))
+                            .and_then(|p| p.parse().ok())
+                            .unwrap_or(0);
+                        s.vp9_fmtp.push((pt.to_string(), profile));
                     }
                 }
                 match attr {
@@ -474,6 +637,17 @@ pub fn check_offer(offer: &str, direction: Direction) -> Result<OfferSummary, Se
                     _ => {}
                 }
             }
+        }
+    }
+    for s in sections.iter_mut() {
+        // VP9 payload types without an fmtp line are profile 0 (RFC 9628 6).
+        for pt in &s.vp9_payload_types {
+            let profile = s
+                .vp9_fmtp
+                .iter()
+                .find(|(p, _)| p == pt)
+                .map_or(0, |(_, profile)| *profile);
+            s.vp9_profiles.push(profile);
         }
     }
     let media: Vec<&MediaSection> = sections
@@ -496,32 +670,84 @@ pub fn check_offer(offer: &str, direction: Direction) -> Result<OfferSummary, Se
         Direction::Send => ["recvonly", "sendrecv"],
     };
     let mut summary = OfferSummary::default();
+    let mut other_video: Option<&MediaSection> = None;
     for s in &media {
         if !wanted.contains(&s.direction.unwrap_or("sendrecv")) {
             continue;
         }
-        if s.kind == "video" && s.codecs.iter().any(|c| c == "h264") && s.h264_mode1 {
-            summary.video = true;
+        if s.kind == "video" {
+            summary.video = match direction {
+                Direction::Receive => VideoCodec::PUBLISH_ORDER
+                    .into_iter()
+                    .find(|c| c.offered_in(s)),
+                Direction::Send => Some(stream_video).filter(|c| c.offered_in(s)),
+            };
+            if summary.video.is_none() {
+                other_video = Some(s);
+            }
         }
         if s.kind == "audio" && s.codecs.iter().any(|c| c == "opus") {
             summary.audio = true;
         }
     }
-    if !summary.video && !summary.audio {
+    if let (Direction::Send, None, Some(s), Some(_)) =
+        (direction, summary.video, other_video, known_video)
+    {
+        let known: Vec<&str> = VideoCodec::PUBLISH_ORDER
+            .iter()
+            .filter(|c| c.offered_in(s))
+            .map(|c| c.label())
+            .fold(Vec::new(), |mut v, l| {
+                if !v.contains(&l) {
+                    v.push(l);
+                }
+                v
+            });
+        let has = if known.is_empty() {
+            format!("none we know ({})", s.codecs.join(", "))
+        } else {
+            format!("only {}", known.join(", "))
+        };
+        let wanted = match stream_video {
+            VideoCodec::Vp9 { profile } if profile != 0 => format!("VP9 profile {profile}"),
+            other => other.label().to_string(),
+        };
+        return Err(SessionError::Unsupported(format!(
+            "this stream is {wanted}; your offer has {has} (there is no transcoding of video); it offers {}",
+            describe(&media)
+        )));
+    }
+    if summary.video.is_none() && !summary.audio {
         let verb = match direction {
             Direction::Receive => "send",
             Direction::Send => "receive",
         };
+        let codecs = match direction {
+            Direction::Receive => "H.264 (packetization-mode=1), VP8, VP9 or AV1".to_string(),
+            Direction::Send => stream_video.label().to_string(),
+        };
         return Err(SessionError::Unsupported(format!(
-            "the offer does not {verb} H.264 (packetization-mode=1) video or Opus audio; it offers {}",
-            media
-                .iter()
-                .map(|s| format!("{} [{}] {}", s.kind, s.codecs.join(", "), s.direction.unwrap_or("sendrecv")))
-                .collect::<Vec<_>>()
-                .join("; ")
+            "the offer does not {verb} {codecs} video or Opus audio; it offers {}",
+            describe(&media)
         )));
     }
     Ok(summary)
+}
+
+/// "video [vp8, h264] recvonly; audio [opus] recvonly"
+fn describe(media: &[&MediaSection]) -> String {
+    media
+        .iter()
+        .map(|s| {
+            format!(
+                "{} [{}] {}",
+                s.kind,
+                s.codecs.join(", "),
+                s.direction.unwrap_or("sendrecv")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 #[derive(Debug, Default)]
@@ -531,6 +757,10 @@ struct MediaSection {
     formats: Vec<String>,
     codecs: Vec<String>,
     h264_mode1: bool,
+    vp9_payload_types: Vec<String>,
+    /// (payload type, profile-id) of the VP9 fmtp lines.
+    vp9_fmtp: Vec<(String, u8)>,
+    vp9_profiles: Vec<u8>,
     direction: Option<&'static str>,
     ufrag: bool,
     pwd: bool,
@@ -617,7 +847,7 @@ mod tests {
     #[test]
     fn offers_are_checked_with_plain_reasons() {
         let ok = check_offer(CHROME_RECVONLY, Direction::Send).unwrap();
-        assert!(ok.video && ok.audio);
+        assert!(ok.video == Some(VideoCodec::H264) && ok.audio);
         let err = |sdp: &str, d| check_offer(sdp, d).unwrap_err().to_string();
         assert!(err("hello", Direction::Send).contains("not an SDP offer"));
         assert!(err("v=0\r\ns=-\r\n", Direction::Send).contains("no audio or video"));
@@ -637,5 +867,54 @@ mod tests {
             .replace("a=rtpmap:102 H264/90000\r\n", "")
             .replace("a=rtpmap:111 opus/48000/2", "a=rtpmap:111 PCMU/8000");
         assert!(err(&vp8_only, Direction::Send).contains("video [vp8]"));
+    }
+
+    #[test]
+    fn publishers_may_send_vp8_vp9_or_av1_and_h264_is_preferred() {
+        let send = CHROME_RECVONLY.replace("a=recvonly", "a=sendonly");
+        let codec = |sdp: &str| check_offer(sdp, Direction::Receive).unwrap().video;
+        assert_eq!(codec(&send), Some(VideoCodec::H264));
+        let no_h264 = send.replace("a=rtpmap:102 H264/90000\r\n", "");
+        assert_eq!(codec(&no_h264), Some(VideoCodec::Vp8));
+        let vp9_av1 = no_h264
+            .replace("96 VP8/90000", "98 VP9/90000\r\na=rtpmap:100 VP9/90000\r\na=fmtp:100 profile-id=2\r\na=rtpmap:45 AV1/90000");
+        assert_eq!(codec(&vp9_av1), Some(VideoCodec::Vp9 { profile: 0 }));
+        let vp9_2 = vp9_av1.replace("a=rtpmap:98 VP9/90000\r\n", "");
+        assert_eq!(codec(&vp9_2), Some(VideoCodec::Vp9 { profile: 2 }));
+        let av1 = vp9_2.replace("VP9", "X");
+        assert_eq!(codec(&av1), Some(VideoCodec::Av1));
+    }
+
+    #[test]
+    fn viewers_must_take_the_streams_codec() {
+        let check = |sdp: &str, codec| check_offer_for(sdp, Direction::Send, Some(codec));
+        // The offer has VP8 and H.264: a VP8 stream and an H.264 stream both play.
+        assert_eq!(
+            check(CHROME_RECVONLY, VideoCodec::Vp8).unwrap().video,
+            Some(VideoCodec::Vp8)
+        );
+        assert_eq!(
+            check(CHROME_RECVONLY, VideoCodec::H264).unwrap().video,
+            Some(VideoCodec::H264)
+        );
+        let h264_only = CHROME_RECVONLY.replace("a=rtpmap:96 VP8/90000\r\n", "");
+        let e = check(&h264_only, VideoCodec::Vp8).unwrap_err();
+        assert!(matches!(e, SessionError::Unsupported(_)));
+        assert!(
+            e.to_string()
+                .contains("this stream is VP8; your offer has only H.264"),
+            "{e}"
+        );
+        let e = check(CHROME_RECVONLY, VideoCodec::Av1)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("this stream is AV1; your offer has only H.264, VP8"),
+            "{e}"
+        );
+        // Not known yet: H.264 if offered, else audio alone.
+        let vp8_only = CHROME_RECVONLY.replace("a=rtpmap:102 H264/90000\r\n", "");
+        let s = check_offer_for(&vp8_only, Direction::Send, None).unwrap();
+        assert!(s.video.is_none() && s.audio);
     }
 }

@@ -78,7 +78,8 @@ pub enum CodecConfig {
     Av1 { av1c: Bytes },
     /// VP8 needs no out-of-band configuration.
     Vp8,
-    /// VP9 with its VPCodecConfigurationRecord (vpcC), kept opaque for now.
+    /// VP9 with its VPCodecConfigurationRecord (vpcC), kept opaque for now: the box payload
+    /// with its version (1) and flags, as Enhanced RTMP carries it.
     Vp9 { vpcc: Bytes },
     /// AAC with its AudioSpecificConfig (ISO/IEC 14496-3 1.6.2.1).
     Aac(aac::AudioSpecificConfig),
@@ -194,7 +195,10 @@ pub struct Frame {
     pub dts: i64,
     /// A random access point: an IDR picture for video; every audio frame is one.
     pub keyframe: bool,
-    /// Video: NAL units each prefixed by a 4-byte big-endian length. Audio: one raw frame.
+    /// Video: H.264/H.265 NAL units each prefixed by a 4-byte big-endian length; VP8/VP9 the
+    /// frame as encoded (a WebM block); AV1 a temporal unit in the low overhead format, every
+    /// OBU with its size field, no temporal delimiter (an MP4 `av01` sample). Audio: one raw
+    /// frame.
     pub data: Bytes,
 }
 

@@ -8,6 +8,11 @@
 //! - [`reorder`]: puts packets back in sequence-number order and counts losses
 //!   (RFC 3550 A.1 rules for 16-bit sequence numbers).
 //! - [`h264`]: RFC 6184 packetization-mode 1 (single NAL unit, STAP-A, FU-A) both ways.
+//! - [`vp8`]: RFC 7741, VP8 payload descriptor both ways.
+//! - [`vp9`]: RFC 9628, VP9 payload descriptor both ways (one spatial layer), and the
+//!   `vpcC` record from a keyframe.
+//! - [`av1`]: the AV1 RTP payload specification v1.0, OBU elements both ways, and the `av1C`
+//!   record from a sequence header.
 //! - [`opus`]: RFC 7587, one packet per frame; frame durations from the TOC byte.
 //! - [`clock`]: 32-bit RTP timestamps of several tracks onto one time origin, aligned by
 //!   arrival time and then by RTCP sender reports (RFC 3550 6.4.1).
@@ -15,12 +20,16 @@
 //! Nothing here does I/O, spawns tasks or reads a clock: time comes in as arguments. Bad input
 //! from the network is an [`RtpError`], never a panic.
 
+mod assembler;
+pub mod av1;
 pub mod clock;
 pub mod h264;
 pub mod opus;
 pub mod reorder;
 #[cfg(test)]
 mod testutil;
+pub mod vp8;
+pub mod vp9;
 
 use bytes::Bytes;
 
@@ -76,4 +85,24 @@ pub struct Payload {
     pub data: Bytes,
     /// The RTP marker bit: set on the last packet of a video access unit.
     pub marker: bool,
+}
+
+/// One coded picture out of the VP8, VP9 and AV1 depacketizers: the bytes a WebM or MP4
+/// sample of that codec holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodedFrame {
+    /// The RTP timestamp of its packets (90 kHz).
+    pub timestamp: u32,
+    pub data: Bytes,
+    /// Decodable without any earlier frame.
+    pub keyframe: bool,
+}
+
+pub(crate) fn malformed(packet: &PacketRef<'_>, what: &'static str, reason: String) -> RtpError {
+    RtpError::Malformed {
+        sequence: packet.sequence,
+        timestamp: packet.timestamp,
+        what,
+        reason,
+    }
 }

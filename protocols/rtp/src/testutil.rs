@@ -55,3 +55,17 @@ pub fn xorshift(state: &mut u64) -> u64 {
     *state ^= *state << 17;
     *state
 }
+
+/// The frames of an IVF file (as GStreamer's `avmux_ivf` writes it): a 32-byte file header,
+/// then per frame a 4-byte little-endian size, an 8-byte pts and the frame.
+pub fn read_ivf(data: &[u8]) -> Vec<Vec<u8>> {
+    assert_eq!(&data[..4], b"DKIF");
+    let mut rest = &data[32..];
+    let mut frames = Vec::new();
+    while rest.len() >= 12 {
+        let size = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        frames.push(rest[12..12 + size].to_vec());
+        rest = &rest[12 + size..];
+    }
+    frames
+}

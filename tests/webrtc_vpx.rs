@@ -1,0 +1,370 @@
+//! VP8, VP9 and AV1 passed through WebRTC: published over WHIP by headless Chromium (the
+//! publish page with `?codec=vp8` / `av1`) and by GStreamer's webrtcbin
+//! (`tests/interop/gst_whip.py --codec vp9`), played over WHEP by Chromium and, for VP9 and AV1,
+//! over Enhanced RTMP by FFmpeg 9; and the plain 422 a viewer gets when its offer cannot
+//! receive the stream's codec (there is no transcoding of video).
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use support::browser::{play, Publishing};
+use support::*;
+
+/// `tests/interop/gst_whip.py URL SECONDS --codec CODEC` in the background (Debian's Python
+/// with GStreamer's introspection data; `scripts/test` installs them).
+fn gst_whip(url: &str, seconds: u32, codec: &str) -> Proc {
+    require("gst-launch-1.0");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/gst_whip.py");
+    let child = Command::new("/usr/bin/python3")
+        .arg(script)
+        .arg(url)
+        .arg(seconds.to_string())
+        .args(["--codec", codec])
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start gst_whip.py: {e}"));
+    Proc(child)
+}
+
+/// The stream's video track as the API shows it.
+fn video_track(info: &serde_json::Value) -> serde_json::Value {
+    info["tracks"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["kind"] == "video"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no video track: {info}"))
+}
+
+/// Chromium's WHEP player decoded a growing number of frames of `mime` video.
+fn assert_chromium_decodes(report: &serde_json::Value, mime: &str) {
+    let webrtc = &report["webrtc"];
+    assert_eq!(webrtc["connectionState"], "connected", "{report}");
+    assert_eq!(webrtc["codec"], mime, "{report}");
+    let decoded = webrtc["framesDecoded"].as_u64().unwrap_or(0);
+    let at_half = report["framesDecodedAtHalf"].as_u64().unwrap_or(0);
+    assert!(
+        decoded > 40 && decoded > at_half,
+        "video frames decoded and growing: {report}"
+    );
+    assert_eq!(
+        report["errors"].as_array().map(Vec::len),
+        Some(0),
+        "{report}"
+    );
+}
+
+/// Chromium publishes `codec` through the publish page (`?codec=`) and a second Chromium
+/// plays it over WHEP; with `rtmp`, FFmpeg 9 decodes it over Enhanced RTMP too.
+fn chromium_publishes_and_plays(codec: &str, mime: &str, rtmp: bool) {
+    let server = Switchyard::start();
+    let name = format!("live/{codec}");
+    let publishing = Publishing::start(&server.api(&format!("/publish/{name}?codec={codec}")), 30);
+    let info = server.wait_for_stream(&name, true);
+    let video = video_track(&info);
+    assert_eq!(video["codec"], codec, "{info}");
+    assert_eq!(info["webrtc"]["video"], format!("sent ({codec})"), "{info}");
+
+    let report = play(&server.api(&format!("/play/{name}?mode=webrtc")), 10);
+    assert_chromium_decodes(&report, mime);
+    if rtmp {
+        let decoded = ffmpeg_decode_with(&ffmpeg9(), &server.rtmp_url(&name), 3);
+        assert!(
+            decoded.success && decoded.errors.is_empty() && decoded.video_frames > 20,
+            "{decoded:?}"
+        );
+    }
+
+    let published = publishing.finish();
+    assert_eq!(
+        published["errors"].as_array().map(Vec::len),
+        Some(0),
+        "{published}"
+    );
+    assert!(
+        published["videoCodec"]
+            .as_str()
+            .is_some_and(|c| c.starts_with(mime)),
+        "the page published {mime}: {published}"
+    );
+}
+
+#[test]
+fn chromium_publishes_vp8_and_chromium_plays_it_over_whep() {
+    // FLV has no VP8: not over RTMP.
+    chromium_publishes_and_plays("vp8", "video/VP8", false);
+}
+
+/// libwebrtc's VP9 descriptors (non-flexible mode, SS on keyframes) in, ours out.
+#[test]
+fn chromium_publishes_vp9_and_chromium_ffmpeg_play_it() {
+    chromium_publishes_and_plays("vp9", "video/VP9", true);
+}
+
+/// AV1 both ways (Chromium encodes it with libaom in real-time mode), and over Enhanced RTMP
+/// with the av1C built from the sequence header.
+#[test]
+fn chromium_publishes_av1_and_chromium_ffmpeg_play_it() {
+    chromium_publishes_and_plays("av1", "video/AV1", true);
+}
+
+#[test]
+fn gstreamer_publishes_vp9_over_whip_and_chromium_plays_it() {
+    let server = Switchyard::start();
+    let _publisher = gst_whip(&server.api("/whip/live/vp9"), 30, "vp9");
+    let info = server.wait_for_stream("live/vp9", true);
+    let video = video_track(&info);
+    assert_eq!(video["codec"], "vp9", "{info}");
+    assert_eq!(info["webrtc"]["video"], "sent (vp9)", "{info}");
+
+    // Our VP9 packetizer (flexible mode, PictureID, SS with the size on keyframes), not
+    // GStreamer's, is what Chromium decodes.
+    let report = play(&server.api("/play/live/vp9?mode=webrtc"), 10);
+    assert_chromium_decodes(&report, "video/VP9");
+    assert_eq!(
+        (
+            report["videoWidth"].as_u64(),
+            report["videoHeight"].as_u64()
+        ),
+        (Some(640), Some(360)),
+        "{report}"
+    );
+
+    // Enhanced RTMP carries VP9 (FourCC vp09) with the vpcC built from a keyframe's header:
+    // FFmpeg 9 decodes it.
+    let decoded = ffmpeg_decode_with(&ffmpeg9(), &server.rtmp_url("live/vp9"), 3);
+    assert!(
+        decoded.success && decoded.errors.is_empty() && decoded.video_frames > 20,
+        "{decoded:?}"
+    );
+    // fMP4 (HLS, MSE) does not carry VP9 yet: HLS has the Opus audio alone, and says so.
+    let hls = ffprobe_streams(&server.api("/hls/live/vp9/index.m3u8"));
+    assert!(
+        hls.iter()
+            .all(|s| s.is_empty() || s.starts_with("codec_name=opus")),
+        "{hls:?}"
+    );
+    assert!(
+        server
+            .log_text()
+            .contains("vp9 video is not carried in HLS"),
+        "{}",
+        server.log_text()
+    );
+}
+
+/// A WHEP offer that can only receive H.264, for a VP8 stream.
+const H264_ONLY_OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=fingerprint:sha-256 AA:BB:CC\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\na=mid:0\r\na=setup:actpass\r\na=recvonly\r\na=rtcp-mux\r\na=rtpmap:102 H264/90000\r\na=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n";
+
+#[test]
+fn a_whep_offer_without_the_streams_codec_gets_422_saying_so() {
+    let server = Switchyard::start();
+    let _publisher = gst_whip(&server.api("/whip/live/vp8"), 20, "vp8");
+    let info = server.wait_for_stream("live/vp8", true);
+    assert_eq!(video_track(&info)["codec"], "vp8", "{info}");
+
+    let response = ureq::post(&server.api("/whep/live/vp8"))
+        .timeout(Duration::from_secs(10))
+        .set("content-type", "application/sdp")
+        .send_string(H264_ONLY_OFFER);
+    let Err(ureq::Error::Status(status, response)) = response else {
+        panic!("the offer was accepted: {response:?}");
+    };
+    assert_eq!(status, 422);
+    let body: serde_json::Value = response.into_json().unwrap_or_default();
+    let text = body["error"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("this stream is VP8; your offer has only H.264"),
+        "{body}"
+    );
+}
+
+/// The frames of an IVF file (32-byte header; per frame a 4-byte little-endian size, an 8-byte
+/// pts and the frame).
+fn ivf_frames(data: &[u8]) -> Vec<Vec<u8>> {
+    let mut rest = data.get(32..).unwrap_or_default();
+    let mut frames = Vec::new();
+    while rest.len() >= 12 {
+        let size = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let Some(frame) = rest.get(12..12 + size) else {
+            break;
+        };
+        frames.push(frame.to_vec());
+        rest = &rest[12 + size..];
+    }
+    frames
+}
+
+/// The encoder's frames of a capture in `protocols/rtp/testdata` (see its README), with
+/// their keyframe flags: VP9 from the IVF file, AV1 temporal units from the OBU stream
+/// (temporal delimiters removed, as on the bus).
+fn vpx_fixture(codec: &str) -> Vec<(bytes::Bytes, bool)> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/protocols/rtp/testdata");
+    match codec {
+        "vp9" => ivf_frames(&std::fs::read(format!("{dir}/gst-vp9.ivf")).unwrap())
+            .into_iter()
+            .enumerate()
+            .map(|(i, f)| (bytes::Bytes::from(f), i % 6 == 0))
+            .collect(),
+        _ => {
+            let data = std::fs::read(format!("{dir}/aom-av1.obu")).unwrap();
+            // Every OBU has a size field; a temporal delimiter (`12 00`) starts each unit.
+            let mut units: Vec<Vec<u8>> = Vec::new();
+            let mut rest = &data[..];
+            while !rest.is_empty() {
+                let (mut size, mut n) = (0usize, 1);
+                loop {
+                    let b = rest[n];
+                    size |= usize::from(b & 0x7f) << (7 * (n - 1));
+                    n += 1;
+                    if b & 0x80 == 0 {
+                        break;
+                    }
+                }
+                let (obu, tail) = rest.split_at(n + size);
+                if obu[0] >> 3 & 0x0f == 2 {
+                    units.push(Vec::new());
+                } else {
+                    units.last_mut().unwrap().extend_from_slice(obu);
+                }
+                rest = tail;
+            }
+            units
+                .into_iter()
+                .map(|u| {
+                    let keyframe = switchyard_rtp::av1::is_keyframe(&u);
+                    (bytes::Bytes::from(u), keyframe)
+                })
+                .collect()
+        }
+    }
+}
+
+/// Our own WebRTC client (the engine's client role) pushes a VP9 or AV1 encode over WHIP (our
+/// packetizer), the server depacketizes it and republishes it over Enhanced RTMP, where FFmpeg
+/// 9 copies it to an IVF file: every frame is one of the encoder's, in order.
+fn whip_push_comes_back_over_rtmp_unchanged(codec: &str) {
+    use switchyard::bus::{BusConfig, Peer, Registry};
+    use switchyard::webrtc::{self, ClientRole, WebRtcSettings};
+    use switchyard_media::{CodecConfig, Frame, Track, TrackId};
+
+    let server = Switchyard::start();
+    let frames = vpx_fixture(codec);
+    let config = match codec {
+        "vp9" => CodecConfig::Vp9 {
+            vpcc: switchyard_rtp::vp9::Vp9KeyframeInfo::parse(&frames[0].0)
+                .unwrap()
+                .vpcc(),
+        },
+        _ => CodecConfig::Av1 {
+            av1c: switchyard_rtp::av1::av1c_from_temporal_unit(&frames[0].0).unwrap(),
+        },
+    };
+    let name = format!("live/push-{codec}");
+    let dir = TempDir::new("vpx-push");
+    let ivf = dir.path.join("out.ivf");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let settings = WebRtcSettings::client([127, 0, 0, 1].into());
+        let stop = tokio_util::sync::CancellationToken::new();
+        let http = reqwest::Client::new();
+        let local = Registry::new(BusConfig::default());
+        let mut source = local.publish("fixture", Peer::new("test", None)).unwrap();
+        source.set_tracks(vec![Track {
+            id: TrackId(1),
+            codec: config,
+            clock_rate: 90_000,
+        }]);
+        let engine = webrtc::start(
+            webrtc::bind(settings.udp).unwrap(),
+            settings.clone(),
+            stop.clone(),
+        )
+        .unwrap();
+        let reader = local
+            .subscribe("fixture", Peer::new("webrtc", None))
+            .unwrap();
+        let feeding = {
+            let frames = frames.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(40));
+                for i in 0..(frames.len() * 40) {
+                    tick.tick().await;
+                    let (data, keyframe) = frames[i % frames.len()].clone();
+                    let pts = i as i64 * 3600;
+                    source.push(Frame {
+                        track: TrackId(1),
+                        pts,
+                        dts: pts,
+                        keyframe,
+                        data,
+                    });
+                }
+            })
+        };
+        engine
+            .client(
+                &http,
+                &server.api(&format!("/whip/{name}")),
+                ClientRole::Push(reader),
+            )
+            .await
+            .unwrap();
+        let info = tokio::task::block_in_place(|| server.wait_for_stream(&name, false));
+        assert_eq!(video_track(&info)["codec"], codec, "{info}");
+        let copied = tokio::task::block_in_place(|| {
+            Command::new(ffmpeg9())
+                .args(["-nostdin", "-v", "error", "-rw_timeout", "5000000", "-i"])
+                .arg(server.rtmp_url(&name))
+                .args(["-t", "3", "-map", "0:v", "-c", "copy", "-f", "ivf", "-y"])
+                .arg(&ivf)
+                .output()
+                .unwrap()
+        });
+        assert!(
+            copied.status.success(),
+            "{}",
+            String::from_utf8_lossy(&copied.stderr)
+        );
+        feeding.abort();
+        stop.cancel();
+    });
+    let received: Vec<Vec<u8>> = ivf_frames(&std::fs::read(&ivf).unwrap())
+        .into_iter()
+        // FFmpeg's IVF muxer puts a temporal delimiter before each AV1 temporal unit.
+        .map(|f| {
+            f.strip_prefix(&[0x12, 0x00][..])
+                .map_or(f.clone(), <[u8]>::to_vec)
+        })
+        .collect();
+    assert!(received.len() > 40, "{} frames", received.len());
+    let index = |data: &[u8]| frames.iter().position(|(f, _)| &f[..] == data);
+    assert!(
+        index(&received[0]).is_some_and(|i| frames[i].1),
+        "starts on a keyframe"
+    );
+    for (i, pair) in received.windows(2).enumerate() {
+        let (a, b) = (index(&pair[0]), index(&pair[1]));
+        assert_eq!(
+            b,
+            a.map(|a| (a + 1) % frames.len()),
+            "frame {i}: {} then {} bytes",
+            pair[0].len(),
+            pair[1].len()
+        );
+    }
+}
+
+#[test]
+fn vp9_pushed_over_whip_comes_back_over_rtmp_unchanged() {
+    whip_push_comes_back_over_rtmp_unchanged("vp9");
+}
+
+#[test]
+fn av1_pushed_over_whip_comes_back_over_rtmp_unchanged() {
+    whip_push_comes_back_over_rtmp_unchanged("av1");
+}

@@ -19,6 +19,10 @@ pub struct Config {
     pub pull: PullSection,
     /// Pulls started at boot (`[[pulls]]` tables): `source` URL and local `name`.
     pub pulls: Vec<PullEntry>,
+    /// Base URLs of other nodes (`http://origin1:8080`) asked, in order, for a stream a reader
+    /// wants and nobody here publishes: the first whose `/whep/{name}` answers is pulled from,
+    /// until the stream has had no reader for `pull.on_demand_idle_secs`.
+    pub origins: Vec<String>,
     /// Push rules (`[[pushes]]` tables): every stream whose name matches `stream` (`*` matches
     /// within a path segment, e.g. `live/*`) is pushed to `url` (`{name}` is replaced by the
     /// stream name).
@@ -222,6 +226,9 @@ pub struct PullEntry {
     /// Start only when a reader asks for `name` (and stop when the last one leaves).
     #[serde(default)]
     pub on_demand: bool,
+    /// Bearer token for a WHEP (`http(s)://`) source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

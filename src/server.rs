@@ -61,6 +61,7 @@ impl Server {
             shutdown.clone(),
         )?;
         let mut state = AppState::new(self.registry.clone(), &self.config, shutdown.clone());
+        state.pulls.set_webrtc(webrtc.clone());
         state.webrtc = Some(webrtc);
         let app = router(state);
         let http_shutdown = shutdown.clone();

@@ -550,7 +550,7 @@ fn frames_sent_over_whip_come_back_over_whep_unchanged() {
             .client(
                 &http,
                 &server.api("/whep/live/fixture"),
-                ClientRole::Pull(sink),
+                ClientRole::Pull(sink, Default::default()),
             )
             .await
             .unwrap();

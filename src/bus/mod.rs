@@ -124,7 +124,9 @@ pub(crate) struct RegistryInner {
 }
 
 /// Asked when a reader wants a stream that is not on the bus: returns true if a source for it
-/// is being started (an on-demand pull), so the reader should wait for it.
+/// is being started (an on-demand pull), so the reader should wait for it. Asked again while
+/// the reader waits: false then means the source gave up (no origin has the stream), so the
+/// reader need not wait out the whole time.
 pub type DemandHook = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 impl Registry {
@@ -161,7 +163,7 @@ impl Registry {
             if let Some(s) = self.get(name) {
                 return Some(s);
             }
-            if tokio::time::Instant::now() >= deadline {
+            if tokio::time::Instant::now() >= deadline || !hook(name) {
                 return None;
             }
         }

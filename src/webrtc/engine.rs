@@ -160,6 +160,8 @@ enum PeerRole {
         ingest: Box<WhipIngest>,
         /// rtc track id -> (kind, receiver)
         tracks: HashMap<String, (MediaKind, RTCRtpReceiverId)>,
+        /// A WHEP pull (we offered): what it receives and whether it lives.
+        client: Option<Arc<super::ClientCounters>>,
     },
     Viewer {
         viewer: Viewer,
@@ -419,7 +421,7 @@ impl Engine {
                     break;
                 }
             }
-            if let PeerRole::Publisher { ingest, tracks } = &mut peer.role {
+            if let PeerRole::Publisher { ingest, tracks, .. } = &mut peer.role {
                 if peer.connected && ingest.take_keyframe_request(now) {
                     send_pli(&mut peer.pc, tracks, now);
                     drain_writes(&mut peer.pc, &mut self.outgoing);
@@ -489,6 +491,17 @@ impl Engine {
         for key in kicked {
             self.remove(key, "kicked");
         }
+        // WHEP pulls: loss and round-trip time for the pull API.
+        let now = Instant::now();
+        for peer in self.peers.values_mut() {
+            if let PeerRole::Publisher {
+                client: Some(counters),
+                ..
+            } = &peer.role
+            {
+                peer::client_stats(&mut peer.pc, counters, now);
+            }
+        }
     }
 
     fn remove(&mut self, key: PeerKey, why: &str) {
@@ -501,8 +514,15 @@ impl Engine {
         for addr in &peer.addrs {
             self.by_addr.remove(addr);
         }
-        if let PeerRole::Client(counters) = &peer.role {
+        if let PeerRole::Client(counters)
+        | PeerRole::Publisher {
+            client: Some(counters),
+            ..
+        } = &peer.role
+        {
+            *counters.close_reason.lock().unwrap() = Some(why.to_string());
             counters.closed.store(true, Ordering::Relaxed);
+            counters.ended.notify_one();
         }
         self.by_ufrag.remove(&peer.ufrag);
         self.by_session.remove(&peer.session);
@@ -604,7 +624,7 @@ impl Engine {
         let (stream, role) = match role {
             Role::Publish(publisher) => {
                 let expects_video = built.answer.contains("m=video") && offer_sends_video(offer);
-                self.publisher_role(key, publisher, expects_video)
+                self.publisher_role(key, publisher, expects_video, None)
             }
             Role::Play(reader) => {
                 let viewer = Viewer::new(
@@ -632,14 +652,16 @@ impl Engine {
         let now = Instant::now();
         let direction = match role {
             ClientRole::Push(_) => Direction::Send,
-            ClientRole::Count(_) | ClientRole::Pull(_) => Direction::Receive,
+            ClientRole::Count(_) | ClientRole::Pull(..) => Direction::Receive,
         };
         let (pc, ufrag, offer, senders) = peer::build_offer(&self.local, direction, now)?;
         let key = self.next_key;
         self.next_key += 1;
         let (stream, role) = match role {
             ClientRole::Count(counters) => (String::new(), PeerRole::Client(counters)),
-            ClientRole::Pull(publisher) => self.publisher_role(key, publisher, true),
+            ClientRole::Pull(publisher, counters) => {
+                self.publisher_role(key, publisher, true, Some(counters))
+            }
             // Tracks are set when the answer says what was negotiated.
             ClientRole::Push(reader) => self.viewer_role(key, reader, Viewer::new(None, None)),
         };
@@ -653,12 +675,14 @@ impl Engine {
         key: PeerKey,
         publisher: crate::bus::Publisher,
         expects_video: bool,
+        client: Option<Arc<super::ClientCounters>>,
     ) -> (String, PeerRole) {
         let name = publisher.stream().name().to_string();
         self.publishers.insert(name.clone(), key);
         let role = PeerRole::Publisher {
             ingest: Box::new(WhipIngest::new(publisher, expects_video)),
             tracks: HashMap::new(),
+            client,
         };
         (name, role)
     }
@@ -824,6 +848,9 @@ impl Engine {
             .map(|p| SessionInfo {
                 id: p.session.clone(),
                 role: match p.role {
+                    PeerRole::Publisher {
+                        client: Some(_), ..
+                    } => "pull",
                     PeerRole::Publisher { .. } => "publish",
                     PeerRole::Viewer { .. } => "play",
                     PeerRole::Client(_) => "client",
@@ -1040,9 +1067,11 @@ fn peer_event(
                     tracing::info!(session = %peer.session, stream = %peer.stream, remote = ?peer.addrs.first(), "webrtc session connected");
                     match &peer.role {
                         PeerRole::Viewer { .. } => actions.push(Action::ViewerConnected(key)),
-                        PeerRole::Client(counters) => {
-                            counters.connected.store(true, Ordering::Relaxed)
-                        }
+                        PeerRole::Client(counters)
+                        | PeerRole::Publisher {
+                            client: Some(counters),
+                            ..
+                        } => counters.connected.store(true, Ordering::Relaxed),
                         PeerRole::Publisher { .. } => {}
                     }
                 }
@@ -1083,10 +1112,23 @@ fn peer_message(
     actions: &mut Vec<Action>,
 ) {
     match (&mut peer.role, message) {
-        (PeerRole::Publisher { ingest, tracks }, RTCMessage::RtpPacket(track_id, packet)) => {
+        (
+            PeerRole::Publisher {
+                ingest,
+                tracks,
+                client,
+            },
+            RTCMessage::RtpPacket(track_id, packet),
+        ) => {
             let Some((kind, _)) = tracks.get(&track_id) else {
                 return;
             };
+            if let Some(counters) = client {
+                counters.packets.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .bytes
+                    .fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
+            }
             if let Err(e) = ingest.rtp(
                 *kind,
                 packet.header.sequence_number,
@@ -1098,7 +1140,7 @@ fn peer_message(
                 tracing::debug!(session = %peer.session, error = %e, "bad RTP from the publisher");
             }
         }
-        (PeerRole::Publisher { ingest, tracks }, RTCMessage::RtcpPacket(track_id, packets)) => {
+        (PeerRole::Publisher { ingest, tracks, .. }, RTCMessage::RtcpPacket(track_id, packets)) => {
             let Some((kind, _)) = tracks.get(&track_id) else {
                 return;
             };

@@ -274,7 +274,7 @@ fn a_whep_viewer_of_the_last_edge_pulls_through_a_chain_of_origins_on_demand() {
     a.wait_for_stream("live/chain", true);
     let edge_config = |origin: &Switchyard| {
         format!(
-            "origins = [\"{}\"]\n\n[pull]\non_demand_idle_secs = 2\nretry_min_ms = 200\nretry_max_ms = 1000\n",
+            "origins = [\"{}\"]\n\n[pull]\non_demand_idle_secs = 2\nretry_min_ms = 200\nretry_max_ms = 1000\n\n[hls]\nidle_timeout_secs = 2\n",
             origin.api("")
         )
     };
@@ -299,10 +299,20 @@ fn a_whep_viewer_of_the_last_edge_pulls_through_a_chain_of_origins_on_demand() {
     assert_decodes(&b.api("/hls/live/chain/index.m3u8"), 3, 45);
 
     // Everyone left: the pulls wind down after the idle time, edge first.
-    for node in [&c, &b] {
-        wait_until("the origin pulls stop", Duration::from_secs(20), || {
-            node.get_json("/api/v1/pulls").1.as_array().map(Vec::len) == Some(0)
-        });
+    for (name, node) in [("C", &c), ("B", &b)] {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, pulls) = node.get_json("/api/v1/pulls");
+            if pulls.as_array().map(Vec::len) == Some(0) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name}'s origin pull still there: {pulls} {}",
+                node.get_json("/api/v1/streams").1
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
         assert_eq!(node.get_json("/api/v1/streams/live/chain").0, 404);
     }
     wait_until("A has no viewer left", Duration::from_secs(5), || {

@@ -148,7 +148,9 @@ impl Registry {
     }
 
     /// The stream `name`; if it is not on the bus but a source for it can be started on demand,
-    /// starts it and waits (up to the hook's wait) for it to appear.
+    /// starts it and waits (up to the hook's wait) for it to appear with its tracks (a pull
+    /// claims the name before its source answers, and gives it up again if the source does not
+    /// have the stream).
     pub async fn wait_for_stream(&self, name: &str) -> Option<Arc<Stream>> {
         if let Some(s) = self.get(name) {
             return Some(s);
@@ -160,7 +162,10 @@ impl Registry {
         let deadline = tokio::time::Instant::now() + *wait;
         loop {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            if let Some(s) = self.get(name) {
+            if let Some(s) = self
+                .get(name)
+                .filter(|s| !s.tracks().borrow().tracks.is_empty())
+            {
                 return Some(s);
             }
             if tokio::time::Instant::now() >= deadline || !hook(name) {

@@ -200,6 +200,9 @@ pub struct PullSection {
     pub rtsp_transport: String,
     /// An on-demand pull stops after its stream has had no reader for this long.
     pub on_demand_idle_secs: u64,
+    /// A WHEP pull whose source drops keeps its local stream (and its readers) on the bus for
+    /// up to this long while it reconnects; 0 ends the stream at once.
+    pub hold_secs: u64,
     /// PEM file of extra CA certificates trusted for `rtmps://` targets, besides the public web
     /// PKI roots (empty: none).
     pub tls_ca_file: String,
@@ -214,6 +217,7 @@ impl Default for PullSection {
             rtsp_transport: "tcp".to_string(),
             tls_ca_file: String::new(),
             on_demand_idle_secs: 30,
+            hold_secs: 10,
         }
     }
 }

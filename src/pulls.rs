@@ -44,6 +44,9 @@ pub trait PullSink: Send {
     fn running(&mut self);
     /// A WebRTC attempt's counters (loss, round-trip time), for the API.
     fn counters(&mut self, _counters: Arc<ClientCounters>) {}
+    /// The attempt ended but its publisher (with tracks) can continue in the next one: kept
+    /// for up to `pull.hold_secs` so readers stay attached. Dropped by default.
+    fn hold(&mut self, _publisher: Publisher) {}
 }
 
 /// Why a pull attempt ended.
@@ -271,6 +274,9 @@ impl PullManager {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(self.settings.connect_timeout_secs))
             .redirect(reqwest::redirect::Policy::limited(3))
+            // One POST per attempt and one DELETE per session: no idle connections (and their
+            // tasks) kept around between them.
+            .pool_max_idle_per_host(0)
             .build()
             .unwrap_or_default();
         let _ = self.whep.set(WhepClient { webrtc, http });
@@ -536,10 +542,15 @@ struct Sink {
     registry: Registry,
     pull: Arc<Pull>,
     was_running: bool,
+    /// The previous attempt's publisher, still on the bus with its readers.
+    held: Option<Publisher>,
 }
 
 impl PullSink for Sink {
     fn publish(&mut self) -> Result<Publisher, BusError> {
+        if let Some(publisher) = self.held.take() {
+            return Ok(publisher);
+        }
         self.registry.publish(
             &self.pull.name,
             Peer::new(self.pull.source.protocol(), None),
@@ -554,6 +565,10 @@ impl PullSink for Sink {
 
     fn counters(&mut self, counters: Arc<ClientCounters>) {
         *self.pull.counters.lock().unwrap() = Some(counters);
+    }
+
+    fn hold(&mut self, publisher: Publisher) {
+        self.held = Some(publisher);
     }
 }
 
@@ -661,11 +676,23 @@ async fn run_pull_attempts(
     let tls = TlsTrust::new(&settings.tls_ca_file).map_err(|e| e.to_string());
     let mut attempt = 0u32;
     let mut ever_running = false;
+    let hold = Duration::from_secs(settings.hold_secs);
+    // A publisher kept through a gap, and since when.
+    let mut held: Option<(Publisher, tokio::time::Instant)> = None;
     loop {
+        if held
+            .as_ref()
+            .is_some_and(|(_, since)| since.elapsed() >= hold)
+        {
+            tracing::info!(id = %pull.id, name = %pull.name, "the source did not come back in time; the stream ends");
+            held = None;
+        }
+        let held_since = held.as_ref().map(|(_, since)| *since);
         let mut sink = Sink {
             registry: registry.clone(),
             pull: pull.clone(),
             was_running: false,
+            held: held.take().map(|(p, _)| p),
         };
         let error = tokio::select! {
             _ = pull.cancel.cancelled() => return,
@@ -690,8 +717,16 @@ async fn run_pull_attempts(
         }
         attempt = if sink.was_running { 1 } else { attempt + 1 };
         *pull.counters.lock().unwrap() = None;
-        ever_running |= sink.was_running;
-        if pull.origin_pull && !sink.was_running && (!ever_running || attempt >= 3) {
+        if hold > Duration::ZERO {
+            held = sink.held.take().map(|p| {
+                let since = if sink.was_running { None } else { held_since };
+                (p, since.unwrap_or_else(tokio::time::Instant::now))
+            });
+        }
+        let was_running = sink.was_running;
+        drop(sink);
+        ever_running |= was_running;
+        if pull.origin_pull && !was_running && (!ever_running || attempt >= 3) {
             // No origin has it (any more): readers get their 404 rather than a wait.
             tracing::info!(id = %pull.id, name = %pull.name, error = %error.message, "no origin has the stream");
             pull.set_state(PullState::Failed, Some(error.message));

@@ -11,9 +11,11 @@
 //! closes it, the engine stops) or no RTP arrives for the media timeout (an origin whose
 //! publisher left closes our session, but a vanished host only goes quiet). Whatever ends
 //! it, the local session is closed and the remote resource is deleted with `DELETE` (RFC 9725
-//! 4.2), from a short task of its own when the attempt is dropped mid-way.
+//! 4.2), from a short task of its own when the attempt is dropped mid-way. A publisher that
+//! had tracks goes back to the sink ([`PullSink::hold`]), so the next attempt can continue
+//! the same stream and its readers stay attached through the gap.
 
-use crate::bus::BusError;
+use crate::bus::{BusError, Publisher};
 use crate::pulls::{PullError, PullSink};
 use crate::webrtc::{ClientCounters, ClientRole, SessionError, WebRtc};
 use reqwest::{StatusCode, Url};
@@ -81,6 +83,16 @@ struct SessionGuard {
     token: Option<String>,
 }
 
+impl SessionGuard {
+    /// Closes the local session now (the engine hands the publisher back on closing); the
+    /// remote `DELETE` still goes from the drop.
+    async fn close(&mut self) {
+        if !self.session.is_empty() {
+            let _ = self.webrtc.close(std::mem::take(&mut self.session)).await;
+        }
+    }
+}
+
 impl Drop for SessionGuard {
     fn drop(&mut self) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -92,7 +104,9 @@ impl Drop for SessionGuard {
         let location = self.location.take();
         let token = self.token.take();
         runtime.spawn(async move {
-            let _ = webrtc.close(session).await;
+            if !session.is_empty() {
+                let _ = webrtc.close(session).await;
+            }
             if let Some(location) = location {
                 let mut delete = http.delete(location.clone());
                 if let Some(token) = &token {
@@ -127,7 +141,6 @@ pub async fn run(
     settings: &WhepSettings,
     sink: &mut dyn PullSink,
 ) -> PullError {
-    let url = &source.url;
     let publisher = match sink.publish() {
         Ok(p) => p,
         Err(e @ BusError::AlreadyPublishing { .. }) => return PullError::retry(e.to_string()),
@@ -136,7 +149,7 @@ pub async fn run(
     let stream = publisher.stream().clone();
     let counters: PullCounters = Arc::default();
     sink.counters(counters.clone());
-    let (session, offer) = match webrtc
+    let (session_id, offer) = match webrtc
         .offer(ClientRole::Pull(publisher, counters.clone()))
         .await
     {
@@ -147,10 +160,37 @@ pub async fn run(
     let mut guard = SessionGuard {
         webrtc: webrtc.clone(),
         http: http.clone(),
-        session: session.clone(),
+        session: session_id,
         location: None,
         token: source.token.clone(),
     };
+    let error = session(
+        webrtc, http, source, settings, sink, &mut guard, offer, &stream, &counters,
+    )
+    .await;
+    guard.close().await;
+    let publisher: Option<Publisher> = counters.publisher.lock().unwrap().take();
+    if let Some(publisher) = publisher.filter(|p| !p.tracks().tracks.is_empty()) {
+        sink.hold(publisher);
+    }
+    error
+}
+
+/// The HTTP exchange and the life of the session, until it ends.
+#[allow(clippy::too_many_arguments)]
+async fn session(
+    webrtc: &WebRtc,
+    http: &reqwest::Client,
+    source: &WhepSource,
+    settings: &WhepSettings,
+    sink: &mut dyn PullSink,
+    guard: &mut SessionGuard,
+    offer: String,
+    stream: &crate::bus::Stream,
+    counters: &ClientCounters,
+) -> PullError {
+    let url = &source.url;
+    let session = guard.session.clone();
     let deadline = Instant::now() + settings.connect_timeout;
 
     // RFC 9725 4.2: POST the offer, expect 201 with the answer and a Location.
@@ -200,16 +240,19 @@ pub async fn run(
         };
     }
 
-    // ICE, DTLS, then the first keyframe (the tracks are announced with it).
+    // ICE, DTLS, then the first keyframe (the tracks are announced with it; a held
+    // publisher has the previous session's tracks until then).
     let mut tracks = stream.tracks();
+    let before = tracks.borrow().generation;
     loop {
         if counters.closed.load(Ordering::Relaxed) {
             return PullError::retry(format!(
                 "the WebRTC session ended while connecting: {}",
-                close_reason(&counters)
+                close_reason(counters)
             ));
         }
-        if !tracks.borrow_and_update().tracks.is_empty() {
+        let now = tracks.borrow_and_update().clone();
+        if now.generation != before && !now.tracks.is_empty() {
             break;
         }
         let wait = tokio::time::sleep(Duration::from_millis(50));
@@ -241,7 +284,7 @@ pub async fn run(
         if counters.closed.load(Ordering::Relaxed) {
             return PullError::retry(format!(
                 "the WebRTC session ended: {}",
-                close_reason(&counters)
+                close_reason(counters)
             ));
         }
         let now_packets = counters.packets.load(Ordering::Relaxed);

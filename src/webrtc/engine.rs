@@ -527,9 +527,12 @@ impl Engine {
         self.by_ufrag.remove(&peer.ufrag);
         self.by_session.remove(&peer.session);
         match peer.role {
-            PeerRole::Publisher { .. } => {
+            PeerRole::Publisher { ingest, client, .. } => {
                 if self.publishers.get(&peer.stream) == Some(&key) {
                     self.publishers.remove(&peer.stream);
+                }
+                if let Some(counters) = client {
+                    *counters.publisher.lock().unwrap() = Some(ingest.into_publisher());
                 }
             }
             PeerRole::Client(_) => {}

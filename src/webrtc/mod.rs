@@ -110,7 +110,7 @@ pub enum ClientRole {
 }
 
 /// What a counting client saw.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct ClientCounters {
     pub packets: std::sync::atomic::AtomicU64,
     pub bytes: std::sync::atomic::AtomicU64,
@@ -126,6 +126,8 @@ pub struct ClientCounters {
     /// once a second.
     pub lost: std::sync::atomic::AtomicU64,
     pub rtt_us: std::sync::atomic::AtomicU64,
+    /// Pulls: the bus publisher, handed back when the session ends.
+    pub publisher: std::sync::Mutex<Option<Publisher>>,
 }
 
 /// The two sides a session can take when the peer makes the offer.

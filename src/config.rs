@@ -330,6 +330,14 @@ impl Config {
             self.pull.on_demand_idle_secs >= 1,
             "pull.on_demand_idle_secs must be at least 1"
         );
+        for origin in &self.origins {
+            let url = reqwest::Url::parse(origin)
+                .map_err(|e| anyhow::anyhow!("origins: {origin:?} is not a URL: {e}"))?;
+            anyhow::ensure!(
+                matches!(url.scheme(), "http" | "https") && url.host_str().is_some(),
+                "origins: {origin:?} is not an http(s) base URL (e.g. \"http://origin1:8080\")"
+            );
+        }
         Ok(())
     }
 
@@ -338,7 +346,7 @@ impl Config {
     pub fn to_toml(&self) -> String {
         let mut text = toml::to_string_pretty(self).expect("config serializes");
         if self.pulls.is_empty() {
-            text.push_str("\n# [[pulls]]                      # streams pulled at boot (none)\n# source = \"rtsp://user:pass@camera:554/path\"   # or rtmp://, rtmps://\n# name = \"cam/door\"\n");
+            text.push_str("\n# [[pulls]]                      # streams pulled at boot (none)\n# source = \"rtsp://user:pass@camera:554/path\"   # or rtmp://, rtmps://, http(s)://HOST/whep/NAME\n# name = \"cam/door\"\n# token = \"...\"                   # bearer token of a WHEP source (optional)\n");
         }
         if self.pushes.is_empty() {
             text.push_str("\n# [[pushes]]                     # push rules (none)\n# stream = \"live/*\"               # `*` matches within a path segment\n# url = \"rtmp://cdn.example/app/{name}\"\n");
@@ -366,12 +374,18 @@ mod tests {
         assert_eq!(config, Config::default());
         assert_eq!(Config::parse(&config.to_toml()).unwrap(), config);
         assert!(config.to_toml().contains("chunk_size = 4096"));
+        let edge = Config::parse(
+            "origins = [\"http://a:8080\"]\n[[pulls]]\nsource = \"http://b/whep/x\"\nname = \"x\"\ntoken = \"t\"\n",
+        )
+        .unwrap();
+        assert_eq!(Config::parse(&edge.to_toml()).unwrap(), edge);
     }
 
     #[test]
     fn unknown_keys_and_bad_values_are_refused() {
         assert!(Config::parse("[rtmp]\nlisten_addr = \"1.2.3.4:5\"").is_err());
         assert!(Config::parse("[rtmp]\nchunk_size = 12").is_err());
+        assert!(Config::parse("origins = [\"ftp://a\"]").is_err());
         let c = Config::parse("[http]\nlisten = \"127.0.0.1:0\"").unwrap();
         assert_eq!(c.http.listen.port(), 0);
     }

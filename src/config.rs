@@ -86,6 +86,9 @@ pub struct WebrtcConfig {
     pub public_ips: Vec<std::net::IpAddr>,
     /// STUN/TURN servers handed to WHIP/WHEP clients in `Link` headers.
     pub ice_servers: Vec<crate::webrtc::IceServer>,
+    /// Testing aid: drop one in this many media packets to viewers on their first send
+    /// (retransmissions on NACK still go), to see loss recovery work. 0: off.
+    pub simulate_loss_one_in: u32,
 }
 
 impl Default for WebrtcConfig {
@@ -95,6 +98,7 @@ impl Default for WebrtcConfig {
             candidate_ips: Vec::new(),
             public_ips: Vec::new(),
             ice_servers: Vec::new(),
+            simulate_loss_one_in: 0,
         }
     }
 }
@@ -107,6 +111,7 @@ impl WebrtcConfig {
             public_ips: self.public_ips.clone(),
             ice_servers: self.ice_servers.clone(),
             own_thread: true,
+            simulate_loss_one_in: self.simulate_loss_one_in,
         }
     }
 }

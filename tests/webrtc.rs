@@ -468,11 +468,33 @@ fn fixture() -> (Vec<(bytes::Bytes, bool)>, bytes::Bytes, bytes::Bytes) {
 /// it back over WHEP from the server; what comes back is what went in, frame for frame.
 #[test]
 fn frames_sent_over_whip_come_back_over_whep_unchanged() {
+    whip_whep_round_trip(&Switchyard::start());
+}
+
+/// The server leaves out one in five media packets to its WHEP viewers; our client's NACKs
+/// (webrtc-rs's NACK generator) get every one of them again, so the frames still come back
+/// whole and in order.
+#[test]
+fn lost_packets_are_sent_again_on_nack() {
+    let server = Switchyard::start_with_config("[webrtc]\nsimulate_loss_one_in = 5\n");
+    whip_whep_round_trip(&server);
+    let (_, stats) = server.get_json("/api/v1/webrtc");
+    let lost = stats["simulated_losses"].as_u64().unwrap();
+    let again = stats["retransmitted"].as_u64().unwrap();
+    assert!(lost > 10, "packets were left out: {stats}");
+    assert!(
+        again >= lost * 9 / 10,
+        "most lost packets were sent again: {stats}"
+    );
+}
+
+/// Our client pushes a fixture over WHIP, pulls it back over WHEP, and compares frame for
+/// frame.
+fn whip_whep_round_trip(server: &Switchyard) {
     use switchyard::bus::{BusConfig, Peer, ReaderEvent, Registry};
     use switchyard::webrtc::{self, ClientRole, WebRtcSettings};
     use switchyard_media::{h264::AvcConfig, CodecConfig, Frame, Track, TrackId};
 
-    let server = Switchyard::start();
     let (frames, sps, pps) = fixture();
     assert_eq!(frames.len(), 12);
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -483,6 +505,7 @@ fn frames_sent_over_whip_come_back_over_whep_unchanged() {
             public_ips: Vec::new(),
             ice_servers: Vec::new(),
             own_thread: false,
+            simulate_loss_one_in: 0,
         };
         let stop = tokio_util::sync::CancellationToken::new();
         let http = reqwest::Client::new();

@@ -77,6 +77,12 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
                 .absolute(stats.datagrams_sent.load(Relaxed));
             metrics::counter!("switchyard_webrtc_datagrams_dropped_total")
                 .absolute(stats.datagrams_dropped.load(Relaxed));
+            metrics::describe_counter!(
+                "switchyard_webrtc_retransmitted_total",
+                "RTP packets sent again to WebRTC viewers that asked (NACK)"
+            );
+            metrics::counter!("switchyard_webrtc_retransmitted_total")
+                .absolute(stats.retransmitted.load(Relaxed));
             metrics::describe_gauge!(
                 "switchyard_webrtc_send_delay_seconds",
                 "Delay from a frame entering the bus to a viewer's WebRTC datagram leaving, recent datagrams"

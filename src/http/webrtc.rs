@@ -276,6 +276,8 @@ async fn engine_stats(State(state): State<AppState>) -> Result<Json<serde_json::
         "viewers": sessions.iter().filter(|s| s.role == "play").count(),
         "datagrams_sent": stats.datagrams_sent.load(Relaxed),
         "datagrams_dropped": stats.datagrams_dropped.load(Relaxed),
+        "retransmitted": stats.retransmitted.load(Relaxed),
+        "simulated_losses": stats.simulated_losses.load(Relaxed),
         "send_delay_ms": { "p50": p[0], "p90": p[1], "p99": p[2] },
     })))
 }

@@ -95,6 +95,7 @@ async fn session(
         public_ips: Vec::new(),
         ice_servers: Vec::new(),
         own_thread: false,
+        simulate_loss_one_in: 0,
     };
     let engine_stop = stop.child_token();
     let engine = match crate::webrtc::start(socket, settings, engine_stop.clone()) {

@@ -12,8 +12,10 @@
 //! the GOP's age as delay for the whole session).
 
 use crate::bus::{BusFrame, TrackSet};
+use crate::webrtc::srtp::{rtp_header, RTP_HEADER_LEN};
 use bytes::Bytes;
 use rtc::rtp_transceiver::RTCRtpSenderId;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 use switchyard_media::{rescale, CodecConfig, MediaKind, TrackId};
@@ -180,44 +182,168 @@ impl Feed {
     }
 }
 
+/// Packets a viewer keeps for retransmission on NACK (RFC 4585 6.2.1): about a second of a
+/// 2 Mbps stream. They are kept as the shared packetized frames, with where each began in the
+/// viewer's numbering: a few bytes per frame.
+const NACK_HISTORY: usize = 256;
+
+/// One RTP packet for one viewer: its own header on the shared payload.
+#[derive(Debug, Clone)]
+pub struct OutPacket {
+    pub header: [u8; RTP_HEADER_LEN],
+    /// Rollover count of the sequence number (RFC 3711 3.3.1), for SRTP.
+    pub roc: u32,
+    pub payload: Bytes,
+}
+
+impl OutPacket {
+    pub fn sequence(&self) -> u16 {
+        u16::from_be_bytes([self.header[2], self.header[3]])
+    }
+}
+
 /// One sending track of a viewer.
 #[derive(Debug, Clone)]
 pub struct TrackOut {
     pub sender: RTCRtpSenderId,
     pub ssrc: u32,
     pub payload_type: u8,
+    clock_rate: u32,
     sequence: u16,
+    roc: u32,
     base: u32,
+    /// Recent frames, oldest first, for retransmission (video only) ...
+    history: Option<VecDeque<SentFrame>>,
+    /// ... and how many packets they hold.
+    history_packets: usize,
+    /// For RTCP sender reports (RFC 3550 6.4.1).
+    packets_sent: u32,
+    octets_sent: u32,
+    last_timestamp: u32,
+    last_sent_at: Option<Instant>,
 }
 
 impl TrackOut {
-    pub fn new(sender: RTCRtpSenderId, ssrc: u32, payload_type: u8) -> Self {
+    pub fn new(sender: RTCRtpSenderId, ssrc: u32, payload_type: u8, kind: MediaKind) -> Self {
         TrackOut {
             sender,
             ssrc,
             payload_type,
-            sequence: rand::random(),
+            clock_rate: match kind {
+                MediaKind::Video => 90_000,
+                MediaKind::Audio => 48_000,
+            },
+            sequence: rand::random::<u16>() & 0x7fff,
+            roc: 0,
             base: rand::random(),
+            history: (kind == MediaKind::Video).then(VecDeque::new),
+            history_packets: 0,
+            packets_sent: 0,
+            octets_sent: 0,
+            last_timestamp: 0,
+            last_sent_at: None,
         }
     }
 
-    fn packets(&mut self, frame: &Packetized, timestamp: u32, out: &mut Vec<rtc::rtp::Packet>) {
-        for payload in &frame.payloads {
-            out.push(rtc::rtp::Packet {
-                header: rtc::rtp::header::Header {
-                    version: 2,
-                    marker: payload.marker,
-                    payload_type: self.payload_type,
-                    sequence_number: self.sequence,
-                    timestamp: self.base.wrapping_add(timestamp),
-                    ssrc: self.ssrc,
-                    ..Default::default()
-                },
-                payload: payload.data.clone(),
+    /// The extended sequence number (RFC 3711 3.3.1 index) of the next packet.
+    fn next_index(&self) -> u64 {
+        (u64::from(self.roc) << 16) | u64::from(self.sequence)
+    }
+
+    fn packets(
+        &mut self,
+        frame: &Arc<Packetized>,
+        timestamp: u32,
+        now: Instant,
+        out: &mut Vec<OutPacket>,
+    ) {
+        let timestamp = self.base.wrapping_add(timestamp);
+        let first = self.next_index();
+        if let Some(history) = &mut self.history {
+            history.push_back(SentFrame {
+                first,
+                timestamp,
+                frame: frame.clone(),
             });
+            self.history_packets += frame.payloads.len();
+            while let Some(oldest) = history.front() {
+                let without = self.history_packets - oldest.frame.payloads.len();
+                if without < NACK_HISTORY {
+                    break;
+                }
+                self.history_packets = without;
+                history.pop_front();
+            }
+        }
+        for payload in &frame.payloads {
+            let packet = OutPacket {
+                header: rtp_header(
+                    payload.marker,
+                    self.payload_type,
+                    self.sequence,
+                    timestamp,
+                    self.ssrc,
+                ),
+                roc: self.roc,
+                payload: payload.data.clone(),
+            };
             self.sequence = self.sequence.wrapping_add(1);
+            if self.sequence == 0 {
+                self.roc = self.roc.wrapping_add(1);
+            }
+            self.packets_sent = self.packets_sent.wrapping_add(1);
+            self.octets_sent = self.octets_sent.wrapping_add(payload.data.len() as u32);
+            out.push(packet);
+        }
+        if !frame.payloads.is_empty() {
+            self.last_timestamp = timestamp;
+            self.last_sent_at = Some(now);
         }
     }
+
+    /// The packet sent with `sequence`, if it is still kept.
+    pub fn retransmission(&self, sequence: u16) -> Option<OutPacket> {
+        let history = self.history.as_ref()?;
+        let newest = self.next_index().checked_sub(1)?;
+        let age = (newest as u16).wrapping_sub(sequence);
+        let index = newest.checked_sub(u64::from(age))?;
+        let sent = history.iter().rev().find(|f| f.first <= index)?;
+        let payload = sent.frame.payloads.get((index - sent.first) as usize)?;
+        Some(OutPacket {
+            header: rtp_header(
+                payload.marker,
+                self.payload_type,
+                sequence,
+                sent.timestamp,
+                self.ssrc,
+            ),
+            roc: (index >> 16) as u32,
+            payload: payload.data.clone(),
+        })
+    }
+
+    /// What a sender report says at `now` (RFC 3550 6.4.1): the RTP time that corresponds to
+    /// `now`, and the packet and payload-octet counts; `None` before anything was sent.
+    pub fn report(&self, now: Instant) -> Option<(u32, u32, u32)> {
+        let sent_at = self.last_sent_at?;
+        let elapsed = now.saturating_duration_since(sent_at);
+        let ticks = (elapsed.as_micros() as u64 * self.clock_rate as u64 / 1_000_000) as u32;
+        Some((
+            self.last_timestamp.wrapping_add(ticks),
+            self.packets_sent,
+            self.octets_sent,
+        ))
+    }
+}
+
+/// A frame as one viewer got it, for retransmissions.
+#[derive(Debug, Clone)]
+struct SentFrame {
+    /// The extended sequence number of its first packet.
+    first: u64,
+    /// Its RTP timestamp for this viewer.
+    timestamp: u32,
+    frame: Arc<Packetized>,
 }
 
 /// One WHEP viewer's sending state.
@@ -241,7 +367,7 @@ impl Viewer {
 
     /// RTP packets of a live frame for this viewer (none if it does not take that track,
     /// or video is waiting for a keyframe).
-    pub fn live(&mut self, frame: &Packetized, out: &mut Vec<rtc::rtp::Packet>) {
+    pub fn live(&mut self, frame: &Arc<Packetized>, now: Instant, out: &mut Vec<OutPacket>) {
         match frame.kind {
             MediaKind::Video => {
                 let Some(track) = self.video.as_mut() else {
@@ -253,11 +379,11 @@ impl Viewer {
                     }
                     self.video_started = true;
                 }
-                track.packets(frame, frame.timestamp, out);
+                track.packets(frame, frame.timestamp, now, out);
             }
             MediaKind::Audio => {
                 if let Some(track) = self.audio.as_mut() {
-                    track.packets(frame, frame.timestamp, out);
+                    track.packets(frame, frame.timestamp, now, out);
                 }
             }
         }
@@ -265,7 +391,7 @@ impl Viewer {
 
     /// Packets of the cached GOP for a viewer that just connected, timestamps squeezed to end
     /// at the newest frame's own timestamp (so live frames continue from there).
-    pub fn catch_up(&mut self, gop: &[Arc<Packetized>], out: &mut Vec<rtc::rtp::Packet>) {
+    pub fn catch_up(&mut self, gop: &[Arc<Packetized>], now: Instant, out: &mut Vec<OutPacket>) {
         let (Some(track), Some(last)) = (self.video.as_mut(), gop.last()) else {
             return;
         };
@@ -275,7 +401,7 @@ impl Viewer {
         let count = gop.len() as u32;
         for (i, frame) in gop.iter().enumerate() {
             let timestamp = last.timestamp.wrapping_sub(count - 1 - i as u32);
-            track.packets(frame, timestamp, out);
+            track.packets(frame, timestamp, now, out);
         }
         self.video_started = true;
     }
@@ -308,56 +434,131 @@ mod tests {
         })
     }
 
+    fn timestamp(p: &OutPacket) -> u32 {
+        u32::from_be_bytes(p.header[4..8].try_into().unwrap())
+    }
+
+    fn video_track() -> TrackOut {
+        TrackOut::new(RTCRtpSenderId::default(), 1, 102, MediaKind::Video)
+    }
+
     #[test]
     fn viewers_start_on_a_keyframe_and_number_their_own_packets() {
+        let now = Instant::now();
         let mut viewer = Viewer::new(
-            Some(TrackOut::new(RTCRtpSenderId::default(), 1, 102)),
-            Some(TrackOut::new(RTCRtpSenderId::default(), 2, 111)),
+            Some(video_track()),
+            Some(TrackOut::new(
+                RTCRtpSenderId::default(),
+                2,
+                111,
+                MediaKind::Audio,
+            )),
         );
         let mut out = Vec::new();
-        viewer.live(&frame(MediaKind::Video, 3000, false, 2), &mut out);
+        viewer.live(&frame(MediaKind::Video, 3000, false, 2), now, &mut out);
         assert!(out.is_empty(), "no video before a keyframe");
-        viewer.live(&frame(MediaKind::Audio, 960, true, 1), &mut out);
+        viewer.live(&frame(MediaKind::Audio, 960, true, 1), now, &mut out);
         assert_eq!(out.len(), 1, "audio at once");
+        assert_eq!(out[0].header[1], 0x80 | 111, "marker and payload type");
         out.clear();
-        viewer.live(&frame(MediaKind::Video, 6000, true, 3), &mut out);
-        viewer.live(&frame(MediaKind::Video, 9000, false, 2), &mut out);
+        viewer.live(&frame(MediaKind::Video, 6000, true, 3), now, &mut out);
+        viewer.live(&frame(MediaKind::Video, 9000, false, 2), now, &mut out);
         assert_eq!(out.len(), 5);
         for pair in out.windows(2) {
-            assert_eq!(
-                pair[1].header.sequence_number,
-                pair[0].header.sequence_number.wrapping_add(1)
+            assert_eq!(pair[1].sequence(), pair[0].sequence().wrapping_add(1));
+        }
+        assert!(out[2].header[1] & 0x80 != 0 && out[1].header[1] & 0x80 == 0);
+        assert_eq!(timestamp(&out[3]).wrapping_sub(timestamp(&out[0])), 3000);
+        assert!(out.iter().all(|p| p.header[8..12] == 1u32.to_be_bytes()
+            && p.header[1] & 0x7f == 102
+            && p.header[0] == 0x80));
+    }
+
+    #[test]
+    fn sequence_numbers_roll_over_with_the_srtp_rollover_count() {
+        let mut track = video_track();
+        track.sequence = 65_534;
+        let mut out = Vec::new();
+        track.packets(
+            &frame(MediaKind::Video, 0, true, 4),
+            0,
+            Instant::now(),
+            &mut out,
+        );
+        let got: Vec<(u16, u32)> = out.iter().map(|p| (p.sequence(), p.roc)).collect();
+        assert_eq!(got, [(65_534, 0), (65_535, 0), (0, 1), (1, 1)]);
+    }
+
+    #[test]
+    fn recent_video_packets_are_kept_for_retransmission() {
+        let mut track = video_track();
+        track.sequence = 65_000;
+        let mut out = Vec::new();
+        for i in 0..100 {
+            track.packets(
+                &frame(MediaKind::Video, i * 3000, i == 0, 6),
+                i * 3000,
+                Instant::now(),
+                &mut out,
             );
         }
-        assert!(out[2].header.marker && !out[1].header.marker);
-        assert_eq!(
-            out[3]
-                .header
-                .timestamp
-                .wrapping_sub(out[0].header.timestamp),
-            3000
+        let newest = out.last().unwrap().sequence();
+        for (age, sent) in out.iter().rev().enumerate() {
+            let again = track.retransmission(sent.sequence());
+            if age < NACK_HISTORY {
+                let again = again.expect("recent packets are kept");
+                assert_eq!(again.header, sent.header, "packet {age} back");
+                assert_eq!((again.roc, &again.payload), (sent.roc, &sent.payload));
+            } else if age >= NACK_HISTORY + 6 {
+                assert!(again.is_none(), "packet {age} back is no longer kept");
+            }
+        }
+        assert!(track.retransmission(newest.wrapping_add(1)).is_none());
+        assert!(
+            out.iter().any(|p| p.roc == 1),
+            "the test crosses a rollover"
         );
-        assert!(out
-            .iter()
-            .all(|p| p.header.ssrc == 1 && p.header.payload_type == 102));
+        let audio = TrackOut::new(RTCRtpSenderId::default(), 2, 111, MediaKind::Audio);
+        assert!(audio.history.is_none(), "audio is not retransmitted");
+    }
+
+    #[test]
+    fn sender_reports_extrapolate_the_rtp_clock() {
+        let mut track = video_track();
+        let start = Instant::now();
+        assert!(track.report(start).is_none());
+        let mut out = Vec::new();
+        track.packets(
+            &frame(MediaKind::Video, 3000, true, 2),
+            3000,
+            start,
+            &mut out,
+        );
+        let (rtp_time, packets, octets) = track
+            .report(start + std::time::Duration::from_millis(100))
+            .unwrap();
+        assert_eq!(rtp_time.wrapping_sub(timestamp(&out[0])), 9000);
+        assert_eq!((packets, octets), (2, 20));
     }
 
     #[test]
     fn catch_up_squeezes_the_gop_to_end_at_the_live_edge() {
+        let now = Instant::now();
         let gop: Vec<_> = (0..30)
             .map(|i| frame(MediaKind::Video, 90_000 + i * 3000, i == 0, 1))
             .collect();
-        let mut viewer = Viewer::new(Some(TrackOut::new(RTCRtpSenderId::default(), 1, 102)), None);
+        let mut viewer = Viewer::new(Some(video_track()), None);
         let mut out = Vec::new();
-        viewer.catch_up(&gop, &mut out);
+        viewer.catch_up(&gop, now, &mut out);
         assert_eq!(out.len(), 30);
-        let last = out[29].header.timestamp;
-        assert_eq!(last.wrapping_sub(out[0].header.timestamp), 29);
+        let last = timestamp(&out[29]);
+        assert_eq!(last.wrapping_sub(timestamp(&out[0])), 29);
         out.clear();
         viewer.live(
             &frame(MediaKind::Video, 90_000 + 30 * 3000, false, 1),
+            now,
             &mut out,
         );
-        assert_eq!(out[0].header.timestamp.wrapping_sub(last), 3000);
+        assert_eq!(timestamp(&out[0]).wrapping_sub(last), 3000);
     }
 }

@@ -1,7 +1,8 @@
 //! The event loop that owns the UDP socket and every peer connection (see the module docs
 //! of [`super`]).
 
-use super::peer::{self, Direction, Local};
+use super::peer::{self, Direction, Local, SendTrack};
+use super::srtp::{KeyCapture, SrtpSender};
 use super::udp::{self, Outgoing, Received, Receiver};
 use super::{
     ClientRole, Command, EngineStats, Opened, Role, SessionError, SessionInfo, WebRtc,
@@ -9,7 +10,7 @@ use super::{
 };
 use crate::bus::{Peer as BusPeer, Reader, ReaderEvent, Stream};
 use crate::inputs::whip::WhipIngest;
-use crate::outputs::whep::{Feed, Packetized, TrackOut, Viewer};
+use crate::outputs::whep::{Feed, OutPacket, Packetized, TrackOut, Viewer};
 use bytes::BytesMut;
 use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
@@ -20,17 +21,19 @@ use rtc::peer_connection::RTCPeerConnection;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::sender_report::SenderReport;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::RTCRtpReceiverId;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use rtc::statistics::StatsSelector;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use switchyard_media::MediaKind;
 use tokio::io::Interest;
 use tokio::sync::mpsc;
@@ -109,10 +112,9 @@ pub fn start(
         media_tx,
         receiver: Receiver::default(),
         received: Vec::new(),
-        outgoing: Vec::new(),
+        outbox: Outbox::new(fd, engine_stats, settings.simulate_loss_one_in),
         packets: Vec::new(),
-        stats: engine_stats,
-        sending_frame: None,
+        retransmit: Vec::new(),
     };
     let run = async move {
         match tokio::net::UdpSocket::from_std(socket) {
@@ -164,7 +166,7 @@ enum PeerRole {
         client: Option<Arc<super::ClientCounters>>,
     },
     Viewer {
-        viewer: Viewer,
+        viewer: Box<Viewer>,
         feed: FeedKey,
         /// Holds this viewer's place in the stream's reader counts; the feed reads for it.
         _counted: Reader,
@@ -187,6 +189,13 @@ struct PeerEntry {
     connected: bool,
     /// A client's sending tracks until the answer says what was negotiated.
     senders: Option<peer::Senders>,
+    /// Sending connections: their SRTP keys, captured during the DTLS handshake ...
+    keys: Option<Arc<KeyCapture>>,
+    /// ... and, once connected, the SRTP that protects the media the engine sends.
+    srtp: Option<SrtpSender>,
+    /// Where `rtc` sends this connection's DTLS and RTCP (the selected ICE pair); media goes
+    /// there too.
+    media_to: Option<(SocketAddr, Option<IpAddr>)>,
 }
 
 struct FeedEntry {
@@ -214,7 +223,9 @@ struct Engine {
     fd: RawFd,
     local_addr: SocketAddr,
     local: Local,
-    peers: HashMap<PeerKey, PeerEntry>,
+    /// Boxed: an entry holds a whole `RTCPeerConnection` (kilobytes), so the map itself stays
+    /// small and growing it moves pointers.
+    peers: HashMap<PeerKey, Box<PeerEntry>>,
     next_key: u64,
     by_addr: HashMap<SocketAddr, PeerKey>,
     by_ufrag: HashMap<String, PeerKey>,
@@ -227,11 +238,11 @@ struct Engine {
     media_tx: mpsc::Sender<(FeedKey, Option<ReaderEvent>)>,
     receiver: Receiver,
     received: Vec<Received>,
-    outgoing: Vec<Datagram>,
-    packets: Vec<rtc::rtp::Packet>,
-    stats: Arc<EngineStats>,
-    /// When the frame being fanned out entered the bus (for the send-delay statistics).
-    sending_frame: Option<std::time::Instant>,
+    outbox: Outbox,
+    /// Scratch space for one viewer's packets of one frame.
+    packets: Vec<OutPacket>,
+    /// Scratch space for packets a viewer asked again (NACK).
+    retransmit: Vec<OutPacket>,
 }
 
 impl Engine {
@@ -269,13 +280,13 @@ impl Engine {
                 _ = tokio::time::sleep_until(next_timer.into()) => self.timers_due(),
                 _ = housekeeping.tick() => self.housekeeping(),
             }
-            self.flush();
+            self.outbox.flush();
         }
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
         for key in keys {
             self.remove(key, "server shutting down");
         }
-        self.flush();
+        self.outbox.flush();
     }
 
     // ---- socket -------------------------------------------------------------------------
@@ -355,51 +366,12 @@ impl Engine {
         self.service(key, now);
     }
 
-    fn flush(&mut self) {
-        if self.outgoing.is_empty() {
-            return;
-        }
-        let batch: Vec<Outgoing<'_>> = self
-            .outgoing
-            .iter()
-            .map(|(to, from_ip, data)| Outgoing {
-                to: *to,
-                from_ip: *from_ip,
-                data,
-            })
-            .collect();
-        let sent = match udp::send(self.fd, &batch) {
-            Ok(sent) => sent,
-            Err(e) => {
-                tracing::debug!(error = %e, "webrtc send");
-                0
-            }
-        };
-        if sent < batch.len() {
-            tracing::debug!(
-                dropped = batch.len() - sent,
-                "webrtc socket full; datagrams dropped"
-            );
-        }
-        self.stats
-            .datagrams_sent
-            .fetch_add(sent as u64, Ordering::Relaxed);
-        self.stats
-            .datagrams_dropped
-            .fetch_add((batch.len() - sent) as u64, Ordering::Relaxed);
-        if let Some(published_at) = self.sending_frame {
-            self.stats.record_delay(published_at.elapsed(), sent);
-        }
-        drop(batch);
-        self.outgoing.clear();
-    }
-
     // ---- peers --------------------------------------------------------------------------
 
     /// Drains everything a connection has to say, and re-arms its timer.
     fn service(&mut self, key: PeerKey, now: Instant) {
-        if self.outgoing.len() >= FLUSH_AT {
-            self.flush();
+        if self.outbox.len() >= FLUSH_AT {
+            self.outbox.flush();
         }
         let mut actions = Vec::new();
         {
@@ -408,14 +380,23 @@ impl Engine {
             };
             loop {
                 let mut busy = false;
-                busy |= drain_writes(&mut peer.pc, &mut self.outgoing);
+                busy |= drain_writes(&mut peer.pc, &mut peer.media_to, &mut self.outbox);
                 while let Some(event) = peer.pc.poll_event() {
                     busy = true;
                     peer_event(key, peer, event, &mut actions);
                 }
                 while let Some(message) = peer.pc.poll_read() {
                     busy = true;
-                    peer_message(peer, message.message, now, &mut actions);
+                    peer_message(
+                        peer,
+                        message.message,
+                        now,
+                        &mut actions,
+                        &mut self.retransmit,
+                    );
+                }
+                if !self.retransmit.is_empty() {
+                    send_media(peer, &mut self.retransmit, &mut self.outbox, true);
                 }
                 if !busy {
                     break;
@@ -424,7 +405,7 @@ impl Engine {
             if let PeerRole::Publisher { ingest, tracks, .. } = &mut peer.role {
                 if peer.connected && ingest.take_keyframe_request(now) {
                     send_pli(&mut peer.pc, tracks, now);
-                    drain_writes(&mut peer.pc, &mut self.outgoing);
+                    drain_writes(&mut peer.pc, &mut peer.media_to, &mut self.outbox);
                 }
             }
             let timer = peer.pc.poll_timeout();
@@ -491,7 +472,12 @@ impl Engine {
         for key in kicked {
             self.remove(key, "kicked");
         }
-        // WHEP pulls: loss and round-trip time for the pull API.
+        self.pull_stats();
+        self.sender_reports();
+    }
+
+    /// WHEP pulls: loss and round-trip time for the pull API.
+    fn pull_stats(&mut self) {
         let now = Instant::now();
         for peer in self.peers.values_mut() {
             if let PeerRole::Publisher {
@@ -504,13 +490,50 @@ impl Engine {
         }
     }
 
+    /// RTCP sender reports (RFC 3550 6.4.1) for every track the engine sends, once per
+    /// housekeeping turn: receivers use them to synchronise audio with video.
+    fn sender_reports(&mut self) {
+        let now = Instant::now();
+        let ntp = ntp_time(SystemTime::now());
+        for peer in self.peers.values_mut() {
+            let PeerRole::Viewer { viewer, .. } = &peer.role else {
+                continue;
+            };
+            if peer.srtp.is_none() {
+                continue;
+            }
+            for track in [&viewer.video, &viewer.audio].into_iter().flatten() {
+                let Some((rtp_time, packet_count, octet_count)) = track.report(now) else {
+                    continue;
+                };
+                let report = SenderReport {
+                    ssrc: track.ssrc,
+                    ntp_time: ntp,
+                    rtp_time,
+                    packet_count,
+                    octet_count,
+                    ..Default::default()
+                };
+                if let Some(mut sender) = peer.pc.rtp_sender(track.sender) {
+                    if let Err(e) = sender.write_rtcp(now, vec![Box::new(report)]) {
+                        tracing::debug!(session = %peer.session, error = %e, "sender report not written");
+                    }
+                }
+            }
+            drain_writes(&mut peer.pc, &mut peer.media_to, &mut self.outbox);
+            if self.outbox.len() >= FLUSH_AT {
+                self.outbox.flush();
+            }
+        }
+    }
+
     fn remove(&mut self, key: PeerKey, why: &str) {
         let Some(mut peer) = self.peers.remove(&key) else {
             return;
         };
         tracing::info!(session = %peer.session, stream = %peer.stream, reason = why, "webrtc session closed");
         let _ = peer.pc.close();
-        drain_writes(&mut peer.pc, &mut self.outgoing);
+        drain_writes(&mut peer.pc, &mut peer.media_to, &mut self.outbox);
         for addr in &peer.addrs {
             self.by_addr.remove(addr);
         }
@@ -571,10 +594,7 @@ impl Engine {
                         if let (Ok(()), Some(senders)) = (&result, peer.senders.take()) {
                             let (video, audio) = peer::negotiated_tracks(&mut peer.pc, senders);
                             if let PeerRole::Viewer { viewer, .. } = &mut peer.role {
-                                viewer.video =
-                                    video.map(|t| TrackOut::new(t.sender, t.ssrc, t.payload_type));
-                                viewer.audio =
-                                    audio.map(|t| TrackOut::new(t.sender, t.ssrc, t.payload_type));
+                                **viewer = new_viewer(video, audio);
                             }
                         }
                         if result.is_ok() {
@@ -626,27 +646,21 @@ impl Engine {
         self.next_key += 1;
         let (stream, role) = match role {
             Role::Publish(publisher) => {
-                let expects_video = built.answer.contains("m=video") && offer_sends_video(offer);
+                let expects_video = built.sdp.contains("m=video") && offer_sends_video(offer);
                 self.publisher_role(key, publisher, expects_video, None)
             }
             Role::Play(reader) => {
-                let viewer = Viewer::new(
-                    built
-                        .video
-                        .map(|t| TrackOut::new(t.sender, t.ssrc, t.payload_type)),
-                    built
-                        .audio
-                        .map(|t| TrackOut::new(t.sender, t.ssrc, t.payload_type)),
-                );
+                let viewer = new_viewer(built.video, built.audio);
                 self.viewer_role(key, reader, viewer)
             }
         };
         let name = stream.clone();
-        let (session, etag) = self.insert_peer(key, stream, built.pc, built.ufrag, role, None, now);
+        let answer = built.sdp.clone();
+        let (session, etag) = self.insert_peer(key, stream, built, role, None, now);
         tracing::info!(session = %session, stream = %name, role = ?direction, "webrtc session opened");
         Ok(Opened {
             session,
-            answer: built.answer,
+            answer,
             etag,
         })
     }
@@ -657,7 +671,7 @@ impl Engine {
             ClientRole::Push(_) => Direction::Send,
             ClientRole::Count(_) | ClientRole::Pull(..) => Direction::Receive,
         };
-        let (pc, ufrag, offer, senders) = peer::build_offer(&self.local, direction, now)?;
+        let (built, senders) = peer::build_offer(&self.local, direction, now)?;
         let key = self.next_key;
         self.next_key += 1;
         let (stream, role) = match role {
@@ -668,7 +682,8 @@ impl Engine {
             // Tracks are set when the answer says what was negotiated.
             ClientRole::Push(reader) => self.viewer_role(key, reader, Viewer::new(None, None)),
         };
-        let (session, _) = self.insert_peer(key, stream, pc, ufrag, role, Some(senders), now);
+        let offer = built.sdp.clone();
+        let (session, _) = self.insert_peer(key, stream, built, role, Some(senders), now);
         Ok((session, offer))
     }
 
@@ -704,7 +719,7 @@ impl Engine {
             .viewers
             .push(key);
         let role = PeerRole::Viewer {
-            viewer,
+            viewer: Box::new(viewer),
             feed,
             _counted: reader,
         };
@@ -712,17 +727,18 @@ impl Engine {
     }
 
     /// Registers a new connection; returns its session id and ETag.
-    #[allow(clippy::too_many_arguments)]
     fn insert_peer(
         &mut self,
         key: PeerKey,
         stream: String,
-        pc: RTCPeerConnection,
-        ufrag: String,
+        built: peer::Built,
         role: PeerRole,
         senders: Option<peer::Senders>,
         now: Instant,
     ) -> (String, String) {
+        let peer::Built {
+            pc, ufrag, keys, ..
+        } = built;
         let session = peer::random_token(24);
         let etag = format!("\"{ufrag}\"");
         tracing::debug!(session = %session, stream = %stream, "webrtc session created");
@@ -730,7 +746,7 @@ impl Engine {
         self.by_session.insert(session.clone(), key);
         self.peers.insert(
             key,
-            PeerEntry {
+            Box::new(PeerEntry {
                 session: session.clone(),
                 stream,
                 pc,
@@ -743,7 +759,10 @@ impl Engine {
                 created: now,
                 connected: false,
                 senders,
-            },
+                keys,
+                srtp: None,
+                media_to: None,
+            }),
         );
         self.service(key, now);
         (session, etag)
@@ -901,7 +920,7 @@ impl Engine {
                     if let Some(PeerEntry {
                         role: PeerRole::Viewer { viewer, .. },
                         ..
-                    }) = self.peers.get_mut(&key)
+                    }) = self.peers.get_mut(&key).map(|p| &mut **p)
                     {
                         viewer.restart_video();
                     }
@@ -913,7 +932,7 @@ impl Engine {
                     return;
                 };
                 let viewers = std::mem::take(&mut entry.viewers);
-                self.sending_frame = Some(frame.published_at);
+                self.outbox.sending_frame = Some(frame.published_at);
                 for key in &viewers {
                     self.send_to_viewer(*key, &packetized, now);
                 }
@@ -921,14 +940,14 @@ impl Engine {
                     entry.viewers = viewers;
                 }
                 // Out now, so the delay is what the viewers get.
-                self.flush();
-                self.sending_frame = None;
+                self.outbox.flush();
+                self.outbox.sending_frame = None;
             }
         }
     }
 
     /// Writes a live frame to one viewer.
-    fn send_to_viewer(&mut self, key: PeerKey, frame: &Packetized, now: Instant) {
+    fn send_to_viewer(&mut self, key: PeerKey, frame: &Arc<Packetized>, now: Instant) {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
@@ -939,12 +958,11 @@ impl Engine {
             return;
         };
         self.packets.clear();
-        viewer.live(frame, &mut self.packets);
+        viewer.live(frame, now, &mut self.packets);
         if self.packets.is_empty() {
             return;
         }
-        write_packets(peer, frame.kind, &mut self.packets, &mut self.outgoing, now);
-        self.service(key, now);
+        send_media(peer, &mut self.packets, &mut self.outbox, false);
     }
 
     fn viewer_connected(&mut self, key: PeerKey, now: Instant) {
@@ -955,21 +973,32 @@ impl Engine {
             return;
         };
         viewer.connected_at = Some(now);
+        // DTLS is done: the SRTP keys were derived, and the stats name the profile.
+        let cipher = peer
+            .pc
+            .get_stats(now, StatsSelector::None)
+            .transport()
+            .map(|t| t.srtp_cipher.clone())
+            .unwrap_or_default();
+        let srtp = match &peer.keys {
+            Some(keys) => keys.sender(&cipher),
+            None => Err("no SRTP key capture on this connection".to_string()),
+        };
+        match srtp {
+            Ok(srtp) => peer.srtp = Some(srtp),
+            Err(e) => {
+                tracing::error!(session = %peer.session, error = %e, "cannot protect media for this viewer");
+                self.remove(key, "no SRTP keys");
+                return;
+            }
+        }
         let stream = peer.stream.clone();
         let Some(entry) = self.feeds.get(feed) else {
             return;
         };
         self.packets.clear();
-        viewer.catch_up(entry.feed.gop(), &mut self.packets);
-        if !self.packets.is_empty() {
-            write_packets(
-                peer,
-                MediaKind::Video,
-                &mut self.packets,
-                &mut self.outgoing,
-                now,
-            );
-        }
+        viewer.catch_up(entry.feed.gop(), now, &mut self.packets);
+        send_media(peer, &mut self.packets, &mut self.outbox, false);
         self.service(key, now);
         self.keyframe_wanted(&stream, now);
     }
@@ -982,7 +1011,7 @@ impl Engine {
         if let Some(PeerEntry {
             role: PeerRole::Publisher { ingest, .. },
             ..
-        }) = self.peers.get_mut(&key)
+        }) = self.peers.get_mut(&key).map(|p| &mut **p)
         {
             ingest.request_keyframe();
         }
@@ -990,68 +1019,172 @@ impl Engine {
     }
 }
 
-type Datagram = (SocketAddr, Option<IpAddr>, BytesMut);
+/// Datagrams waiting to go out, in one buffer reused from flush to flush.
+struct Outbox {
+    fd: RawFd,
+    buffer: Vec<u8>,
+    /// (to, from, start, end) of each datagram in `buffer`.
+    datagrams: Vec<(SocketAddr, Option<IpAddr>, usize, usize)>,
+    stats: Arc<EngineStats>,
+    /// When the frame being fanned out entered the bus (for the send-delay statistics).
+    sending_frame: Option<Instant>,
+    /// `simulate_loss_one_in` and its count.
+    loss_one_in: u32,
+    media_count: u32,
+}
 
-/// Moves a connection's pending datagrams to `outgoing`; whether there were any.
-fn drain_writes(pc: &mut RTCPeerConnection, outgoing: &mut Vec<Datagram>) -> bool {
+impl Outbox {
+    fn new(fd: RawFd, stats: Arc<EngineStats>, loss_one_in: u32) -> Self {
+        Outbox {
+            fd,
+            buffer: Vec::with_capacity(FLUSH_AT * 1300),
+            datagrams: Vec::with_capacity(FLUSH_AT),
+            stats,
+            sending_frame: None,
+            loss_one_in,
+            media_count: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.datagrams.len()
+    }
+
+    fn push(&mut self, to: SocketAddr, from: Option<IpAddr>, data: &[u8]) {
+        let start = self.buffer.len();
+        self.buffer.extend_from_slice(data);
+        self.datagrams.push((to, from, start, self.buffer.len()));
+    }
+
+    /// Protects `packet` with `srtp` straight into the buffer; `again` for a retransmission.
+    fn push_media(
+        &mut self,
+        (to, from): (SocketAddr, Option<IpAddr>),
+        srtp: &mut SrtpSender,
+        packet: &OutPacket,
+        again: bool,
+    ) -> Result<(), rtc::crypto::CryptoError> {
+        if again {
+            self.stats.retransmitted.fetch_add(1, Ordering::Relaxed);
+        } else if self.loss_one_in > 0 {
+            self.media_count = self.media_count.wrapping_add(1);
+            if self.media_count.is_multiple_of(self.loss_one_in) {
+                self.stats.simulated_losses.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+        }
+        let start = self.buffer.len();
+        srtp.protect(
+            &packet.header,
+            &packet.payload,
+            packet.roc,
+            &mut self.buffer,
+        )?;
+        self.datagrams.push((to, from, start, self.buffer.len()));
+        Ok(())
+    }
+
+    fn flush(&mut self) {
+        if self.datagrams.is_empty() {
+            return;
+        }
+        let batch: Vec<Outgoing<'_>> = self
+            .datagrams
+            .iter()
+            .map(|&(to, from_ip, start, end)| Outgoing {
+                to,
+                from_ip,
+                data: &self.buffer[start..end],
+            })
+            .collect();
+        let sent = match udp::send(self.fd, &batch) {
+            Ok(sent) => sent,
+            Err(e) => {
+                tracing::debug!(error = %e, "webrtc send");
+                0
+            }
+        };
+        let dropped = batch.len() - sent;
+        drop(batch);
+        if dropped > 0 {
+            tracing::debug!(dropped, "webrtc socket full; datagrams dropped");
+        }
+        self.stats
+            .datagrams_sent
+            .fetch_add(sent as u64, Ordering::Relaxed);
+        self.stats
+            .datagrams_dropped
+            .fetch_add(dropped as u64, Ordering::Relaxed);
+        if let Some(published_at) = self.sending_frame {
+            self.stats.record_delay(published_at.elapsed(), sent);
+        }
+        self.datagrams.clear();
+        self.buffer.clear();
+    }
+}
+
+/// Moves a connection's pending datagrams to the outbox; whether there were any. The
+/// destination of its DTLS and RTCP is the selected ICE pair: `media_to` follows it (STUN goes
+/// to whichever address checked in, RFC 7983 tells them apart by the first byte).
+fn drain_writes(
+    pc: &mut RTCPeerConnection,
+    media_to: &mut Option<(SocketAddr, Option<IpAddr>)>,
+    outbox: &mut Outbox,
+) -> bool {
     let mut any = false;
     while let Some(out) = pc.poll_write() {
         any = true;
         let from = out.transport.local_addr.ip();
-        outgoing.push((
-            out.transport.peer_addr,
-            (!from.is_unspecified()).then_some(from),
-            out.message,
-        ));
+        let from = (!from.is_unspecified()).then_some(from);
+        if matches!(out.message.first(), Some(20..=63 | 128..=191)) {
+            *media_to = Some((out.transport.peer_addr, from));
+        }
+        outbox.push(out.transport.peer_addr, from, &out.message);
+        if outbox.len() >= FLUSH_AT {
+            outbox.flush();
+        }
     }
     any
 }
 
-/// Packets written to a connection before its datagrams are taken out: webrtc-rs's handler
-/// queues keep the capacity a burst gave them, so bursts (a keyframe, the GOP catch-up) go in
-/// small steps.
-const WRITE_STEP: usize = 8;
-
-/// Hands RTP packets of one track to a viewer's connection.
-fn write_packets(
+/// Protects and queues a viewer's RTP packets (emptying `packets`), once the connection has
+/// its SRTP keys; `again` for retransmissions.
+fn send_media(
     peer: &mut PeerEntry,
-    kind: MediaKind,
-    packets: &mut Vec<rtc::rtp::Packet>,
-    outgoing: &mut Vec<Datagram>,
-    now: Instant,
+    packets: &mut Vec<OutPacket>,
+    outbox: &mut Outbox,
+    again: bool,
 ) {
-    let PeerRole::Viewer { viewer, .. } = &peer.role else {
+    let (Some(srtp), Some(to)) = (peer.srtp.as_mut(), peer.media_to) else {
         packets.clear();
         return;
     };
-    let Some(sender) = (match kind {
-        MediaKind::Video => viewer.video.as_ref(),
-        MediaKind::Audio => viewer.audio.as_ref(),
-    })
-    .map(|t| t.sender) else {
-        packets.clear();
-        return;
-    };
-    let mut pending = packets.drain(..);
-    while let Some(mut rtp_sender) = peer.pc.rtp_sender(sender) {
-        let mut written = 0;
-        let mut failed = false;
-        for packet in pending.by_ref() {
-            if let Err(e) = rtp_sender.write_rtp(now, packet) {
-                tracing::debug!(session = %peer.session, error = %e, "RTP not written");
-                failed = true;
-                break;
-            }
-            written += 1;
-            if written == WRITE_STEP {
-                break;
-            }
+    for packet in packets.drain(..) {
+        if let Err(e) = outbox.push_media(to, srtp, &packet, again) {
+            tracing::debug!(session = %peer.session, error = %e, "RTP not protected");
         }
-        drain_writes(&mut peer.pc, outgoing);
-        if failed || written < WRITE_STEP {
-            break;
+        if outbox.len() >= FLUSH_AT {
+            outbox.flush();
         }
     }
+}
+
+/// A viewer's sending state for the tracks its session negotiated.
+fn new_viewer(video: Option<SendTrack>, audio: Option<SendTrack>) -> Viewer {
+    let track = |t: SendTrack, kind| TrackOut::new(t.sender, t.ssrc, t.payload_type, kind);
+    Viewer::new(
+        video.map(|t| track(t, MediaKind::Video)),
+        audio.map(|t| track(t, MediaKind::Audio)),
+    )
+}
+
+/// A wall-clock time as a 64-bit NTP timestamp (RFC 5905 6: seconds since 1900, 32.32).
+fn ntp_time(time: SystemTime) -> u64 {
+    const UNIX_TO_NTP_SECONDS: u64 = 2_208_988_800;
+    let since_unix = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let seconds = since_unix.as_secs() + UNIX_TO_NTP_SECONDS;
+    let fraction = (u64::from(since_unix.subsec_nanos()) << 32) / 1_000_000_000;
+    (seconds << 32) | fraction
 }
 
 fn peer_event(
@@ -1113,6 +1246,7 @@ fn peer_message(
     message: RTCMessage,
     now: Instant,
     actions: &mut Vec<Action>,
+    retransmit: &mut Vec<OutPacket>,
 ) {
     match (&mut peer.role, message) {
         (
@@ -1153,13 +1287,29 @@ fn peer_message(
                 }
             }
         }
-        (PeerRole::Viewer { .. }, RTCMessage::RtcpPacket(_, packets)) => {
+        (PeerRole::Viewer { viewer, .. }, RTCMessage::RtcpPacket(_, packets)) => {
             let wants_keyframe = packets.iter().any(|p| {
                 let any = p.as_any();
                 any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
             });
             if wants_keyframe {
                 actions.push(Action::KeyframeWanted(peer.stream.clone()));
+            }
+            // RFC 4585 6.2.1: packets the viewer missed go again, as they were.
+            for nack in packets
+                .iter()
+                .filter_map(|p| p.as_any().downcast_ref::<TransportLayerNack>())
+            {
+                let Some(track) = viewer.video.as_ref().filter(|t| t.ssrc == nack.media_ssrc)
+                else {
+                    continue;
+                };
+                for pair in &nack.nacks {
+                    retransmit.extend(
+                        pair.into_iter()
+                            .filter_map(|sequence| track.retransmission(sequence)),
+                    );
+                }
             }
         }
         _ => {}

@@ -16,6 +16,7 @@
 
 mod engine;
 mod peer;
+pub(crate) mod srtp;
 mod stun;
 pub mod udp;
 
@@ -42,6 +43,8 @@ pub struct WebRtcSettings {
     /// Run the loop on a thread of its own (the server) rather than as a task of the calling
     /// runtime (the load generator's many client engines).
     pub own_thread: bool,
+    /// Testing aid: drop one in this many media packets to viewers on their first send. 0: off.
+    pub simulate_loss_one_in: u32,
 }
 
 /// A STUN or TURN server for clients.
@@ -175,6 +178,10 @@ pub(crate) enum Command {
 pub struct EngineStats {
     pub datagrams_sent: std::sync::atomic::AtomicU64,
     pub datagrams_dropped: std::sync::atomic::AtomicU64,
+    /// Media packets sent again because a viewer asked (NACK).
+    pub retransmitted: std::sync::atomic::AtomicU64,
+    /// Media packets left out on purpose (`simulate_loss_one_in`).
+    pub simulated_losses: std::sync::atomic::AtomicU64,
     /// Recent send batches of media: (delay in microseconds from the frame entering the bus
     /// to the batch leaving the socket, datagrams in the batch).
     send_delays: std::sync::Mutex<std::collections::VecDeque<(u32, u32)>>,

@@ -5,13 +5,15 @@
 //! connection: our chosen ICE ufrag (it routes the first STUN request to this connection), ICE
 //! lite, DTLS server role, the process certificate, H.264 (packetization-mode 1, RFC 6184) and
 //! Opus (RFC 7587), NACK (RFC 4585) and RTCP reports, and an interceptor that lets the RTCP the
-//! engine acts on (PLI, FIR, sender reports) reach it.
+//! engine acts on (PLI, FIR, NACK, sender reports) reach it. On connections that send, the
+//! engine protects and sends the media itself ([`super::srtp`]), so NACK retransmission and
+//! sender reports are its own too.
 
+use super::srtp::KeyCapture;
 use super::SessionError;
+use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 use rtc::interceptor::{Attribute, Interceptor, Packet, Registry, Slot, StreamInfo, TaggedPacket};
-use rtc::interceptor::{
-    NackGeneratorBuilder, NackResponderBuilder, ReceiverReportBuilder, SenderReportBuilder,
-};
+use rtc::interceptor::{NackGeneratorBuilder, ReceiverReportBuilder};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::certificate::RTCCertificate;
 use rtc::peer_connection::configuration::interceptor_registry::configure_twcc_receiver_only;
@@ -28,6 +30,7 @@ use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::sender_report::SenderReport;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp_transceiver::rtp_sender::RTCPFeedback;
 use rtc::rtp_transceiver::rtp_sender::TYPE_RTCP_FB_NACK;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -38,6 +41,7 @@ use rtc::rtp_transceiver::{RTCRtpSenderId, SSRC};
 use rtc::sansio::Protocol;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// H.264 variants we register, in order of preference; all packetization-mode 1. Browsers
@@ -65,8 +69,11 @@ pub struct SendTrack {
 
 pub struct Built {
     pub pc: RTCPeerConnection,
+    /// The sending side's SRTP keys, once DTLS completes (`Send` connections).
+    pub keys: Option<Arc<KeyCapture>>,
     pub ufrag: String,
-    pub answer: String,
+    /// Our description: the answer, or for a client connection the offer.
+    pub sdp: String,
     pub video: Option<SendTrack>,
     pub audio: Option<SendTrack>,
 }
@@ -79,18 +86,32 @@ pub struct Local {
 }
 
 /// A connection with our codecs and interceptors; `lite` for the answering (server) side.
+/// A `Send` connection also gets the capture of its SRTP keys: the engine protects the media
+/// it sends itself ([`super::srtp`]), with the two profiles it implements.
 fn new_connection(
     local: &Local,
     ufrag: &str,
     direction: Direction,
     lite: bool,
     now: Instant,
-) -> Result<RTCPeerConnection, SessionError> {
-    let setting_engine = SettingEngineBuilder::new()
+) -> Result<(RTCPeerConnection, Option<Arc<KeyCapture>>), SessionError> {
+    let mut setting_engine = SettingEngineBuilder::new()
         .with_ice_credentials(ufrag.to_string(), random_token(24))
         .with_lite(lite)
-        .with_answering_dtls_role(RTCDtlsRole::Server)
-        .build();
+        .with_answering_dtls_role(RTCDtlsRole::Server);
+    let keys = if direction == Direction::Send {
+        let keys = KeyCapture::new().map_err(|e| SessionError::Internal(e.to_string()))?;
+        setting_engine = setting_engine
+            .with_crypto_provider(keys.clone())
+            .with_srtp_protection_profiles(vec![
+                SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
+                SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
+            ]);
+        Some(keys)
+    } else {
+        None
+    };
+    let setting_engine = setting_engine.build();
     let mut media_engine = MediaEngine::default();
     for (i, profile) in H264_PROFILES.iter().enumerate() {
         media_engine
@@ -125,12 +146,8 @@ fn new_connection(
     }
     let registry = Registry::new().with(Slot::from(14_000), DeliverControl::default());
     let registry = match direction {
-        Direction::Send => registry
-            .with(
-                Slot::NackResponder,
-                NackResponderBuilder::new().with_size(256).build(),
-            )
-            .with(Slot::SenderReport, SenderReportBuilder::new().build()),
+        // NACK retransmission and sender reports are the engine's: it sends the media.
+        Direction::Send => registry,
         // Transport-wide congestion feedback lets a browser publisher raise its bitrate.
         Direction::Receive => configure_twcc_receiver_only(
             registry
@@ -143,13 +160,14 @@ fn new_connection(
     let config = RTCConfigurationBuilder::new()
         .with_certificates(vec![local.certificate.clone()])
         .build();
-    RTCPeerConnectionBuilder::new()
+    let pc = RTCPeerConnectionBuilder::new()
         .with_configuration(config)
         .with_setting_engine(setting_engine)
         .with_media_engine(media_engine)
         .with_interceptor_registry(registry)
         .build(now)
-        .map_err(internal)
+        .map_err(internal)?;
+    Ok((pc, keys))
 }
 
 fn add_host_candidates(pc: &mut RTCPeerConnection, local: &Local) -> Result<(), SessionError> {
@@ -216,9 +234,9 @@ pub fn build_offer(
     local: &Local,
     direction: Direction,
     now: Instant,
-) -> Result<(RTCPeerConnection, String, String, Senders), SessionError> {
+) -> Result<(Built, Senders), SessionError> {
     let ufrag = random_token(8);
-    let mut pc = new_connection(local, &ufrag, direction, false, now)?;
+    let (mut pc, keys) = new_connection(local, &ufrag, direction, false, now)?;
     let senders = match direction {
         Direction::Receive => {
             pc.add_transceiver_from_kind(RtpCodecKind::Video, None)
@@ -236,7 +254,15 @@ pub fn build_offer(
         .local_description()
         .ok_or_else(|| SessionError::Internal("no local description after offering".into()))?
         .sdp;
-    Ok((pc, ufrag, offer, senders))
+    let built = Built {
+        pc,
+        keys,
+        ufrag,
+        sdp: offer,
+        video: None,
+        audio: None,
+    };
+    Ok((built, senders))
 }
 
 /// The sending tracks the remote description settled on (codec and payload type).
@@ -270,7 +296,7 @@ pub fn build(
 ) -> Result<Built, SessionError> {
     let summary = check_offer(offer, direction)?;
     let ufrag = random_token(8);
-    let mut pc = new_connection(local, &ufrag, direction, true, now)?;
+    let (mut pc, keys) = new_connection(local, &ufrag, direction, true, now)?;
 
     let senders = if direction == Direction::Send {
         add_sending_tracks(&mut pc, summary.video, summary.audio)?
@@ -296,8 +322,9 @@ pub fn build(
     }
     Ok(Built {
         pc,
+        keys,
         ufrag,
-        answer,
+        sdp: answer,
         video,
         audio,
     })
@@ -542,6 +569,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for DeliverControl {
                 any.is::<PictureLossIndication>()
                     || any.is::<FullIntraRequest>()
                     || any.is::<SenderReport>()
+                    || any.is::<TransportLayerNack>()
             });
             if wanted {
                 msg.message.add(Attribute::DeliverToApplication);

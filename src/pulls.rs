@@ -26,9 +26,9 @@
 use crate::bus::{BusError, Peer, Publisher, Registry};
 use crate::config::{Config, PullSection};
 use crate::inputs::rtsp_pull::{self, RtspSettings, RtspSource, RtspTransport};
-use crate::inputs::whep_pull::{self, WhepSettings, WhepSource};
+use crate::inputs::whep_pull::{self, WhepClient, WhepSettings, WhepSource};
 use crate::rtmp::client::{RtmpUrl, TlsTrust};
-use crate::webrtc::{ClientCounters, WebRtc};
+use crate::webrtc::ClientCounters;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -210,20 +210,13 @@ pub struct PullManager {
     default_transport: RtspTransport,
     shutdown: CancellationToken,
     pulls: Pulls,
-    /// What WHEP pulls need; set once the WebRTC engine runs.
+    /// What WHEP pulls need.
     whep: Arc<OnceLock<WhepClient>>,
     /// Base URLs of the origins asked for streams nobody here has.
     origins: Vec<String>,
 }
 
 type Pulls = Arc<Mutex<BTreeMap<String, Arc<Pull>>>>;
-
-/// The engine and HTTP client WHEP pulls use.
-#[derive(Clone)]
-struct WhepClient {
-    webrtc: WebRtc,
-    http: reqwest::Client,
-}
 
 impl PullManager {
     /// Creates the manager and starts the pulls of the config's `[[pulls]]` (call from within
@@ -239,7 +232,10 @@ impl PullManager {
             settings: config.pull.clone(),
             shutdown,
             pulls: Arc::default(),
-            whep: Arc::default(),
+            whep: Arc::new(OnceLock::from(WhepClient::new(
+                config.webrtc.to_settings(),
+                Duration::from_secs(config.pull.connect_timeout_secs),
+            ))),
             origins: config
                 .origins
                 .iter()
@@ -266,20 +262,6 @@ impl PullManager {
             }
         }
         manager
-    }
-
-    /// Gives WHEP pulls the engine to offer through (the server calls it once the engine
-    /// runs; WHEP pulls started before wait in `retrying`).
-    pub fn set_webrtc(&self, webrtc: WebRtc) {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(self.settings.connect_timeout_secs))
-            .redirect(reqwest::redirect::Policy::limited(3))
-            // One POST per attempt and one DELETE per session: no idle connections (and their
-            // tasks) kept around between them.
-            .pool_max_idle_per_host(0)
-            .build()
-            .unwrap_or_default();
-        let _ = self.whep.set(WhepClient { webrtc, http });
     }
 
     /// Starts pulling `source` as `name`. Fails at once for a bad source or a name in use;
@@ -606,17 +588,14 @@ async fn whep_attempt(
     sink: &mut Sink,
 ) -> PullError {
     let Some(client) = whep.get() else {
-        return PullError::retry("the WebRTC engine is not running yet");
+        return PullError::permanent("no WebRTC settings");
     };
     match &pull.source {
-        Source::Whep(source) => {
-            whep_pull::run(&client.webrtc, &client.http, source, settings, sink).await
-        }
+        Source::Whep(source) => whep_pull::run(client, source, settings, sink).await,
         Source::Origins(origins) => {
             let mut errors = Vec::new();
             for source in origins {
-                let error =
-                    whep_pull::run(&client.webrtc, &client.http, source, settings, sink).await;
+                let error = whep_pull::run(client, source, settings, sink).await;
                 if sink.was_running {
                     return error;
                 }

@@ -61,7 +61,6 @@ impl Server {
             shutdown.clone(),
         )?;
         let mut state = AppState::new(self.registry.clone(), &self.config, shutdown.clone());
-        state.pulls.set_webrtc(webrtc.clone());
         state.webrtc = Some(webrtc);
         let app = router(state);
         let http_shutdown = shutdown.clone();

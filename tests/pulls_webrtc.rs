@@ -135,6 +135,29 @@ fn whep_pull_republishes_for_rtmp_hls_and_whep_and_deletes_the_remote_session() 
     let (_, list) = edge.get_json("/api/v1/pulls");
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
 
+    // More pulls between the same two nodes at once (each has a UDP port of its own).
+    let more: Vec<String> = (0..3)
+        .map(|i| {
+            start_pull(
+                &edge,
+                serde_json::json!({ "source": origin.api("/whep/live/src"), "name": format!("edge/more{i}") }),
+            )
+        })
+        .collect();
+    for id in &more {
+        edge.wait_for_state(
+            &format!("/api/v1/pulls/{id}"),
+            "running",
+            Duration::from_secs(15),
+        );
+    }
+    edge.wait_for_stream("edge/more2", false);
+    assert_eq!(play_sessions(&origin, "live/src"), 4);
+    for id in &more {
+        let (status, _) = edge.request("DELETE", &format!("/api/v1/pulls/{id}"), None);
+        assert_eq!(status, 204);
+    }
+
     // DELETE ends the pull, the local stream and the remote session (WHEP DELETE).
     let (status, _) = edge.request("DELETE", &path, None);
     assert_eq!(status, 204);

@@ -1,11 +1,18 @@
 //! WHEP pull: this server as a WHEP client (RFC 9725) of another server, publishing what it
 //! receives under a local stream name.
 //!
-//! One attempt ([`run`]): claim the local name, have the engine make a receive-only offer
-//! (the client role of the same loop and UDP socket as every other peer), `POST` it as
+//! One attempt ([`run`]): claim the local name, start a WebRTC engine of its own (the same
+//! loop as the server's, as a task, on an ephemeral UDP port), have it make a receive-only
+//! offer (its client role), `POST` it as
 //! `application/sdp` with an optional `Authorization: Bearer` token (RFC 9725 4.1, 4.5), apply
 //! the `201 Created` answer and keep the `Location` of the session resource. Media then goes
 //! into the bus publisher exactly as a WHIP publisher's does ([`crate::inputs::whip`]).
+//!
+//! Why not the server's own socket: every session between two Switchyard nodes would then
+//! share one 5-tuple (one UDP socket on each side), and DTLS records carry nothing that tells
+//! sessions apart, so a second pull from the same origin could not connect. A port per pull
+//! gives each its own 5-tuple; pulls are few next to viewers, whose hot path stays on the one
+//! socket.
 //!
 //! The attempt ends with a [`PullError`] when the session ends (ICE/DTLS failure, the remote
 //! closes it, the engine stops) or no RTP arrives for the media timeout (an origin whose
@@ -17,12 +24,14 @@
 
 use crate::bus::{BusError, Publisher};
 use crate::pulls::{PullError, PullSink};
-use crate::webrtc::{ClientCounters, ClientRole, SessionError, WebRtc};
+use crate::webrtc::{ClientCounters, ClientRole, SessionError, WebRtc, WebRtcSettings};
 use reqwest::{StatusCode, Url};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// A parsed `http(s)://host[:port]/path` WHEP endpoint and its optional bearer token.
 #[derive(Clone)]
@@ -58,6 +67,42 @@ impl WhepSource {
 
     pub fn url(&self) -> &Url {
         &self.url
+    }
+}
+
+/// What WHEP pulls share: how to set up their engines, and an HTTP client.
+#[derive(Clone)]
+pub struct WhepClient {
+    settings: WebRtcSettings,
+    http: reqwest::Client,
+}
+
+impl WhepClient {
+    /// `settings`: the server's WebRTC settings (candidate addresses); each attempt binds an
+    /// ephemeral port on the same address.
+    pub fn new(settings: WebRtcSettings, connect_timeout: Duration) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .redirect(reqwest::redirect::Policy::limited(3))
+            // One POST per attempt and one DELETE per session: no idle connections (and their
+            // tasks) kept around between them.
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap_or_default();
+        WhepClient {
+            settings: WebRtcSettings {
+                udp: SocketAddr::new(settings.udp.ip(), 0),
+                own_thread: false,
+                ..settings
+            },
+            http,
+        }
+    }
+
+    /// An engine for one attempt, stopped when `stop` is cancelled.
+    fn engine(&self, stop: CancellationToken) -> Result<WebRtc, String> {
+        let socket = crate::webrtc::bind(self.settings.udp).map_err(|e| e.to_string())?;
+        crate::webrtc::start(socket, self.settings.clone(), stop).map_err(|e| e.to_string())
     }
 }
 
@@ -135,12 +180,19 @@ fn permanent_status(status: StatusCode) -> bool {
 /// One attempt: connect, publish, run until the session ends. Never returns success: a pull
 /// runs until it fails or is cancelled (dropped).
 pub async fn run(
-    webrtc: &WebRtc,
-    http: &reqwest::Client,
+    client: &WhepClient,
     source: &WhepSource,
     settings: &WhepSettings,
     sink: &mut dyn PullSink,
 ) -> PullError {
+    let stop = CancellationToken::new();
+    // Declared before the session guard, so dropped after it: the session is closed first.
+    let _stop_engine = stop.clone().drop_guard();
+    let webrtc = match client.engine(stop) {
+        Ok(w) => w,
+        Err(e) => return PullError::retry(format!("no WebRTC engine for the pull: {e}")),
+    };
+    let (webrtc, http) = (&webrtc, &client.http);
     let publisher = match sink.publish() {
         Ok(p) => p,
         Err(e @ BusError::AlreadyPublishing { .. }) => return PullError::retry(e.to_string()),

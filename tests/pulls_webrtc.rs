@@ -518,3 +518,28 @@ fn bad_sources_get_clear_errors_and_states_and_nothing_leaks() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn an_on_demand_whep_pull_starts_for_an_rtmp_player_and_idles_after() {
+    let origin = Switchyard::start();
+    let edge = Switchyard::start_with_config("[pull]\non_demand_idle_secs = 2\n");
+    let _publisher = ffmpeg_publish(&origin.rtmp_url("live/od"), Encoding::Baseline, 25, 60);
+    origin.wait_for_stream("live/od", true);
+    let id = start_pull(
+        &edge,
+        serde_json::json!({ "source": origin.api("/whep/live/od"), "name": "edge/od", "on_demand": true }),
+    );
+    let path = format!("/api/v1/pulls/{id}");
+    assert_eq!(edge.get_json(&path).1["state"], "idle");
+    assert_eq!(play_sessions(&origin, "live/od"), 0, "nothing pulled yet");
+
+    // An RTMP player asks: the pull starts and the player gets the video.
+    assert_decodes(&edge.rtmp_url("edge/od"), 3, 45);
+    // It left: the pull goes back to idle and the origin's session is deleted.
+    edge.wait_for_state(&path, "idle", Duration::from_secs(15));
+    wait_until(
+        "the origin's session is deleted",
+        Duration::from_secs(5),
+        || play_sessions(&origin, "live/od") == 0,
+    );
+}

@@ -3,7 +3,8 @@
 //! Each pull runs in its own task: connect, publish under its local name, and on any failure
 //! or end of stream retry with exponential backoff and jitter between `pull.retry_min_ms` and
 //! `pull.retry_max_ms`, until it is deleted. The bus stream exists only while the source
-//! delivers; readers see it end and come back. Errors retrying cannot fix (bad credentials, no
+//! delivers; readers see it end and come back. A WHEP pull that had media keeps its stream
+//! (and readers) through a reconnection of up to `pull.hold_secs` ([`PullSink::hold`]). Errors retrying cannot fix (bad credentials, no
 //! usable track) stop the pull in state `failed`.
 //!
 //! Sources by scheme: `rtsp://` ([`crate::inputs::rtsp_pull`]), `rtmp://` and `rtmps://`

@@ -19,6 +19,10 @@ pub struct Config {
     pub pull: PullSection,
     /// Pulls started at boot (`[[pulls]]` tables): `source` URL and local `name`.
     pub pulls: Vec<PullEntry>,
+    /// Base URLs of other nodes (`http://origin1:8080`) asked, in order, for a stream a reader
+    /// wants and nobody here publishes: the first whose `/whep/{name}` answers is pulled from,
+    /// until the stream has had no reader for `pull.on_demand_idle_secs`.
+    pub origins: Vec<String>,
     /// Push rules (`[[pushes]]` tables): every stream whose name matches `stream` (`*` matches
     /// within a path segment, e.g. `live/*`) is pushed to `url` (`{name}` is replaced by the
     /// stream name).
@@ -201,6 +205,9 @@ pub struct PullSection {
     pub rtsp_transport: String,
     /// An on-demand pull stops after its stream has had no reader for this long.
     pub on_demand_idle_secs: u64,
+    /// A WHEP pull whose source drops keeps its local stream (and its readers) on the bus for
+    /// up to this long while it reconnects; 0 ends the stream at once.
+    pub hold_secs: u64,
     /// PEM file of extra CA certificates trusted for `rtmps://` targets, besides the public web
     /// PKI roots (empty: none).
     pub tls_ca_file: String,
@@ -215,6 +222,7 @@ impl Default for PullSection {
             rtsp_transport: "tcp".to_string(),
             tls_ca_file: String::new(),
             on_demand_idle_secs: 30,
+            hold_secs: 10,
         }
     }
 }
@@ -227,6 +235,9 @@ pub struct PullEntry {
     /// Start only when a reader asks for `name` (and stop when the last one leaves).
     #[serde(default)]
     pub on_demand: bool,
+    /// Bearer token for a WHEP (`http(s)://`) source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -324,6 +335,14 @@ impl Config {
             self.pull.on_demand_idle_secs >= 1,
             "pull.on_demand_idle_secs must be at least 1"
         );
+        for origin in &self.origins {
+            let url = reqwest::Url::parse(origin)
+                .map_err(|e| anyhow::anyhow!("origins: {origin:?} is not a URL: {e}"))?;
+            anyhow::ensure!(
+                matches!(url.scheme(), "http" | "https") && url.host_str().is_some(),
+                "origins: {origin:?} is not an http(s) base URL (e.g. \"http://origin1:8080\")"
+            );
+        }
         Ok(())
     }
 
@@ -332,7 +351,7 @@ impl Config {
     pub fn to_toml(&self) -> String {
         let mut text = toml::to_string_pretty(self).expect("config serializes");
         if self.pulls.is_empty() {
-            text.push_str("\n# [[pulls]]                      # streams pulled at boot (none)\n# source = \"rtsp://user:pass@camera:554/path\"   # or rtmp://, rtmps://\n# name = \"cam/door\"\n");
+            text.push_str("\n# [[pulls]]                      # streams pulled at boot (none)\n# source = \"rtsp://user:pass@camera:554/path\"   # or rtmp://, rtmps://, http(s)://HOST/whep/NAME\n# name = \"cam/door\"\n# token = \"...\"                   # bearer token of a WHEP source (optional)\n");
         }
         if self.pushes.is_empty() {
             text.push_str("\n# [[pushes]]                     # push rules (none)\n# stream = \"live/*\"               # `*` matches within a path segment\n# url = \"rtmp://cdn.example/app/{name}\"\n");
@@ -360,12 +379,18 @@ mod tests {
         assert_eq!(config, Config::default());
         assert_eq!(Config::parse(&config.to_toml()).unwrap(), config);
         assert!(config.to_toml().contains("chunk_size = 4096"));
+        let edge = Config::parse(
+            "origins = [\"http://a:8080\"]\n[[pulls]]\nsource = \"http://b/whep/x\"\nname = \"x\"\ntoken = \"t\"\n",
+        )
+        .unwrap();
+        assert_eq!(Config::parse(&edge.to_toml()).unwrap(), edge);
     }
 
     #[test]
     fn unknown_keys_and_bad_values_are_refused() {
         assert!(Config::parse("[rtmp]\nlisten_addr = \"1.2.3.4:5\"").is_err());
         assert!(Config::parse("[rtmp]\nchunk_size = 12").is_err());
+        assert!(Config::parse("origins = [\"ftp://a\"]").is_err());
         let c = Config::parse("[http]\nlisten = \"127.0.0.1:0\"").unwrap();
         assert_eq!(c.http.listen.port(), 0);
     }

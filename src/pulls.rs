@@ -3,25 +3,37 @@
 //! Each pull runs in its own task: connect, publish under its local name, and on any failure
 //! or end of stream retry with exponential backoff and jitter between `pull.retry_min_ms` and
 //! `pull.retry_max_ms`, until it is deleted. The bus stream exists only while the source
-//! delivers; readers see it end and come back. Errors retrying cannot fix (bad credentials, no
+//! delivers; readers see it end and come back. A WHEP pull that had media keeps its stream
+//! (and readers) through a reconnection of up to `pull.hold_secs` ([`PullSink::hold`]). Errors retrying cannot fix (bad credentials, no
 //! usable track) stop the pull in state `failed`.
 //!
 //! Sources by scheme: `rtsp://` ([`crate::inputs::rtsp_pull`]), `rtmp://` and `rtmps://`
-//! ([`crate::inputs::rtmp::pull`]). WHEP (`http(s)://`) pulls are refused as not supported yet.
+//! ([`crate::inputs::rtmp::pull`]), `http://` and `https://` WHEP endpoints
+//! ([`crate::inputs::whep_pull`], RFC 9725 client), with an optional bearer token.
 //!
-//! An `on_demand` pull stays `idle` until a reader (RTMP play, HLS, MSE) asks for its name
-//! (through the bus's demand hook), and goes back to `idle` once its stream has had no reader
-//! for `pull.on_demand_idle_secs`.
+//! An `on_demand` pull stays `idle` until a reader (RTMP play, HLS, MSE, WHEP) asks for its
+//! name (through the bus's demand hook), and goes back to `idle` once its stream has had no
+//! reader for `pull.on_demand_idle_secs`.
+//!
+//! Origins (config `origins`): a reader asking for a stream that nobody publishes and no pull
+//! names starts an *origin pull*: WHEP `POST {origin}/whep/{name}` to each origin in order,
+//! the first `201` wins (an origin that is itself an edge pulls from its own origins on that
+//! request, so chains origin -> edge -> edge work). The origin pull is listed like any other
+//! and removed once its stream has had no reader for the idle timeout, or when no origin has
+//! the stream.
 //!
 //! Sources are shown with their credentials redacted, in the API and in logs.
 
 use crate::bus::{BusError, Peer, Publisher, Registry};
 use crate::config::{Config, PullSection};
 use crate::inputs::rtsp_pull::{self, RtspSettings, RtspSource, RtspTransport};
+use crate::inputs::whep_pull::{self, WhepClient, WhepSettings, WhepSource};
 use crate::rtmp::client::{RtmpUrl, TlsTrust};
+use crate::webrtc::ClientCounters;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 
@@ -31,6 +43,11 @@ pub trait PullSink: Send {
     fn publish(&mut self) -> Result<Publisher, BusError>;
     /// Media flows: the tracks are on the bus.
     fn running(&mut self);
+    /// A WebRTC attempt's counters (loss, round-trip time), for the API.
+    fn counters(&mut self, _counters: Arc<ClientCounters>) {}
+    /// The attempt ended but its publisher (with tracks) can continue in the next one: kept
+    /// for up to `pull.hold_secs` so readers stay attached. Dropped by default.
+    fn hold(&mut self, _publisher: Publisher) {}
 }
 
 /// Why a pull attempt ended.
@@ -100,12 +117,25 @@ pub struct PullInfo {
     pub last_error: Option<String>,
     /// Bitrate of the media published, while running.
     pub bitrate_in_bps: u64,
+    /// WHEP pulls: RTP packets lost in the current session (after retransmissions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packets_lost: Option<u64>,
+    /// WHEP pulls: ICE round-trip time to the source, once measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
+    pub has_video: bool,
+    pub has_audio: bool,
+    /// Started by a reader through the config's `origins`, not through the API.
+    pub origin_pull: bool,
     pub created_at_unix_ms: u64,
 }
 
 enum Source {
     Rtsp(RtspSource),
     Rtmp(RtmpUrl),
+    Whep(WhepSource),
+    /// `{origin}/whep/{name}` of each origin in turn.
+    Origins(Vec<WhepSource>),
 }
 
 impl Source {
@@ -113,6 +143,7 @@ impl Source {
         match self {
             Source::Rtsp(_) => "rtsp",
             Source::Rtmp(_) => "rtmp-pull",
+            Source::Whep(_) | Source::Origins(_) => "whep-pull",
         }
     }
 }
@@ -133,6 +164,10 @@ struct Pull {
     created: SystemTime,
     status: Mutex<Status>,
     cancel: CancellationToken,
+    /// The current WebRTC attempt's counters.
+    counters: Mutex<Option<Arc<ClientCounters>>>,
+    /// An origin pull: removed from the manager when it stops.
+    origin_pull: bool,
 }
 
 impl Pull {
@@ -151,7 +186,7 @@ impl Pull {
 
 /// The first line of an error, at most `max` characters: retina appends hex dumps of what it
 /// could not parse, which belong in the log, not in the API.
-fn one_line(text: &str, max: usize) -> String {
+pub(crate) fn one_line(text: &str, max: usize) -> String {
     let line = text
         .lines()
         .next()
@@ -175,8 +210,14 @@ pub struct PullManager {
     settings: PullSection,
     default_transport: RtspTransport,
     shutdown: CancellationToken,
-    pulls: Mutex<BTreeMap<String, Arc<Pull>>>,
+    pulls: Pulls,
+    /// What WHEP pulls need.
+    whep: Arc<OnceLock<WhepClient>>,
+    /// Base URLs of the origins asked for streams nobody here has.
+    origins: Vec<String>,
 }
+
+type Pulls = Arc<Mutex<BTreeMap<String, Arc<Pull>>>>;
 
 impl PullManager {
     /// Creates the manager and starts the pulls of the config's `[[pulls]]` (call from within
@@ -191,14 +232,28 @@ impl PullManager {
                 .unwrap_or(RtspTransport::Tcp),
             settings: config.pull.clone(),
             shutdown,
-            pulls: Mutex::new(BTreeMap::new()),
+            pulls: Arc::default(),
+            whep: Arc::new(OnceLock::from(WhepClient::new(
+                config.webrtc.to_settings(),
+                Duration::from_secs(config.pull.connect_timeout_secs),
+            ))),
+            origins: config
+                .origins
+                .iter()
+                .map(|o| o.trim_end_matches('/').to_string())
+                .collect(),
         };
         if !config.pulls.is_empty() && tokio::runtime::Handle::try_current().is_err() {
             tracing::error!("no tokio runtime; configured pulls not started");
             return manager;
         }
         for entry in &config.pulls {
-            match manager.start(&entry.source, &entry.name, entry.on_demand) {
+            match manager.start(
+                &entry.source,
+                &entry.name,
+                entry.on_demand,
+                entry.token.clone(),
+            ) {
                 Ok(id) => {
                     tracing::info!(id, source = %rtsp_pull::redact(&entry.source), name = %entry.name, "configured pull started")
                 }
@@ -211,8 +266,15 @@ impl PullManager {
     }
 
     /// Starts pulling `source` as `name`. Fails at once for a bad source or a name in use;
-    /// an unreachable source shows in the pull's state instead.
-    pub fn start(&self, source: &str, name: &str, on_demand: bool) -> Result<String, PullApiError> {
+    /// an unreachable source shows in the pull's state instead. `token` is the bearer token
+    /// of a WHEP source.
+    pub fn start(
+        &self,
+        source: &str,
+        name: &str,
+        on_demand: bool,
+        token: Option<String>,
+    ) -> Result<String, PullApiError> {
         let shown = rtsp_pull::redact(source);
         crate::bus::validate_name(name).map_err(|e| PullApiError::BadRequest(e.to_string()))?;
         let scheme = source
@@ -227,21 +289,44 @@ impl PullManager {
             "rtmp" | "rtmps" => Source::Rtmp(
                 RtmpUrl::parse(source).map_err(|e| PullApiError::BadRequest(e.to_string()))?,
             ),
-            "http" | "https" | "rtsps" => {
+            "http" | "https" => Source::Whep(
+                WhepSource::parse(source, token.clone()).map_err(PullApiError::BadRequest)?,
+            ),
+            "rtsps" => {
                 return Err(PullApiError::BadRequest(format!(
-                "{scheme}:// pulls are not supported yet (supported: rtsp://, rtmp://, rtmps://)"
+                "{scheme}:// pulls are not supported yet (supported: rtsp://, rtmp://, rtmps://, http(s):// WHEP)"
             )))
             }
             other => {
                 return Err(PullApiError::BadRequest(format!(
-                    "unknown source scheme {other:?} (supported: rtsp://, rtmp://, rtmps://)"
+                    "unknown source scheme {other:?} (supported: rtsp://, rtmp://, rtmps://, http(s):// WHEP)"
                 )))
             }
         };
+        if token.is_some() && !matches!(source, Source::Whep(_)) {
+            return Err(PullApiError::BadRequest(
+                "a token is for WHEP (http/https) sources; give RTSP/RTMP credentials in the URL"
+                    .to_string(),
+            ));
+        }
         let shown_source = match &source {
             Source::Rtsp(s) => s.redacted().to_string(),
             Source::Rtmp(u) => u.redacted(),
+            Source::Whep(w) => w.url().to_string(),
+            Source::Origins(_) => unreachable!("origin pulls are made by demand()"),
         };
+        self.insert(source, shown_source, name, on_demand, false)
+    }
+
+    /// Registers a pull and starts it unless it waits for a reader.
+    fn insert(
+        &self,
+        source: Source,
+        shown_source: String,
+        name: &str,
+        on_demand: bool,
+        origin_pull: bool,
+    ) -> Result<String, PullApiError> {
         let mut pulls = self.pulls.lock().unwrap();
         if let Some(other) = pulls.values().find(|p| p.name == name) {
             return Err(PullApiError::Conflict(format!(
@@ -276,17 +361,54 @@ impl PullManager {
                 last_error: None,
             }),
             cancel: self.shutdown.child_token(),
+            counters: Mutex::new(None),
+            origin_pull,
         });
         pulls.insert(id.clone(), pull.clone());
         drop(pulls);
-        if on_demand {
+        if on_demand && !origin_pull {
             pull.set_state(PullState::Idle, None);
             tracing::info!(id, source = %pull.shown_source, name, "on-demand pull waits for a reader");
         } else {
             tracing::info!(id, source = %pull.shown_source, name, "pull started");
-            tokio::spawn(run_pull(pull, self.registry.clone(), self.settings.clone()));
+            self.spawn(pull);
         }
         Ok(id)
+    }
+
+    fn spawn(&self, pull: Arc<Pull>) {
+        tokio::spawn(run_pull(
+            pull,
+            self.registry.clone(),
+            self.settings.clone(),
+            self.whep.clone(),
+            self.pulls.clone(),
+        ));
+    }
+
+    /// Starts an origin pull of `name` if origins are configured: true if one will try.
+    fn demand_from_origins(&self, name: &str) -> bool {
+        if self.origins.is_empty() || crate::bus::validate_name(name).is_err() {
+            return false;
+        }
+        let sources: Vec<WhepSource> = self
+            .origins
+            .iter()
+            .filter_map(|o| WhepSource::parse(&format!("{o}/whep/{name}"), None).ok())
+            .collect();
+        if sources.is_empty() {
+            return false;
+        }
+        let shown = self.origins.join(" ");
+        match self.insert(Source::Origins(sources), shown, name, true, true) {
+            Ok(id) => {
+                tracing::info!(id, name, origins = ?self.origins, "origin pull started by a reader");
+                true
+            }
+            // Someone else publishes or pulls it meanwhile: the reader finds it.
+            Err(PullApiError::Conflict(_)) => true,
+            Err(_) => false,
+        }
     }
 
     /// A reader wants `name`: starts its on-demand pull if it is idle. True if a pull will
@@ -300,7 +422,7 @@ impl PullManager {
             .find(|p| p.name == name)
             .cloned()
         else {
-            return false;
+            return self.demand_from_origins(name);
         };
         let mut status = pull.status.lock().unwrap();
         match status.state {
@@ -309,7 +431,7 @@ impl PullManager {
                 status.since = SystemTime::now();
                 drop(status);
                 tracing::info!(id = %pull.id, name, source = %pull.shown_source, "on-demand pull started by a reader");
-                tokio::spawn(run_pull(pull, self.registry.clone(), self.settings.clone()));
+                self.spawn(pull);
                 true
             }
             PullState::Failed => false,
@@ -344,15 +466,30 @@ impl PullManager {
 
     fn info(&self, pull: &Pull) -> PullInfo {
         let status = pull.status.lock().unwrap();
-        let bitrate_in_bps = match status.state {
+        let stream = match status.state {
             PullState::Running => self
                 .registry
                 .get(&pull.name)
-                .filter(|s| s.publisher().protocol == pull.source.protocol())
-                .map(|s| s.snapshot().bitrate_in_bps)
-                .unwrap_or(0),
-            _ => 0,
+                .filter(|s| s.publisher().protocol == pull.source.protocol()),
+            _ => None,
         };
+        let snapshot = stream.map(|s| s.snapshot());
+        let bitrate_in_bps = snapshot.as_ref().map_or(0, |s| s.bitrate_in_bps);
+        let (has_video, has_audio) = snapshot.as_ref().map_or((false, false), |s| {
+            (s.tracks.video().is_some(), s.tracks.audio().is_some())
+        });
+        let counters = match (&pull.source, status.state) {
+            (Source::Whep(_) | Source::Origins(_), PullState::Running) => {
+                pull.counters.lock().unwrap().clone()
+            }
+            _ => None,
+        };
+        let packets_lost = counters.as_ref().map(|c| c.lost.load(Ordering::Relaxed));
+        let rtt_ms = counters
+            .as_ref()
+            .map(|c| c.rtt_us.load(Ordering::Relaxed))
+            .filter(|us| *us > 0)
+            .map(|us| us as f64 / 1000.0);
         PullInfo {
             id: pull.id.clone(),
             source: pull.shown_source.clone(),
@@ -364,6 +501,11 @@ impl PullManager {
             retries: status.retries,
             last_error: status.last_error.clone(),
             bitrate_in_bps,
+            packets_lost,
+            rtt_ms,
+            has_video,
+            has_audio,
+            origin_pull: pull.origin_pull,
             created_at_unix_ms: unix_ms(pull.created),
         }
     }
@@ -374,6 +516,7 @@ impl Drop for PullManager {
         for pull in self.pulls.lock().unwrap().values() {
             pull.cancel.cancel();
         }
+        self.pulls.lock().unwrap().clear();
     }
 }
 
@@ -382,10 +525,15 @@ struct Sink {
     registry: Registry,
     pull: Arc<Pull>,
     was_running: bool,
+    /// The previous attempt's publisher, still on the bus with its readers.
+    held: Option<Publisher>,
 }
 
 impl PullSink for Sink {
     fn publish(&mut self) -> Result<Publisher, BusError> {
+        if let Some(publisher) = self.held.take() {
+            return Ok(publisher);
+        }
         self.registry.publish(
             &self.pull.name,
             Peer::new(self.pull.source.protocol(), None),
@@ -396,6 +544,14 @@ impl PullSink for Sink {
         self.was_running = true;
         self.pull.set_state(PullState::Running, None);
         tracing::info!(id = %self.pull.id, name = %self.pull.name, source = %self.pull.shown_source, "pull running");
+    }
+
+    fn counters(&mut self, counters: Arc<ClientCounters>) {
+        *self.pull.counters.lock().unwrap() = Some(counters);
+    }
+
+    fn hold(&mut self, publisher: Publisher) {
+        self.held = Some(publisher);
     }
 }
 
@@ -425,24 +581,102 @@ async fn no_readers_for(registry: &Registry, pull: &Pull, idle: Duration) {
     }
 }
 
-async fn run_pull(pull: Arc<Pull>, registry: Registry, settings: PullSection) {
+/// One WHEP attempt, against the first origin that has the stream for an origin pull.
+async fn whep_attempt(
+    pull: &Pull,
+    whep: &OnceLock<WhepClient>,
+    settings: &WhepSettings,
+    sink: &mut Sink,
+) -> PullError {
+    let Some(client) = whep.get() else {
+        return PullError::permanent("no WebRTC settings");
+    };
+    match &pull.source {
+        Source::Whep(source) => whep_pull::run(client, source, settings, sink).await,
+        Source::Origins(origins) => {
+            let mut errors = Vec::new();
+            for source in origins {
+                let error = whep_pull::run(client, source, settings, sink).await;
+                if sink.was_running {
+                    return error;
+                }
+                tracing::debug!(id = %pull.id, origin = %source.url(), error = %error.message, "origin does not serve the stream");
+                errors.push(error.message);
+            }
+            PullError::retry(format!("no origin has it: {}", errors.join("; ")))
+        }
+        _ => unreachable!("not a WHEP source"),
+    }
+}
+
+/// How long a failed origin pull stays listed (and answers readers of its name).
+const ORIGIN_MISS_KEPT: Duration = Duration::from_secs(5);
+
+async fn run_pull(
+    pull: Arc<Pull>,
+    registry: Registry,
+    settings: PullSection,
+    whep: Arc<OnceLock<WhepClient>>,
+    pulls: Pulls,
+) {
+    run_pull_attempts(&pull, registry, settings, &whep).await;
+    if pull.origin_pull && pull.status.lock().unwrap().state == PullState::Failed {
+        // Kept a while as the answer to readers of a name no origin has (they get their 404
+        // at once instead of starting the probe again).
+        tokio::select! {
+            _ = pull.cancel.cancelled() => {}
+            _ = tokio::time::sleep(ORIGIN_MISS_KEPT) => {}
+        }
+    }
+    if pull.origin_pull {
+        let mut pulls = pulls.lock().unwrap();
+        if pulls.get(&pull.id).is_some_and(|p| Arc::ptr_eq(p, &pull)) {
+            pulls.remove(&pull.id);
+            tracing::info!(id = %pull.id, name = %pull.name, "origin pull removed");
+        }
+    }
+}
+
+async fn run_pull_attempts(
+    pull: &Arc<Pull>,
+    registry: Registry,
+    settings: PullSection,
+    whep: &OnceLock<WhepClient>,
+) {
     let min = Duration::from_millis(settings.retry_min_ms);
     let max = Duration::from_millis(settings.retry_max_ms);
     let rtsp = RtspSettings {
         connect_timeout: Duration::from_secs(settings.connect_timeout_secs),
         idle_timeout: Duration::from_secs(settings.connect_timeout_secs),
     };
+    let whep_settings = WhepSettings {
+        connect_timeout: Duration::from_secs(settings.connect_timeout_secs),
+        media_timeout: Duration::from_secs(settings.connect_timeout_secs),
+    };
     let tls = TlsTrust::new(&settings.tls_ca_file).map_err(|e| e.to_string());
     let mut attempt = 0u32;
+    let mut ever_running = false;
+    let hold = Duration::from_secs(settings.hold_secs);
+    // A publisher kept through a gap, and since when.
+    let mut held: Option<(Publisher, tokio::time::Instant)> = None;
     loop {
+        if held
+            .as_ref()
+            .is_some_and(|(_, since)| since.elapsed() >= hold)
+        {
+            tracing::info!(id = %pull.id, name = %pull.name, "the source did not come back in time; the stream ends");
+            held = None;
+        }
+        let held_since = held.as_ref().map(|(_, since)| *since);
         let mut sink = Sink {
             registry: registry.clone(),
             pull: pull.clone(),
             was_running: false,
+            held: held.take().map(|(p, _)| p),
         };
         let error = tokio::select! {
             _ = pull.cancel.cancelled() => return,
-            _ = no_readers_for(&registry, &pull, Duration::from_secs(settings.on_demand_idle_secs)), if pull.on_demand => {
+            _ = no_readers_for(&registry, pull, Duration::from_secs(settings.on_demand_idle_secs)), if pull.on_demand => {
                 tracing::info!(id = %pull.id, name = %pull.name, "on-demand pull without readers; stopping until the next one");
                 pull.set_state(PullState::Idle, None);
                 return;
@@ -454,6 +688,7 @@ async fn run_pull(pull: Arc<Pull>, registry: Registry, settings: PullSection) {
                         Ok(trust) => crate::inputs::rtmp::pull(url, trust, rtsp.connect_timeout, &mut sink).await,
                         Err(e) => PullError::permanent(e.clone()),
                     },
+                    Source::Whep(_) | Source::Origins(_) => whep_attempt(pull, whep, &whep_settings, &mut sink).await,
                 }
             } => e,
         };
@@ -461,6 +696,22 @@ async fn run_pull(pull: Arc<Pull>, registry: Registry, settings: PullSection) {
             return;
         }
         attempt = if sink.was_running { 1 } else { attempt + 1 };
+        *pull.counters.lock().unwrap() = None;
+        if hold > Duration::ZERO {
+            held = sink.held.take().map(|p| {
+                let since = if sink.was_running { None } else { held_since };
+                (p, since.unwrap_or_else(tokio::time::Instant::now))
+            });
+        }
+        let was_running = sink.was_running;
+        drop(sink);
+        ever_running |= was_running;
+        if pull.origin_pull && !was_running && (!ever_running || attempt >= 3) {
+            // No origin has it (any more): readers get their 404 rather than a wait.
+            tracing::info!(id = %pull.id, name = %pull.name, error = %error.message, "no origin has the stream");
+            pull.set_state(PullState::Failed, Some(error.message));
+            return;
+        }
         if error.permanent {
             tracing::warn!(id = %pull.id, name = %pull.name, source = %pull.shown_source, error = %error.message, "pull failed; not retrying");
             pull.set_state(PullState::Failed, Some(error.message));
@@ -513,7 +764,7 @@ mod tests {
     #[tokio::test]
     async fn bad_sources_and_names_are_refused_before_starting() {
         let m = manager();
-        let bad = |source: &str, name: &str| m.start(source, name, false).unwrap_err();
+        let bad = |source: &str, name: &str| m.start(source, name, false, None).unwrap_err();
         assert!(matches!(
             bad("rtsp://cam/x", "bad name"),
             PullApiError::BadRequest(_)
@@ -523,8 +774,14 @@ mod tests {
             bad("ftp://cam/x", "a"),
             PullApiError::BadRequest(_)
         ));
-        let e = bad("https://other/whep/x", "a");
+        let e = bad("rtsps://other/x", "a");
         assert!(e.to_string().contains("not supported yet"), "{e}");
+        let e = bad("http://", "a");
+        assert!(e.to_string().contains("malformed"), "{e}");
+        let e = m
+            .start("rtsp://cam/x", "a", false, Some("t".into()))
+            .unwrap_err();
+        assert!(e.to_string().contains("token"), "{e}");
         let e = bad("rtsp://admin:hunter2@[::1/x", "a");
         assert!(!e.to_string().contains("hunter2"), "{e}");
         assert!(m.list().is_empty());
@@ -533,7 +790,9 @@ mod tests {
     #[tokio::test]
     async fn on_demand_pulls_wait_idle_until_a_reader_asks() {
         let m = manager();
-        let id = m.start("rtsp://127.0.0.1:1/x", "cam/od", true).unwrap();
+        let id = m
+            .start("rtsp://127.0.0.1:1/x", "cam/od", true, None)
+            .unwrap();
         assert_eq!(m.get(&id).unwrap().state, PullState::Idle);
         assert!(!m.demand("cam/other"), "no pull for that name");
         assert!(m.demand("cam/od"));
@@ -544,22 +803,26 @@ mod tests {
     #[tokio::test]
     async fn duplicate_names_conflict_and_delete_frees_them() {
         let m = manager();
-        let id = m.start("rtsp://u:p@127.0.0.1:1/x", "cam", false).unwrap();
+        let id = m
+            .start("rtsp://u:p@127.0.0.1:1/x", "cam", false, None)
+            .unwrap();
         assert!(matches!(
-            m.start("rtsp://127.0.0.1:1/y", "cam", false).unwrap_err(),
+            m.start("rtsp://127.0.0.1:1/y", "cam", false, None)
+                .unwrap_err(),
             PullApiError::Conflict(_)
         ));
         let info = m.get(&id).unwrap();
         assert_eq!(info.source, "rtsp://***@127.0.0.1:1/x");
         m.stop(&id).unwrap();
         assert!(matches!(m.stop(&id), Err(PullApiError::NotFound(_))));
-        m.start("rtsp://127.0.0.1:1/y", "cam", false).unwrap();
+        m.start("rtsp://127.0.0.1:1/y", "cam", false, None).unwrap();
         let _publisher = m
             .registry
             .publish("taken", Peer::new("rtmp", None))
             .unwrap();
         assert!(matches!(
-            m.start("rtsp://127.0.0.1:1/y", "taken", false).unwrap_err(),
+            m.start("rtsp://127.0.0.1:1/y", "taken", false, None)
+                .unwrap_err(),
             PullApiError::Conflict(_)
         ));
     }

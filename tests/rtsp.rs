@@ -224,7 +224,11 @@ fn bad_sources_show_clear_states_and_the_api_stays_responsive() {
             json!({ "source": "rtsp://u:hunter2@[::1/x", "name": "a" }),
             400,
         ),
-        (json!({ "source": "https://peer/whep/x", "name": "a" }), 400),
+        (json!({ "source": "rtsps://peer/x", "name": "a" }), 400),
+        (
+            json!({ "source": "http://u:hunter2@peer/whep/x", "name": "a" }),
+            400,
+        ),
         (json!({ "source": "gopher://peer/x", "name": "a" }), 400),
         (json!({ "name": "a" }), 400),
     ] {

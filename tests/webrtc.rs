@@ -582,7 +582,7 @@ fn whip_whep_round_trip(server: &Switchyard) {
             .client(
                 &http,
                 &server.api("/whep/live/fixture"),
-                ClientRole::Pull(sink),
+                ClientRole::Pull(sink, Default::default()),
             )
             .await
             .unwrap();

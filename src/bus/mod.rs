@@ -124,7 +124,9 @@ pub(crate) struct RegistryInner {
 }
 
 /// Asked when a reader wants a stream that is not on the bus: returns true if a source for it
-/// is being started (an on-demand pull), so the reader should wait for it.
+/// is being started (an on-demand pull), so the reader should wait for it. Asked again while
+/// the reader waits: false then means the source gave up (no origin has the stream), so the
+/// reader need not wait out the whole time.
 pub type DemandHook = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 impl Registry {
@@ -146,7 +148,9 @@ impl Registry {
     }
 
     /// The stream `name`; if it is not on the bus but a source for it can be started on demand,
-    /// starts it and waits (up to the hook's wait) for it to appear.
+    /// starts it and waits (up to the hook's wait) for it to appear with its tracks (a pull
+    /// claims the name before its source answers, and gives it up again if the source does not
+    /// have the stream).
     pub async fn wait_for_stream(&self, name: &str) -> Option<Arc<Stream>> {
         if let Some(s) = self.get(name) {
             return Some(s);
@@ -158,10 +162,13 @@ impl Registry {
         let deadline = tokio::time::Instant::now() + *wait;
         loop {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            if let Some(s) = self.get(name) {
+            if let Some(s) = self
+                .get(name)
+                .filter(|s| !s.tracks().borrow().tracks.is_empty())
+            {
                 return Some(s);
             }
-            if tokio::time::Instant::now() >= deadline {
+            if tokio::time::Instant::now() >= deadline || !hook(name) {
                 return None;
             }
         }

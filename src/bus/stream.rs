@@ -248,6 +248,12 @@ impl Stream {
         }
     }
 
+    /// When the stream was published: the origin of its timestamps for inputs that count
+    /// time by arrival.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
     /// Whether the video has had B-frames.
     pub fn has_b_frames(&self) -> bool {
         self.b_frames.load(Ordering::Relaxed)

@@ -40,6 +40,15 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
             "Frames dropped for readers that fell behind"
         );
         metrics::gauge!("switchyard_streams").set(totals.streams as f64);
+        metrics::describe_gauge!(
+            "switchyard_tasks_alive",
+            "Tasks alive in the server's async runtime (sessions, pulls, pushes, ...)"
+        );
+        metrics::gauge!("switchyard_tasks_alive").set(
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks() as f64,
+        );
         let mut protocols = m.protocols.lock().unwrap();
         protocols.extend(totals.readers_by_protocol.iter().map(|(p, _)| *p));
         for protocol in protocols.iter() {

@@ -85,6 +85,7 @@ pub fn router(state: AppState) -> Router {
             api::routes().merge(pulls::routes()).merge(pushes::routes()),
         )
         .nest("/rest-api/push", pushes::wcs_routes())
+        .nest("/rest-api/pull", pulls::wcs_routes())
         .merge(media::routes())
         .merge(webrtc::routes())
         .fallback(not_found)

@@ -2,4 +2,5 @@
 
 pub mod rtmp;
 pub mod rtsp_pull;
+pub mod whep_pull;
 pub mod whip;

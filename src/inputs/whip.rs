@@ -171,10 +171,13 @@ pub struct WhipIngest {
 
 impl WhipIngest {
     pub fn new(publisher: Publisher, video_codec: Option<VideoCodec>) -> Self {
+        // Arrival time counts from the stream's start, so a publisher handed from one session
+        // to the next (a WHEP pull reconnecting) keeps its timestamps growing.
+        let epoch = publisher.stream().started();
         WhipIngest {
             publisher,
             clock: SessionClock::new(),
-            epoch: Instant::now(),
+            epoch,
             video: None,
             audio_clock: None,
             first_audio: None,
@@ -187,6 +190,12 @@ impl WhipIngest {
             last_pts: [None, None],
             bad_packets: 0,
         }
+    }
+
+    /// The bus publisher back, when the session ends (a WHEP pull keeps its stream through a
+    /// reconnection).
+    pub fn into_publisher(self) -> Publisher {
+        self.publisher
     }
 
     pub fn stream_name(&self) -> &str {

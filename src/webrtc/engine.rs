@@ -162,6 +162,8 @@ enum PeerRole {
         ingest: Box<WhipIngest>,
         /// rtc track id -> (kind, receiver)
         tracks: HashMap<String, (MediaKind, RTCRtpReceiverId)>,
+        /// A WHEP pull (we offered): what it receives and whether it lives.
+        client: Option<Arc<super::ClientCounters>>,
     },
     Viewer {
         viewer: Box<Viewer>,
@@ -400,7 +402,7 @@ impl Engine {
                     break;
                 }
             }
-            if let PeerRole::Publisher { ingest, tracks } = &mut peer.role {
+            if let PeerRole::Publisher { ingest, tracks, .. } = &mut peer.role {
                 if peer.connected && ingest.take_keyframe_request(now) {
                     send_pli(&mut peer.pc, tracks, now);
                     drain_writes(&mut peer.pc, &mut peer.media_to, &mut self.outbox);
@@ -470,7 +472,22 @@ impl Engine {
         for key in kicked {
             self.remove(key, "kicked");
         }
+        self.pull_stats();
         self.sender_reports();
+    }
+
+    /// WHEP pulls: loss and round-trip time for the pull API.
+    fn pull_stats(&mut self) {
+        let now = Instant::now();
+        for peer in self.peers.values_mut() {
+            if let PeerRole::Publisher {
+                client: Some(counters),
+                ..
+            } = &peer.role
+            {
+                peer::client_stats(&mut peer.pc, counters, now);
+            }
+        }
     }
 
     /// RTCP sender reports (RFC 3550 6.4.1) for every track the engine sends, once per
@@ -520,15 +537,25 @@ impl Engine {
         for addr in &peer.addrs {
             self.by_addr.remove(addr);
         }
-        if let PeerRole::Client(counters) = &peer.role {
+        if let PeerRole::Client(counters)
+        | PeerRole::Publisher {
+            client: Some(counters),
+            ..
+        } = &peer.role
+        {
+            *counters.close_reason.lock().unwrap() = Some(why.to_string());
             counters.closed.store(true, Ordering::Relaxed);
+            counters.ended.notify_one();
         }
         self.by_ufrag.remove(&peer.ufrag);
         self.by_session.remove(&peer.session);
         match peer.role {
-            PeerRole::Publisher { .. } => {
+            PeerRole::Publisher { ingest, client, .. } => {
                 if self.publishers.get(&peer.stream) == Some(&key) {
                     self.publishers.remove(&peer.stream);
+                }
+                if let Some(counters) = client {
+                    *counters.publisher.lock().unwrap() = Some(ingest.into_publisher());
                 }
             }
             PeerRole::Client(_) => {}
@@ -626,7 +653,7 @@ impl Engine {
                 let video = built
                     .video_codec
                     .filter(|_| built.sdp.contains("m=video") && offer_sends_video(offer));
-                self.publisher_role(key, publisher, video)
+                self.publisher_role(key, publisher, video, None)
             }
             Role::Play(reader) => {
                 let viewer = new_viewer(built.video, built.audio);
@@ -648,7 +675,7 @@ impl Engine {
         let now = Instant::now();
         let direction = match role {
             ClientRole::Push(_) => Direction::Send,
-            ClientRole::Count(_) | ClientRole::Pull(_) => Direction::Receive,
+            ClientRole::Count(_) | ClientRole::Pull(..) => Direction::Receive,
         };
         let stream_video = match &role {
             ClientRole::Push(reader) => peer::VideoCodec::of_stream(reader.stream()),
@@ -659,8 +686,8 @@ impl Engine {
         self.next_key += 1;
         let (stream, role) = match role {
             ClientRole::Count(counters) => (String::new(), PeerRole::Client(counters)),
-            ClientRole::Pull(publisher) => {
-                self.publisher_role(key, publisher, Some(peer::VideoCodec::H264))
+            ClientRole::Pull(publisher, counters) => {
+                self.publisher_role(key, publisher, Some(peer::VideoCodec::H264), Some(counters))
             }
             // Tracks are set when the answer says what was negotiated.
             ClientRole::Push(reader) => self.viewer_role(key, reader, Viewer::new(None, None)),
@@ -676,12 +703,14 @@ impl Engine {
         key: PeerKey,
         publisher: crate::bus::Publisher,
         video: Option<peer::VideoCodec>,
+        client: Option<Arc<super::ClientCounters>>,
     ) -> (String, PeerRole) {
         let name = publisher.stream().name().to_string();
         self.publishers.insert(name.clone(), key);
         let role = PeerRole::Publisher {
             ingest: Box::new(WhipIngest::new(publisher, video)),
             tracks: HashMap::new(),
+            client,
         };
         (name, role)
     }
@@ -851,6 +880,9 @@ impl Engine {
             .map(|p| SessionInfo {
                 id: p.session.clone(),
                 role: match p.role {
+                    PeerRole::Publisher {
+                        client: Some(_), ..
+                    } => "pull",
                     PeerRole::Publisher { .. } => "publish",
                     PeerRole::Viewer { .. } => "play",
                     PeerRole::Client(_) => "client",
@@ -1181,9 +1213,11 @@ fn peer_event(
                     tracing::info!(session = %peer.session, stream = %peer.stream, remote = ?peer.addrs.first(), "webrtc session connected");
                     match &peer.role {
                         PeerRole::Viewer { .. } => actions.push(Action::ViewerConnected(key)),
-                        PeerRole::Client(counters) => {
-                            counters.connected.store(true, Ordering::Relaxed)
-                        }
+                        PeerRole::Client(counters)
+                        | PeerRole::Publisher {
+                            client: Some(counters),
+                            ..
+                        } => counters.connected.store(true, Ordering::Relaxed),
                         PeerRole::Publisher { .. } => {}
                     }
                 }
@@ -1225,10 +1259,23 @@ fn peer_message(
     retransmit: &mut Vec<OutPacket>,
 ) {
     match (&mut peer.role, message) {
-        (PeerRole::Publisher { ingest, tracks }, RTCMessage::RtpPacket(track_id, packet)) => {
+        (
+            PeerRole::Publisher {
+                ingest,
+                tracks,
+                client,
+            },
+            RTCMessage::RtpPacket(track_id, packet),
+        ) => {
             let Some((kind, _)) = tracks.get(&track_id) else {
                 return;
             };
+            if let Some(counters) = client {
+                counters.packets.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .bytes
+                    .fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
+            }
             if let Err(e) = ingest.rtp(
                 *kind,
                 packet.header.sequence_number,
@@ -1240,7 +1287,7 @@ fn peer_message(
                 tracing::debug!(session = %peer.session, error = %e, "bad RTP from the publisher");
             }
         }
-        (PeerRole::Publisher { ingest, tracks }, RTCMessage::RtcpPacket(track_id, packets)) => {
+        (PeerRole::Publisher { ingest, tracks, .. }, RTCMessage::RtcpPacket(track_id, packets)) => {
             let Some((kind, _)) = tracks.get(&track_id) else {
                 return;
             };

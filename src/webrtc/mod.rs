@@ -121,20 +121,32 @@ pub enum ClientRole {
     /// WHEP client that counts RTP packets and bytes without decrypting them (the load
     /// generator).
     Count(Arc<ClientCounters>),
-    /// WHEP client whose media goes to this bus publisher (a pull from another server).
-    Pull(Publisher),
+    /// WHEP client whose media goes to this bus publisher (a pull from another server); the
+    /// counters tell the pull whether the session lives and what it receives.
+    Pull(Publisher, Arc<ClientCounters>),
     /// WHIP client that sends this bus reader's stream (a push to another server).
     Push(Reader),
 }
 
 /// What a counting client saw.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct ClientCounters {
     pub packets: std::sync::atomic::AtomicU64,
     pub bytes: std::sync::atomic::AtomicU64,
     pub connected: std::sync::atomic::AtomicBool,
     /// Set when the session ended (failed, closed or the engine stopped).
     pub closed: std::sync::atomic::AtomicBool,
+    /// Why it ended, once it has.
+    pub close_reason: std::sync::Mutex<Option<String>>,
+    /// Notified (one permit) when the session ends, for a task that waits on it.
+    pub ended: tokio::sync::Notify,
+    /// Pulls: RTP packets lost, as the receiver statistics count them (cumulative, RFC 3550
+    /// 6.4.1), and the ICE round-trip time in microseconds (0 until measured). Refreshed about
+    /// once a second.
+    pub lost: std::sync::atomic::AtomicU64,
+    pub rtt_us: std::sync::atomic::AtomicU64,
+    /// Pulls: the bus publisher, handed back when the session ends.
+    pub publisher: std::sync::Mutex<Option<Publisher>>,
 }
 
 /// The two sides a session can take when the peer makes the offer.
@@ -297,7 +309,7 @@ impl WebRtc {
         url: &str,
         role: ClientRole,
     ) -> Result<(String, Option<String>), SessionError> {
-        let (session, offer) = self.call(|reply| Command::Offer { role, reply }).await??;
+        let (session, offer) = self.offer(role).await?;
         let response = http
             .post(url)
             .header("content-type", "application/sdp")
@@ -323,18 +335,26 @@ impl WebRtc {
         if status.as_u16() != 201 {
             return failed(format!("POST {url}: {status} {}", body.trim())).await;
         }
-        let answer = body;
-        let result = self
-            .call(|reply| Command::Answer {
-                session: session.clone(),
-                answer,
-                reply,
-            })
-            .await?;
-        if let Err(e) = result {
+        if let Err(e) = self.answer(session.clone(), body).await {
             return failed(format!("the answer from {url} was refused: {e}")).await;
         }
         Ok((session, location))
+    }
+
+    /// Starts a client session: returns its id and our offer (for a caller that does the
+    /// HTTP exchange itself, like the WHEP pull input).
+    pub async fn offer(&self, role: ClientRole) -> Result<(String, String), SessionError> {
+        self.call(|reply| Command::Offer { role, reply }).await?
+    }
+
+    /// Applies the remote's answer to a client session's offer.
+    pub async fn answer(&self, session: String, answer: String) -> Result<(), SessionError> {
+        self.call(|reply| Command::Answer {
+            session,
+            answer,
+            reply,
+        })
+        .await?
     }
 
     pub async fn close(&self, session: String) -> Result<(), SessionError> {

@@ -31,6 +31,12 @@ impl Switchyard {
 
     /// Starts the binary with `config` as its TOML file and ports picked by the OS.
     pub fn start_with_config(config: &str) -> Self {
+        Self::start_at(config, "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0")
+    }
+
+    /// Like [`Switchyard::start_with_config`] on given addresses (a restarted node keeps
+    /// its ports).
+    pub fn start_at(config: &str, http: &str, rtmp: &str, webrtc_udp: &str) -> Self {
         require("ffmpeg");
         let dir = TempDir::new("config");
         let path = dir.path.join("switchyard.toml");
@@ -39,11 +45,11 @@ impl Switchyard {
             .args([
                 "serve",
                 "--http",
-                "127.0.0.1:0",
+                http,
                 "--rtmp",
-                "127.0.0.1:0",
+                rtmp,
                 "--webrtc-udp",
-                "127.0.0.1:0",
+                webrtc_udp,
                 "--config",
             ])
             .arg(&path)

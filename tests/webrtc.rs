@@ -535,24 +535,7 @@ fn whip_whep_round_trip(server: &Switchyard) {
         let reader = local
             .subscribe("fixture", Peer::new("webrtc", None))
             .unwrap();
-        let feeding = {
-            let frames = frames.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_millis(40));
-                for i in 0..(frames.len() * 40) {
-                    tick.tick().await;
-                    let (data, keyframe) = frames[i % frames.len()].clone();
-                    let pts = i as i64 * 3600;
-                    source.push(Frame {
-                        track: TrackId(1),
-                        pts,
-                        dts: pts,
-                        keyframe,
-                        data,
-                    });
-                }
-            })
-        };
+        let feeding = support::feed_in_real_time(source, frames.clone());
         push_engine
             .client(
                 &http,

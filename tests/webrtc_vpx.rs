@@ -250,7 +250,7 @@ fn vpx_fixture(codec: &str) -> Vec<(bytes::Bytes, bool)> {
 fn whip_push_comes_back_over_rtmp_unchanged(codec: &str) {
     use switchyard::bus::{BusConfig, Peer, Registry};
     use switchyard::webrtc::{self, ClientRole, WebRtcSettings};
-    use switchyard_media::{CodecConfig, Frame, Track, TrackId};
+    use switchyard_media::{CodecConfig, Track, TrackId};
 
     let server = Switchyard::start();
     let frames = vpx_fixture(codec);
@@ -288,24 +288,7 @@ fn whip_push_comes_back_over_rtmp_unchanged(codec: &str) {
         let reader = local
             .subscribe("fixture", Peer::new("webrtc", None))
             .unwrap();
-        let feeding = {
-            let frames = frames.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_millis(40));
-                for i in 0..(frames.len() * 40) {
-                    tick.tick().await;
-                    let (data, keyframe) = frames[i % frames.len()].clone();
-                    let pts = i as i64 * 3600;
-                    source.push(Frame {
-                        track: TrackId(1),
-                        pts,
-                        dts: pts,
-                        keyframe,
-                        data,
-                    });
-                }
-            })
-        };
+        let feeding = support::feed_in_real_time(source, frames.clone());
         engine
             .client(
                 &http,

@@ -599,3 +599,27 @@ pub fn send_garbage(addr: SocketAddr, bytes: &[u8]) -> bool {
         }
     }
 }
+
+/// Publishes `frames` (video access units of track 1, with their keyframe flags) on `source`
+/// at 25 fps, looping 40 times, in a task of the current runtime.
+pub fn feed_in_real_time(
+    source: switchyard::bus::Publisher,
+    frames: Vec<(bytes::Bytes, bool)>,
+) -> tokio::task::JoinHandle<()> {
+    use switchyard_media::{Frame, TrackId};
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(40));
+        for i in 0..(frames.len() * 40) {
+            tick.tick().await;
+            let (data, keyframe) = frames[i % frames.len()].clone();
+            let pts = i as i64 * 3600;
+            source.push(Frame {
+                track: TrackId(1),
+                pts,
+                dts: pts,
+                keyframe,
+                data,
+            });
+        }
+    })
+}

@@ -590,18 +590,9 @@ mod tests {
             .collect()
     }
 
-    /// Every packet through a reorder buffer (sized 64) and the depacketizer.
     fn depacketize(packets: &[Captured]) -> Vec<H264AccessUnit> {
-        let mut reorder = ReorderBuffer::new(64);
         let mut d = H264Depacketizer::default();
-        let mut out = Vec::new();
-        for p in packets {
-            reorder.push(p.sequence, p);
-            while let Some((p, lost)) = reorder.pop() {
-                d.push(p.packet(), lost, &mut out).unwrap();
-            }
-        }
-        out
+        crate::testutil::depacketize_all(packets, 64, |p, lost, out| d.push(p, lost, out))
     }
 
     /// Checks access units against the encoder's elementary stream: the same NAL units in the

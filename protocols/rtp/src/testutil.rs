@@ -20,6 +20,35 @@ impl Captured {
     }
 }
 
+/// Every packet through a reorder buffer of `window` packets into a depacketizer's `push`;
+/// what it produced.
+pub fn depacketize_all<T>(
+    packets: &[Captured],
+    window: usize,
+    mut push: impl FnMut(crate::PacketRef<'_>, u16, &mut Vec<T>) -> Result<(), crate::RtpError>,
+) -> Vec<T> {
+    let mut reorder = crate::reorder::ReorderBuffer::new(window);
+    let mut out = Vec::new();
+    for p in packets {
+        reorder.push(p.sequence, p);
+        while let Some((p, lost)) = reorder.pop() {
+            push(p.packet(), lost, &mut out).unwrap();
+        }
+    }
+    out
+}
+
+/// Asserts that `frames` are the IVF file's frames, byte for byte, with a keyframe every
+/// `gop` frames.
+pub fn assert_frames_are_ivf(frames: &[crate::CodedFrame], ivf: &[u8], gop: usize) {
+    let golden = read_ivf(ivf);
+    assert_eq!(frames.len(), golden.len());
+    for (i, (f, g)) in frames.iter().zip(&golden).enumerate() {
+        assert_eq!(&f.data[..], &g[..], "frame {i}");
+        assert_eq!(f.keyframe, i % gop == 0, "frame {i}");
+    }
+}
+
 /// RTP packets framed by 2-byte lengths (RFC 4571), as GStreamer's `rtpstreampay` writes them.
 pub fn read_rfc4571(mut data: &[u8]) -> Vec<Captured> {
     let mut packets = Vec::new();

@@ -391,22 +391,16 @@ impl Vp9KeyframeInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{read_ivf, read_rfc4571, xorshift, Captured};
+    use crate::testutil::{
+        assert_frames_are_ivf, depacketize_all, read_ivf, read_rfc4571, xorshift, Captured,
+    };
 
     const GST_RTP: &[u8] = include_bytes!("../testdata/gst-vp9.rtp");
     const GST_IVF: &[u8] = include_bytes!("../testdata/gst-vp9.ivf");
 
     fn depacketize(packets: &[Captured]) -> Vec<CodedFrame> {
-        let mut reorder = crate::reorder::ReorderBuffer::new(16);
         let mut d = Vp9Depacketizer::default();
-        let mut out = Vec::new();
-        for p in packets {
-            reorder.push(p.sequence, p.clone());
-            while let Some((p, lost)) = reorder.pop() {
-                d.push(p.packet(), lost, &mut out).unwrap();
-            }
-        }
-        out
+        depacketize_all(packets, 16, |p, lost, out| d.push(p, lost, out))
     }
 
     #[test]
@@ -414,12 +408,8 @@ mod tests {
         let packets = read_rfc4571(GST_RTP);
         assert!(packets.len() > 12, "frames span several packets");
         let frames = depacketize(&packets);
-        let golden = read_ivf(GST_IVF);
         assert_eq!(frames.len(), 12);
-        for (i, (f, g)) in frames.iter().zip(&golden).enumerate() {
-            assert_eq!(&f.data[..], &g[..], "frame {i}");
-            assert_eq!(f.keyframe, i % 6 == 0, "frame {i}");
-        }
+        assert_frames_are_ivf(&frames, GST_IVF, 6);
     }
 
     #[test]

@@ -25,23 +25,6 @@ fn start_pull(edge: &Switchyard, body: serde_json::Value) -> String {
     created["id"].as_str().unwrap().to_string()
 }
 
-fn assert_plays_over_webrtc(report: &serde_json::Value) {
-    let webrtc = &report["webrtc"];
-    assert_eq!(webrtc["connectionState"], "connected", "{report}");
-    let decoded = webrtc["framesDecoded"].as_u64().unwrap_or(0);
-    let at_half = report["framesDecodedAtHalf"].as_u64().unwrap_or(0);
-    assert!(
-        decoded > 40 && decoded > at_half,
-        "video frames decoded and growing: {report}"
-    );
-    assert_eq!(webrtc["codec"], "video/H264", "{report}");
-    assert_eq!(
-        report["errors"].as_array().map(Vec::len),
-        Some(0),
-        "{report}"
-    );
-}
-
 /// The WebRTC sessions of a node that play `stream` (WHEP viewers, including pulls of it).
 fn play_sessions(node: &Switchyard, stream: &str) -> usize {
     let (_, sessions) = node.get_json("/api/v1/webrtc/sessions");
@@ -117,7 +100,7 @@ fn whep_pull_republishes_for_rtmp_hls_and_whep_and_deletes_the_remote_session() 
     assert_decodes(&edge.api("/hls/edge/src/index.m3u8"), 4, 60);
     // WHEP from the edge: Chromium plays the pulled stream.
     let report = play(&edge.api("/play/edge/src?mode=webrtc"), 8);
-    assert_plays_over_webrtc(&report);
+    support::browser::assert_webrtc_video(&report, "video/H264");
 
     // Statistics of the pull: bitrate, loss, round-trip time, tracks.
     let (_, info) = edge.get_json(&path);
@@ -319,7 +302,7 @@ fn a_whep_viewer_of_the_last_edge_pulls_through_a_chain_of_origins_on_demand() {
 
     // No API call: a WHEP viewer of C makes C pull from B, which pulls from A.
     let report = play(&c.api("/play/live/chain?mode=webrtc"), 10);
-    assert_plays_over_webrtc(&report);
+    support::browser::assert_webrtc_video(&report, "video/H264");
     for node in [&b, &c] {
         let (_, pulls) = node.get_json("/api/v1/pulls");
         let pulls = pulls.as_array().unwrap();

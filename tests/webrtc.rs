@@ -36,28 +36,17 @@ fn error_text(response: ureq::Response) -> String {
 }
 
 fn assert_webrtc_plays(report: &serde_json::Value, with_audio: bool) {
-    let webrtc = &report["webrtc"];
-    assert_eq!(webrtc["connectionState"], "connected", "{report}");
-    let decoded = webrtc["framesDecoded"].as_u64().unwrap_or(0);
-    let at_half = report["framesDecodedAtHalf"].as_u64().unwrap_or(0);
-    assert!(
-        decoded > 40 && decoded > at_half,
-        "video frames decoded and growing: {report}"
-    );
-    assert_eq!(webrtc["codec"], "video/H264", "{report}");
+    support::browser::assert_webrtc_video(report, "video/H264");
     if with_audio {
-        let samples = webrtc["audioSamplesReceived"].as_u64().unwrap_or(0);
+        let samples = report["webrtc"]["audioSamplesReceived"]
+            .as_u64()
+            .unwrap_or(0);
         let samples_at_half = report["audioSamplesAtHalf"].as_u64().unwrap_or(0);
         assert!(
             samples > samples_at_half && samples > 48_000,
             "audio samples received and growing: {report}"
         );
     }
-    assert_eq!(
-        report["errors"].as_array().map(Vec::len),
-        Some(0),
-        "{report}"
-    );
 }
 
 #[test]

@@ -40,24 +40,6 @@ fn video_track(info: &serde_json::Value) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no video track: {info}"))
 }
 
-/// Chromium's WHEP player decoded a growing number of frames of `mime` video.
-fn assert_chromium_decodes(report: &serde_json::Value, mime: &str) {
-    let webrtc = &report["webrtc"];
-    assert_eq!(webrtc["connectionState"], "connected", "{report}");
-    assert_eq!(webrtc["codec"], mime, "{report}");
-    let decoded = webrtc["framesDecoded"].as_u64().unwrap_or(0);
-    let at_half = report["framesDecodedAtHalf"].as_u64().unwrap_or(0);
-    assert!(
-        decoded > 40 && decoded > at_half,
-        "video frames decoded and growing: {report}"
-    );
-    assert_eq!(
-        report["errors"].as_array().map(Vec::len),
-        Some(0),
-        "{report}"
-    );
-}
-
 /// Chromium publishes `codec` through the publish page (`?codec=`) and a second Chromium
 /// plays it over WHEP; with `rtmp`, FFmpeg 9 decodes it over Enhanced RTMP too.
 fn chromium_publishes_and_plays(codec: &str, mime: &str, rtmp: bool) {
@@ -70,7 +52,7 @@ fn chromium_publishes_and_plays(codec: &str, mime: &str, rtmp: bool) {
     assert_eq!(info["webrtc"]["video"], format!("sent ({codec})"), "{info}");
 
     let report = play(&server.api(&format!("/play/{name}?mode=webrtc")), 10);
-    assert_chromium_decodes(&report, mime);
+    support::browser::assert_webrtc_video(&report, mime);
     if rtmp {
         let decoded = ffmpeg_decode_with(&ffmpeg9(), &server.rtmp_url(&name), 3);
         assert!(
@@ -124,7 +106,7 @@ fn gstreamer_publishes_vp9_over_whip_and_chromium_plays_it() {
     // Our VP9 packetizer (flexible mode, PictureID, SS with the size on keyframes), not
     // GStreamer's, is what Chromium decodes.
     let report = play(&server.api("/play/live/vp9?mode=webrtc"), 10);
-    assert_chromium_decodes(&report, "video/VP9");
+    support::browser::assert_webrtc_video(&report, "video/VP9");
     assert_eq!(
         (
             report["videoWidth"].as_u64(),

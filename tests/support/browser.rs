@@ -67,3 +67,22 @@ impl Drop for Publishing {
         }
     }
 }
+
+/// The player page (`play.mjs`) played over WebRTC: connected, a growing number of `mime`
+/// video frames decoded (e.g. `video/H264`), no errors.
+pub fn assert_webrtc_video(report: &serde_json::Value, mime: &str) {
+    let webrtc = &report["webrtc"];
+    assert_eq!(webrtc["connectionState"], "connected", "{report}");
+    assert_eq!(webrtc["codec"], mime, "{report}");
+    let decoded = webrtc["framesDecoded"].as_u64().unwrap_or(0);
+    let at_half = report["framesDecodedAtHalf"].as_u64().unwrap_or(0);
+    assert!(
+        decoded > 40 && decoded > at_half,
+        "video frames decoded and growing: {report}"
+    );
+    assert_eq!(
+        report["errors"].as_array().map(Vec::len),
+        Some(0),
+        "{report}"
+    );
+}

@@ -301,17 +301,23 @@ fn a_whep_viewer_of_the_last_edge_pulls_through_a_chain_of_origins_on_demand() {
     );
 
     // No API call: a WHEP viewer of C makes C pull from B, which pulls from A.
-    let report = play(&c.api("/play/live/chain?mode=webrtc"), 10);
-    support::browser::assert_webrtc_video(&report, "video/H264");
-    for node in [&b, &c] {
-        let (_, pulls) = node.get_json("/api/v1/pulls");
-        let pulls = pulls.as_array().unwrap();
-        assert_eq!(pulls.len(), 1, "{pulls:?}");
-        assert_eq!(pulls[0]["origin_pull"], true, "{pulls:?}");
-        assert_eq!(pulls[0]["name"], "live/chain", "{pulls:?}");
-    }
-    // An HLS reader on the middle node joins its running pull.
+    let viewer_url = c.api("/play/live/chain?mode=webrtc");
+    let viewer = std::thread::spawn(move || play(&viewer_url, 12));
+    wait_until("C and B pull live/chain", Duration::from_secs(15), || {
+        [&b, &c].iter().all(|node| {
+            let (_, pulls) = node.get_json("/api/v1/pulls");
+            pulls.as_array().is_some_and(|p| {
+                p.len() == 1
+                    && p[0]["origin_pull"] == true
+                    && p[0]["name"] == "live/chain"
+                    && p[0]["state"] == "running"
+            })
+        })
+    });
+    // An HLS reader on the middle node joins its running pull while C's viewer watches.
     assert_decodes(&b.api("/hls/live/chain/index.m3u8"), 3, 45);
+    let report = viewer.join().unwrap();
+    support::browser::assert_webrtc_video(&report, "video/H264");
 
     // Everyone left: the pulls wind down after the idle time, edge first.
     for (name, node) in [("C", &c), ("B", &b)] {

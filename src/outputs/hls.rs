@@ -43,6 +43,10 @@ pub struct HlsMuxer {
     /// Bumped on every change of the playlist; blocked requests wait on it.
     version: watch::Sender<u64>,
     last_request_ms: AtomicU64,
+    /// Requests waiting in [`HlsMuxer::changed`]: the muxer is in use while they wait, however
+    /// long ago they came (the first segment of a stream that just started can take longer
+    /// than the idle timeout).
+    waiting: AtomicU64,
 }
 
 impl HlsMuxer {
@@ -57,6 +61,14 @@ impl HlsMuxer {
         seen: &mut watch::Receiver<u64>,
         deadline: tokio::time::Instant,
     ) -> bool {
+        struct Waiting<'a>(&'a AtomicU64);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let _waiting = Waiting(&self.waiting);
         matches!(
             tokio::time::timeout_at(deadline, seen.changed()).await,
             Ok(Ok(()))
@@ -109,6 +121,7 @@ impl HlsOutputs {
             playlist: Mutex::new(None),
             version: watch::channel(0).0,
             last_request_ms: AtomicU64::new(self.now_ms()),
+            waiting: AtomicU64::new(0),
         });
         muxers.insert(name.to_string(), muxer.clone());
         let this = self.clone();
@@ -145,6 +158,9 @@ impl HlsOutputs {
             let event = tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 _ = idle_check.tick() => {
+                    if muxer.waiting.load(Ordering::Relaxed) > 0 {
+                        muxer.last_request_ms.store(self.now_ms(), Ordering::Relaxed);
+                    }
                     let idle = Duration::from_millis(self.now_ms().saturating_sub(muxer.last_request_ms.load(Ordering::Relaxed)));
                     if !self.settings.always_on && idle > self.settings.idle_timeout {
                         return;

@@ -267,7 +267,7 @@ impl Converter {
         let skip = skip_out.min(n);
         pushed.cut += skip as u64;
         for (c, ch) in self.fifo.iter_mut().enumerate() {
-            let plane = &resampled.data(c)[..n * 4];
+            let plane = &plane(&resampled, c)[..n * 4];
             ch.extend(
                 plane
                     .chunks_exact(4)
@@ -361,13 +361,33 @@ fn layout_of(frame: &ff::frame::Audio) -> ChannelLayout {
     }
 }
 
+/// Plane `c` of an audio frame. (ffmpeg-next's `data(c)` uses `linesize[c]`, which libavutil
+/// sets only for the first plane of planar audio: every plane has `linesize[0]` bytes.)
+fn plane(frame: &ff::frame::Audio, c: usize) -> &[u8] {
+    assert!(c < frame.planes(), "plane {c} of {}", frame.planes());
+    // SAFETY: the frame owns `planes()` buffers of `linesize[0]` bytes each.
+    unsafe {
+        let f = frame.as_ptr();
+        std::slice::from_raw_parts(*(*f).extended_data.add(c), (*f).linesize[0] as usize)
+    }
+}
+
+fn plane_mut(frame: &mut ff::frame::Audio, c: usize) -> &mut [u8] {
+    assert!(c < frame.planes(), "plane {c} of {}", frame.planes());
+    // SAFETY: as in `plane`, and the frame is borrowed mutably.
+    unsafe {
+        let f = frame.as_mut_ptr();
+        std::slice::from_raw_parts_mut(*(*f).extended_data.add(c), (*f).linesize[0] as usize)
+    }
+}
+
 /// Copies `n` samples per channel from `fifo` into `frame` in its sample format.
 fn fill(frame: &mut ff::frame::Audio, fifo: &[Vec<f32>], n: usize, format: Sample) {
     let channels = fifo.len();
     match format {
         Sample::F32(SampleType::Planar) => {
             for (c, ch) in fifo.iter().enumerate() {
-                let plane = frame.data_mut(c);
+                let plane = plane_mut(frame, c);
                 for (dst, s) in plane.chunks_exact_mut(4).zip(&ch[..n]) {
                     dst.copy_from_slice(&s.to_ne_bytes());
                 }

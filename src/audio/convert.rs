@@ -12,11 +12,11 @@
 
 use super::{AudioCodec, AudioSettings};
 use bytes::Bytes;
-use ffmpeg_next as ff;
 use ff::codec::Id;
 use ff::format::sample::Type as SampleType;
 use ff::format::Sample;
 use ff::ChannelLayout;
+use ffmpeg_next as ff;
 use switchyard_media::aac::AudioSpecificConfig;
 use switchyard_media::{CodecConfig, Frame, G711Law, Track, TrackId};
 
@@ -310,7 +310,8 @@ impl Converter {
             return;
         };
         while self.fifo[0].len() >= self.frame_size {
-            let mut frame = ff::frame::Audio::new(self.encoder_format, self.frame_size, self.layout);
+            let mut frame =
+                ff::frame::Audio::new(self.encoder_format, self.frame_size, self.layout);
             frame.set_rate(self.out_rate as u32);
             fill(&mut frame, &self.fifo, self.frame_size, self.encoder_format);
             for ch in &mut self.fifo {
@@ -522,5 +523,300 @@ fn id_name(id: Id) -> &'static str {
         Id::PCM_ALAW => "G.711 A-law decoder",
         Id::PCM_MULAW => "G.711 mu-law decoder",
         _ => "decoder",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BEEP_AT: [f64; 2] = [1.0, 2.0];
+
+    /// G.711 mu-law of a 16-bit sample (ITU-T G.711, by the segment table).
+    fn mulaw(sample: i16) -> u8 {
+        const BIAS: i32 = 0x84;
+        let mut s = sample as i32;
+        let sign = if s < 0 {
+            s = -s;
+            0x80
+        } else {
+            0
+        };
+        s = (s + BIAS).min(0x7fff);
+        let exponent = (31 - s.leading_zeros() as i32 - 7).clamp(0, 7);
+        let mantissa = (s >> (exponent + 3)) & 0x0f;
+        !(sign | (exponent << 4) | mantissa) as u8
+    }
+
+    /// 8 kHz mono mu-law, 20 ms frames from `start_ms` for `ms`: silence with a 100 ms
+    /// 1 kHz beep at each of [`BEEP_AT`].
+    fn g711_frames(start_ms: i64, ms: i64) -> Vec<Frame> {
+        (start_ms / 20..(start_ms + ms) / 20)
+            .map(|i| {
+                let data: Vec<u8> = (0..160)
+                    .map(|k| {
+                        let t = (i * 160 + k) as f64 / 8000.0;
+                        let beep = BEEP_AT.iter().any(|b| t >= *b && t < b + 0.1);
+                        let v = if beep {
+                            (t * 1000.0 * std::f64::consts::TAU).sin() * 16000.0
+                        } else {
+                            0.0
+                        };
+                        mulaw(v as i16)
+                    })
+                    .collect();
+                Frame {
+                    track: TrackId(2),
+                    pts: i * 160,
+                    dts: i * 160,
+                    keyframe: true,
+                    data: data.into(),
+                }
+            })
+            .collect()
+    }
+
+    fn g711_track() -> Track {
+        Track {
+            id: TrackId(2),
+            codec: CodecConfig::G711 {
+                law: G711Law::MuLaw,
+                channels: 1,
+            },
+            clock_rate: 8000,
+        }
+    }
+
+    fn convert_all(c: &mut Converter, frames: &[Frame]) -> (Vec<Frame>, Pushed) {
+        let mut out = Vec::new();
+        let mut total = Pushed::default();
+        for f in frames {
+            let p = c.push(f, &mut out);
+            total.corrupt |= p.corrupt;
+            total.filled += p.filled;
+            total.cut += p.cut;
+        }
+        (out, total)
+    }
+
+    /// Decodes `frames` of `track` to mono f32 placed on its timeline (index = pts in the
+    /// track's clock, from 0).
+    fn decode_timeline(track: &Track, frames: &[Frame]) -> Vec<f32> {
+        let (id, rate, channels, extra) = source_params(track).unwrap();
+        let mut decoder = open_decoder(id, rate, channels, extra.as_deref()).unwrap();
+        let mut timeline = Vec::new();
+        for f in frames {
+            let mut packet = ff::Packet::copy(&f.data);
+            packet.set_pts(Some(f.pts));
+            decoder.send_packet(&packet).unwrap();
+            let mut decoded = ff::frame::Audio::empty();
+            while decoder.receive_frame(&mut decoded).is_ok() {
+                let n = decoded.samples();
+                let at = f.pts as usize;
+                if timeline.len() < at + n {
+                    timeline.resize(at + n, 0.0);
+                }
+                let samples: Vec<f32> = match decoded.format() {
+                    Sample::F32(SampleType::Planar) => plane(&decoded, 0)[..n * 4]
+                        .chunks_exact(4)
+                        .map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect(),
+                    Sample::F32(SampleType::Packed) => {
+                        let ch = decoded.channels() as usize;
+                        plane(&decoded, 0)[..n * 4 * ch]
+                            .chunks_exact(4 * ch)
+                            .map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                            .collect()
+                    }
+                    other => panic!("decoder format {other:?}"),
+                };
+                timeline[at..at + n].copy_from_slice(&samples);
+            }
+        }
+        timeline
+    }
+
+    /// Times (s) where the signal rises above 0.1 after at least 200 ms below it.
+    fn onsets(timeline: &[f32], rate: f64) -> Vec<f64> {
+        let mut quiet_since = 0usize;
+        let mut found = Vec::new();
+        for (i, s) in timeline.iter().enumerate() {
+            if s.abs() > 0.1 {
+                if i - quiet_since > (0.2 * rate) as usize {
+                    found.push(i as f64 / rate);
+                }
+                quiet_since = i;
+            }
+        }
+        found
+    }
+
+    fn assert_onsets(found: &[f64], want: &[f64], what: &str) {
+        assert_eq!(found.len(), want.len(), "{what}: onsets {found:?}");
+        for (f, w) in found.iter().zip(want) {
+            assert!(
+                (f - w).abs() < 0.005,
+                "{what}: beep at {f:.4} s, sent at {w} s"
+            );
+        }
+    }
+
+    fn assert_contiguous(frames: &[Frame], step: i64) {
+        for w in frames.windows(2) {
+            assert_eq!(w[1].pts - w[0].pts, step, "at pts {}", w[0].pts);
+        }
+    }
+
+    #[test]
+    fn beeps_keep_their_time_through_aac_and_opus() {
+        let source = g711_track();
+        let mut to_aac =
+            Converter::new(&source, AudioCodec::Aac, &AudioSettings::default()).unwrap();
+        let (aac, pushed) = convert_all(&mut to_aac, &g711_frames(0, 3000));
+        assert_eq!(pushed, Pushed::default());
+        let aac_track = to_aac.output_track();
+        assert_eq!(aac_track.clock_rate, 48_000);
+        assert!(
+            matches!(&aac_track.codec, CodecConfig::Aac(c) if c.object_type == 2 && c.channels == 1)
+        );
+        assert_contiguous(&aac, 1024);
+        assert!(
+            aac[0].pts < 1024,
+            "starts at the source's start: {}",
+            aac[0].pts
+        );
+        assert_onsets(
+            &onsets(&decode_timeline(&aac_track, &aac), 48_000.0),
+            &BEEP_AT,
+            "AAC",
+        );
+
+        let mut to_opus =
+            Converter::new(&aac_track, AudioCodec::Opus, &AudioSettings::default()).unwrap();
+        let (opus, pushed) = convert_all(&mut to_opus, &aac);
+        assert_eq!(pushed, Pushed::default());
+        let opus_track = to_opus.output_track();
+        assert!(matches!(
+            opus_track.codec,
+            CodecConfig::Opus { channels: 1, .. }
+        ));
+        assert_contiguous(&opus, 960);
+        assert_onsets(
+            &onsets(&decode_timeline(&opus_track, &opus), 48_000.0),
+            &BEEP_AT,
+            "Opus",
+        );
+    }
+
+    #[test]
+    fn a_gap_is_filled_with_silence_and_later_audio_keeps_its_time() {
+        let source = g711_track();
+        let mut c = Converter::new(&source, AudioCodec::Aac, &AudioSettings::default()).unwrap();
+        // 0.5 s of input lost before the first beep.
+        let mut frames = g711_frames(0, 400);
+        frames.extend(g711_frames(900, 2100));
+        let (aac, pushed) = convert_all(&mut c, &frames);
+        assert_eq!(pushed.filled, 500 * 48, "{pushed:?}");
+        assert_contiguous(&aac, 1024);
+        let track = c.output_track();
+        assert_onsets(
+            &onsets(&decode_timeline(&track, &aac), 48_000.0),
+            &BEEP_AT,
+            "after a gap",
+        );
+    }
+
+    #[test]
+    fn overlapping_audio_is_cut_and_jitter_within_tolerance_is_ignored() {
+        let source = g711_track();
+        let mut c = Converter::new(&source, AudioCodec::Aac, &AudioSettings::default()).unwrap();
+        let mut frames = g711_frames(0, 3000);
+        // A frame sent again 100 ms late (its time already covered), and every frame's
+        // timestamp rounded to milliseconds as RTMP carries them.
+        frames.insert(30, frames[25].clone());
+        for f in &mut frames {
+            f.pts =
+                (f.pts as f64 / 8.0).round() as i64 * 8 + [0, 3, -3][(f.pts / 160 % 3) as usize];
+        }
+        let (aac, pushed) = convert_all(&mut c, &frames);
+        assert_eq!((pushed.filled, pushed.cut), (0, 160 * 6), "{pushed:?}");
+        assert_contiguous(&aac, 1024);
+        let track = c.output_track();
+        assert_onsets(
+            &onsets(&decode_timeline(&track, &aac), 48_000.0),
+            &BEEP_AT,
+            "with jitter",
+        );
+    }
+
+    #[test]
+    fn a_long_jump_starts_a_new_timeline() {
+        let source = g711_track();
+        let mut c = Converter::new(&source, AudioCodec::Opus, &AudioSettings::default()).unwrap();
+        let mut frames = g711_frames(0, 500);
+        let mut later = g711_frames(0, 500);
+        for f in &mut later {
+            f.pts += 10 * 8000;
+        }
+        frames.extend(later);
+        let (opus, pushed) = convert_all(&mut c, &frames);
+        assert_eq!((pushed.filled, pushed.cut), (0, 0));
+        let jump = opus
+            .windows(2)
+            .find(|w| w[1].pts - w[0].pts != 960)
+            .unwrap();
+        assert!(
+            (jump[1].pts - 10 * 48_000).abs() < 960,
+            "resumes at 10 s: {}",
+            jump[1].pts
+        );
+    }
+
+    #[test]
+    fn corrupt_frames_are_counted_and_the_converter_goes_on() {
+        let source = g711_track();
+        let mut to_aac =
+            Converter::new(&source, AudioCodec::Aac, &AudioSettings::default()).unwrap();
+        let (aac, _) = convert_all(&mut to_aac, &g711_frames(0, 3000));
+        let aac_track = to_aac.output_track();
+        let mut to_opus =
+            Converter::new(&aac_track, AudioCodec::Opus, &AudioSettings::default()).unwrap();
+        let mut out = Vec::new();
+        let mut corrupt = 0;
+        for (i, f) in aac.iter().enumerate() {
+            let mut f = f.clone();
+            if i % 10 == 5 {
+                // Garbage, as a broken encoder or a bit flip would send.
+                f.data = (0..f.data.len())
+                    .map(|k| (k * 37 + i) as u8)
+                    .collect::<Vec<u8>>()
+                    .into();
+            }
+            corrupt += to_opus.push(&f, &mut out).corrupt as usize;
+        }
+        assert!(
+            corrupt >= aac.len() / 10 / 2,
+            "{corrupt} of {} seen as corrupt",
+            aac.len() / 10
+        );
+        // Output kept coming to the end, without a hole.
+        assert_contiguous(&out, 960);
+        assert!(out.last().unwrap().pts > 48_000 * 29 / 10);
+
+        // Opus garbage too.
+        let opus_track = to_opus.output_track();
+        let mut back =
+            Converter::new(&opus_track, AudioCodec::Aac, &AudioSettings::default()).unwrap();
+        let mut aac_again = Vec::new();
+        let mut corrupt = 0;
+        for (i, f) in out.iter().enumerate() {
+            let mut f = f.clone();
+            if i % 10 == 5 {
+                f.data = vec![0xff; 3].into();
+            }
+            corrupt += back.push(&f, &mut aac_again).corrupt as usize;
+        }
+        assert!(corrupt > 0);
+        assert!(aac_again.last().unwrap().pts > 48_000 * 28 / 10);
     }
 }

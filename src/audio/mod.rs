@@ -386,7 +386,10 @@ impl ViewFeeder {
     }
 
     fn on_frame(&mut self, frame: &switchyard_media::Frame, publisher: &crate::bus::Publisher) {
-        let is_audio = self.source_audio.as_ref().is_some_and(|a| a.id == frame.track);
+        let is_audio = self
+            .source_audio
+            .as_ref()
+            .is_some_and(|a| a.id == frame.track);
         if !is_audio {
             publisher.push(frame.clone());
             return;

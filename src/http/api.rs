@@ -52,8 +52,9 @@ impl WebRtcInfo {
     fn new(s: &StreamSnapshot) -> Self {
         let describe = |track: Option<&Track>| match track {
             None => "none in the stream".to_string(),
-            Some(t) if crate::audio::AVAILABLE
-                && crate::audio::AudioNeed::Opus.target_for(&t.codec).is_some() =>
+            Some(t)
+                if crate::audio::AVAILABLE
+                    && crate::audio::AudioNeed::Opus.target_for(&t.codec).is_some() =>
             {
                 format!("sent (opus, converted from {})", t.codec.name())
             }

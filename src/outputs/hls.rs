@@ -133,7 +133,8 @@ impl HlsOutputs {
             HlsAudio::Source => AudioNeed::AacOrOpus,
             HlsAudio::Aac => AudioNeed::Aac,
         };
-        let reader = crate::audio::subscribe_now(&self.registry, name, Peer::new("hls", None), need)?;
+        let reader =
+            crate::audio::subscribe_now(&self.registry, name, Peer::new("hls", None), need)?;
         let muxer = Arc::new(HlsMuxer {
             playlist: Mutex::new(None),
             version: watch::channel(0).0,

@@ -604,12 +604,18 @@ mod tests {
     #[tokio::test]
     async fn without_the_feature_readers_get_the_source_and_the_conversion_is_unavailable() {
         let registry = Registry::new(BusConfig::default());
-        let _publisher = g711_stream(&registry);
-        let reader = subscribe(&registry, "cam", Peer::new("webrtc", None), AudioNeed::Opus)
+        let publisher = g711_stream(&registry);
+        let mut reader = subscribe(&registry, "cam", Peer::new("webrtc", None), AudioNeed::Opus)
             .await
             .unwrap();
         let source = registry.get("cam").unwrap();
         assert!(Arc::ptr_eq(reader.stream(), &source));
+        publish_frames(&publisher, &mut Vec::new());
+        let audio = drain(&mut reader)
+            .iter()
+            .filter(|e| matches!(e, ReaderEvent::Frame(f) if f.frame.track == TrackId(2)))
+            .count();
+        assert_eq!(audio, 100, "the G.711 frames as they are");
         let info = conversions(&source);
         assert_eq!(
             (info[0].codec, info[0].state),

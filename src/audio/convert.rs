@@ -756,6 +756,54 @@ mod tests {
         );
     }
 
+    /// A source whose timestamps run 100 ppm fast or slow against its sample count (a camera's
+    /// clock): over ten minutes, 60 ms. The output follows the timestamps, not the count, within
+    /// the tolerance, by small fills or cuts.
+    #[test]
+    fn a_drifting_source_clock_is_followed_within_the_tolerance() {
+        for ppm in [100i64, -100] {
+            let source = g711_track();
+            let mut c =
+                Converter::new(&source, AudioCodec::Opus, &AudioSettings::default()).unwrap();
+            let mut out = Vec::new();
+            let mut pushed = Pushed::default();
+            let silence = Bytes::from(vec![0xffu8; 160]);
+            let frames = 10 * 60 * 50i64;
+            let mut worst = 0i64;
+            for i in 0..frames {
+                let pts = i * 160 + i * 160 * ppm / 1_000_000;
+                let frame = Frame {
+                    track: TrackId(2),
+                    pts,
+                    dts: pts,
+                    keyframe: true,
+                    data: silence.clone(),
+                };
+                let before = out.len();
+                let p = c.push(&frame, &mut out);
+                pushed.filled += p.filled;
+                pushed.cut += p.cut;
+                // Each new output frame starts where the input timeline says (within the
+                // tolerance and the frame and FIFO it may wait in).
+                for f in &out[before..] {
+                    let input_at = rescale(pts, 8000, 48_000);
+                    worst = worst.max((input_at - f.pts - 960).abs());
+                }
+            }
+            // The 20 ms tolerance, plus up to two 20 ms Opus frames waiting; uncorrected, the
+            // drift alone would be 60 ms.
+            assert!(
+                worst < 48 * 60,
+                "{ppm} ppm: output {worst} samples off the input's time"
+            );
+            let corrected = if ppm > 0 { pushed.filled } else { pushed.cut };
+            assert!(
+                corrected > 0 && corrected < 48 * 120,
+                "{ppm} ppm: {pushed:?}"
+            );
+        }
+    }
+
     #[test]
     fn a_long_jump_starts_a_new_timeline() {
         let source = g711_track();

@@ -327,6 +327,21 @@ impl Converter {
         self.fifo_start = Some(start);
     }
 
+    /// Ends the stream: what waits in the FIFO (padded with silence to a frame) and in the
+    /// encoder comes out.
+    pub fn finish(&mut self, out: &mut Vec<Frame>) {
+        if self.fifo_start.is_some() && !self.fifo[0].is_empty() {
+            let padded = self.fifo[0].len().next_multiple_of(self.frame_size);
+            for ch in &mut self.fifo {
+                ch.resize(padded, 0.0);
+            }
+            self.encode_ready(out);
+        }
+        if self.encoder.send_eof().is_ok() {
+            self.receive_packets(out);
+        }
+    }
+
     fn receive_packets(&mut self, out: &mut Vec<Frame>) {
         let mut packet = ff::Packet::empty();
         while self.encoder.receive_packet(&mut packet).is_ok() {
@@ -679,8 +694,10 @@ mod tests {
         let source = g711_track();
         let mut to_aac =
             Converter::new(&source, AudioCodec::Aac, &AudioSettings::default()).unwrap();
-        let (aac, pushed) = convert_all(&mut to_aac, &g711_frames(0, 3000));
+        let (mut aac, pushed) = convert_all(&mut to_aac, &g711_frames(0, 3000));
         assert_eq!(pushed, Pushed::default());
+        // At the end, what waited in the FIFO and the encoder comes out.
+        to_aac.finish(&mut aac);
         let aac_track = to_aac.output_track();
         assert_eq!(aac_track.clock_rate, 48_000);
         assert!(
@@ -712,6 +729,18 @@ mod tests {
             &onsets(&decode_timeline(&opus_track, &opus), 48_000.0),
             &BEEP_AT,
             "Opus",
+        );
+
+        // Everything up to the input's end comes out.
+        let mut tail = Vec::new();
+        to_opus.finish(&mut tail);
+        assert!(!tail.is_empty());
+        assert_contiguous(&[&opus[..], &tail[..]].concat(), 960);
+        let end = tail.last().unwrap().pts + 960;
+        assert!(
+            end >= 3 * 48_000,
+            "output ends at {end}, input at {}",
+            3 * 48_000
         );
     }
 

@@ -324,6 +324,26 @@ fn whip_push_comes_back_over_rtmp_unchanged(codec: &str) {
     }
 }
 
+/// A VP9 stream is pulled over WHEP by a second node (its offer has every codec; the origin
+/// answers with the stream's), which republishes it: FFmpeg 9 decodes the edge's RTMP.
+#[test]
+fn a_vp9_stream_is_pulled_over_whep_by_another_node() {
+    let origin = Switchyard::start();
+    let _publisher = gst_whip(&origin.api("/whip/live/vp9"), 30, "vp9");
+    origin.wait_for_stream("live/vp9", true);
+    let edge = Switchyard::start();
+    let body = serde_json::json!({"source": origin.api("/whep/live/vp9"), "name": "edge/vp9"});
+    let (status, created) = edge.request("POST", "/api/v1/pulls", Some(&body.to_string()));
+    assert_eq!(status, 201, "{created}");
+    let info = edge.wait_for_stream("edge/vp9", true);
+    assert_eq!(video_track(&info)["codec"], "vp9", "{info}");
+    let decoded = ffmpeg_decode_with(&ffmpeg9(), &edge.rtmp_url("edge/vp9"), 3);
+    assert!(
+        decoded.success && decoded.errors.is_empty() && decoded.video_frames > 20,
+        "{decoded:?}"
+    );
+}
+
 #[test]
 fn vp9_pushed_over_whip_comes_back_over_rtmp_unchanged() {
     whip_push_comes_back_over_rtmp_unchanged("vp9");

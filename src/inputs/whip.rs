@@ -192,6 +192,12 @@ impl WhipIngest {
         }
     }
 
+    /// The video codec, when it is known only after the ingest was made (a WHEP pull learns it
+    /// from the answer); before any media.
+    pub fn set_video_codec(&mut self, codec: Option<VideoCodec>) {
+        self.video_codec = codec;
+    }
+
     /// The bus publisher back, when the session ends (a WHEP pull keeps its stream through a
     /// reconnection).
     pub fn into_publisher(self) -> Publisher {

@@ -594,6 +594,11 @@ impl Engine {
                                 **viewer = new_viewer(video, audio);
                             }
                         }
+                        if let (Ok(()), PeerRole::Publisher { ingest, .. }) =
+                            (&result, &mut peer.role)
+                        {
+                            ingest.set_video_codec(peer::answered_video(&answer));
+                        }
                         if result.is_ok() {
                             // The answer's candidates are where the peer is.
                             for addr in answer_candidates(&answer) {
@@ -683,8 +688,9 @@ impl Engine {
         self.next_key += 1;
         let (stream, role) = match role {
             ClientRole::Count(counters) => (String::new(), PeerRole::Client(counters)),
+            // The video codec is known from the answer.
             ClientRole::Pull(publisher, counters) => {
-                self.publisher_role(key, publisher, Some(peer::VideoCodec::H264), Some(counters))
+                self.publisher_role(key, publisher, None, Some(counters))
             }
             // Tracks are set when the answer says what was negotiated.
             ClientRole::Push(reader) => self.viewer_role(key, reader, Viewer::new(None, None)),

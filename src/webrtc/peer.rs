@@ -189,7 +189,7 @@ fn new_connection(
     local: &Local,
     ufrag: &str,
     direction: Direction,
-    video: VideoCodec,
+    videos: &[VideoCodec],
     lite: bool,
     now: Instant,
 ) -> Result<(RTCPeerConnection, Option<Arc<KeyCapture>>), SessionError> {
@@ -211,7 +211,7 @@ fn new_connection(
     };
     let setting_engine = setting_engine.build();
     let mut media_engine = MediaEngine::default();
-    for (rtp_codec, payload_type) in video.registrations() {
+    for (rtp_codec, payload_type) in videos.iter().flat_map(|v| v.registrations()) {
         media_engine
             .register_codec(
                 RTCRtpCodecParameters {
@@ -335,12 +335,13 @@ pub fn build_offer(
     now: Instant,
 ) -> Result<(Built, Senders), SessionError> {
     let ufrag = random_token(8);
-    let video = match direction {
-        Direction::Send => video.unwrap_or(VideoCodec::H264),
-        // The pulled stream goes to a WHIP ingest set up for H.264.
-        Direction::Receive => VideoCodec::H264,
+    let video = video.unwrap_or(VideoCodec::H264);
+    let videos = match direction {
+        Direction::Send => vec![video],
+        // A pull takes whichever the stream has; the answer says which ([`answered_video`]).
+        Direction::Receive => VideoCodec::PUBLISH_ORDER.to_vec(),
     };
-    let (mut pc, keys) = new_connection(local, &ufrag, direction, video, false, now)?;
+    let (mut pc, keys) = new_connection(local, &ufrag, direction, &videos, false, now)?;
     let senders = match direction {
         Direction::Receive => {
             pc.add_transceiver_from_kind(RtpCodecKind::Video, None)
@@ -363,7 +364,7 @@ pub fn build_offer(
         keys,
         ufrag,
         sdp: offer,
-        video_codec: Some(video),
+        video_codec: (direction == Direction::Send).then_some(video),
         video: None,
         audio: None,
     };
@@ -380,6 +381,14 @@ pub fn negotiated_tracks(
         video.and_then(|(sender, ssrc)| negotiated(pc, sender, ssrc, RtpCodecKind::Video)),
         audio.and_then(|(sender, ssrc)| negotiated(pc, sender, ssrc, RtpCodecKind::Audio)),
     )
+}
+
+/// The video codec a WHEP endpoint's answer settled on, if it sends video.
+pub fn answered_video(answer: &str) -> Option<VideoCodec> {
+    // An answer that sends is read like a WHIP publisher's offer.
+    check_offer_for(answer, Direction::Receive, None)
+        .ok()?
+        .video
 }
 
 /// Applies a WHEP endpoint's answer to a connection from [`build_offer`].
@@ -407,7 +416,7 @@ pub fn build(
     let stream_video = stream_video.unwrap_or(VideoCodec::H264);
     let ufrag = random_token(8);
     let codec = summary.video.unwrap_or(stream_video);
-    let (mut pc, keys) = new_connection(local, &ufrag, direction, codec, true, now)?;
+    let (mut pc, keys) = new_connection(local, &ufrag, direction, &[codec], true, now)?;
 
     let senders = if direction == Direction::Send {
         add_sending_tracks(&mut pc, summary.video, summary.audio)?
@@ -910,6 +919,29 @@ mod tests {
         assert_eq!(codec(&vp9_2), Some(VideoCodec::Vp9 { profile: 2 }));
         let av1 = vp9_2.replace("VP9", "X");
         assert_eq!(codec(&av1), Some(VideoCodec::Av1));
+    }
+
+    #[test]
+    fn a_pull_offers_every_codec_and_learns_the_streams_from_the_answer() {
+        use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
+        let provider = rtc::crypto::default_provider().unwrap();
+        let certificate = RTCCertificate::generate(
+            provider.crypto(),
+            rtc::crypto::SignatureScheme::EcdsaP256Sha256,
+            CertificateParams::new(vec!["test".to_owned()]).unwrap(),
+        )
+        .unwrap();
+        let local = Local {
+            certificate,
+            candidates: vec!["127.0.0.1:9".parse().unwrap()],
+        };
+        let now = Instant::now();
+        for stream in VideoCodec::PUBLISH_ORDER {
+            let (offer, _) = build_offer(&local, Direction::Receive, None, now).unwrap();
+            assert!(offer.video_codec.is_none(), "known from the answer");
+            let answer = build(&local, &offer.sdp, Direction::Send, Some(stream), now).unwrap();
+            assert_eq!(answered_video(&answer.sdp), Some(stream), "{}", answer.sdp);
+        }
     }
 
     #[test]

@@ -86,7 +86,13 @@ pub fn start(
             .map_err(|e| anyhow::anyhow!("certificate parameters: {e}"))?,
     )
     .map_err(|e| anyhow::anyhow!("cannot make the DTLS certificate: {e}"))?;
-    tracing::info!(service = "webrtc", addr = %local_addr, candidates = ?candidates, "listening");
+    // The server's engine is announced; client engines (one per pull attempt, the load
+    // generator's) would repeat it on every attempt.
+    if settings.own_thread {
+        tracing::info!(service = "webrtc", addr = %local_addr, candidates = ?candidates, "listening");
+    } else {
+        tracing::debug!(service = "webrtc", addr = %local_addr, "client engine listening");
+    }
     let stats = Arc::new(EngineStats::default());
     let engine_stats = stats.clone();
     let (commands, command_rx) = mpsc::channel(256);

@@ -262,12 +262,23 @@ impl Converter {
                 self.next_in_pts = Some(pts + duration);
             }
         }
-        let resampled = self.resample(decoded)?;
-        let n = resampled.samples();
+        // Planar f32 at the output rate and channel count (Opus to AAC at 48 kHz, AAC at 48 kHz
+        // to Opus) goes to the FIFO as it is; anything else through the resampler.
+        let as_is = decoded.format() == Sample::F32(SampleType::Planar)
+            && i64::from(decoded.rate()) == self.out_rate
+            && usize::from(decoded.channels()) == self.fifo.len();
+        let resampled;
+        let samples = if as_is {
+            decoded
+        } else {
+            resampled = self.resample(decoded)?;
+            &resampled
+        };
+        let n = samples.samples();
         let skip = skip_out.min(n);
         pushed.cut += skip as u64;
         for (c, ch) in self.fifo.iter_mut().enumerate() {
-            let plane = &plane(&resampled, c)[..n * 4];
+            let plane = &plane(samples, c)[..n * 4];
             ch.extend(
                 plane
                     .chunks_exact(4)

@@ -38,9 +38,23 @@ pub struct Publishing(Option<Child>);
 impl Publishing {
     /// Opens the publish page `url` for `seconds` in the background.
     pub fn start(url: &str, seconds: u32) -> Self {
+        Self::spawn(url, seconds, None)
+    }
+
+    /// Like [`Publishing::start`], with a fake microphone that plays `wav` (looped) instead of
+    /// Chromium's beeps.
+    pub fn start_with_fake_audio(url: &str, seconds: u32, wav: &std::path::Path) -> Self {
+        Self::spawn(url, seconds, Some(wav))
+    }
+
+    fn spawn(url: &str, seconds: u32, wav: Option<&std::path::Path>) -> Self {
         require("node");
         require("chromium");
-        let child = Command::new("node")
+        let mut cmd = Command::new("node");
+        if let Some(wav) = wav {
+            cmd.env("SWITCHYARD_FAKE_AUDIO", wav);
+        }
+        let child = cmd
             .arg(script("publish.mjs"))
             .arg(url)
             .arg(seconds.to_string())

@@ -116,12 +116,17 @@ fn probe_rtmp_until(url: &str, want: &[&str], timeout: Duration) -> Vec<String> 
     }
 }
 
-/// Decodes `seconds` of the audio of the RTMP `url` with ffmpeg's `volumedetect`; returns the
-/// mean volume (dB) and how many seconds of audio were decoded.
-fn rtmp_audio_volume(url: &str, seconds: u32) -> (f64, f64) {
+/// Decodes `seconds` of the audio of `url` (RTMP or HLS) with ffmpeg's `volumedetect`; returns
+/// the mean volume (dB) and how many seconds of audio were decoded.
+fn audio_volume(url: &str, seconds: u32) -> (f64, f64) {
+    let input_args = if url.starts_with("rtmp://") {
+        rtmp_app_args(url)
+    } else {
+        Vec::new()
+    };
     let out = Command::new("ffmpeg")
         .args(["-nostdin", "-nostats", "-rw_timeout", "5000000"])
-        .args(rtmp_app_args(url))
+        .args(input_args)
         .args(["-i", url, "-t", &seconds.to_string()])
         .args(["-map", "0:a:0", "-af", "volumedetect", "-f", "null"])
         .args(["-progress", "pipe:1", "-"])
@@ -142,6 +147,53 @@ fn rtmp_audio_volume(url: &str, seconds: u32) -> (f64, f64) {
         .unwrap_or(0);
     (mean, decoded_us as f64 / 1e6)
 }
+
+/// FFmpeg 9 publishing testsrc2 (320x180, 30 fps, H.264 baseline, a keyframe every 2 s) and the
+/// lavfi audio source `audio` as 48 kHz stereo Opus over WHIP to `url`, for `seconds` of media
+/// at `readrate` times real time.
+fn whip_publish(url: &str, audio: &str, seconds: u32, readrate: u32) -> Proc {
+    let child = Command::new(ffmpeg9())
+        .args([
+            "-nostdin",
+            "-v",
+            "error",
+            "-readrate",
+            &readrate.to_string(),
+        ])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30"])
+        .args(["-f", "lavfi", "-i", audio, "-t", &seconds.to_string()])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-profile:v",
+            "baseline",
+        ])
+        .args([
+            "-bf",
+            "0",
+            "-g",
+            "60",
+            "-keyint_min",
+            "60",
+            "-sc_threshold",
+            "0",
+        ])
+        .args([
+            "-b:v", "300k", "-c:a", "libopus", "-ar", "48000", "-ac", "2",
+        ])
+        .args(["-f", "whip", url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Proc(child)
+}
+
+/// A 440 Hz sine (lavfi's default amplitude, 1/8 of full scale).
+const SINE: &str = "sine=frequency=440:sample_rate=48000";
 
 /// Runs a short ffmpeg command that makes a test file; panics with its messages if it fails.
 fn ffmpeg_make(args: &[&str], out: &Path) {
@@ -208,7 +260,7 @@ fn chromium_whip_opus_reaches_nginx_as_aac() {
         ],
         Duration::from_secs(30),
     );
-    let (mean_volume, decoded) = rtmp_audio_volume(&at_nginx, 10);
+    let (mean_volume, decoded) = audio_volume(&at_nginx, 10);
     assert!(
         decoded >= 9.0,
         "10 s of audio decoded from nginx, got {decoded} s"
@@ -246,15 +298,22 @@ fn rtmp_aac_sine_plays_as_opus_in_chromium() {
     let url = server.api("/play/live/sine?mode=webrtc");
     let player = std::thread::spawn(move || play(&url, 12));
     // While the browser plays, the stream has an Opus conversion producing frames.
-    let during = wait_conversion(
-        &server,
-        "live/sine",
-        "opus",
-        "running with frames out",
-        Duration::from_secs(60),
-        running_with_output,
-    );
+    let mut during = None;
+    let mut info = Value::Null;
+    while !player.is_finished() {
+        info = stream_info(&server, "live/sine");
+        if let Some(c) = conversion(&info, "opus").filter(running_with_output) {
+            during = Some(c);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
     let report = player.join().unwrap();
+    let during = during.unwrap_or_else(|| {
+        panic!(
+            "no opus conversion running with frames out while Chromium played; stream info \
+             near the end: {info}\nplayer: {report}"
+        )
+    });
     support::browser::assert_webrtc_video(&report, "video/H264");
     let webrtc = &report["webrtc"];
     assert_eq!(
@@ -579,39 +638,7 @@ fn assert_beeps_on_keyframes(file: &Path, span: f64) -> String {
 fn converted_audio_keeps_beeps_on_keyframes() {
     let server = Switchyard::start();
     let dir = TempDir::new("sync");
-    let _publisher = Proc(
-        Command::new(ffmpeg9())
-            .args(["-nostdin", "-v", "error", "-readrate", "4"])
-            .args(["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30"])
-            .args(["-f", "lavfi", "-i", BEEP, "-t", "200"])
-            .args([
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-profile:v",
-                "baseline",
-            ])
-            .args([
-                "-bf",
-                "0",
-                "-g",
-                "60",
-                "-keyint_min",
-                "60",
-                "-sc_threshold",
-                "0",
-            ])
-            .args([
-                "-b:v", "300k", "-c:a", "libopus", "-ar", "48000", "-ac", "2",
-            ])
-            .args(["-f", "whip", &server.api("/whip/live/sync")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _publisher = whip_publish(&server.api("/whip/live/sync"), BEEP, 200, 4);
     server.wait_for_stream("live/sync", true);
     let file = dir.path.join("rtmp.flv");
     let recorder_log = dir.path.join("recorder.log");
@@ -735,4 +762,222 @@ fn aac_converted_to_opus_for_a_whep_pull_keeps_beeps_on_keyframes() {
     std::fs::write(&file, mp4).unwrap();
     let summary = assert_beeps_on_keyframes(&file, 80.0);
     eprintln!("A/V sync AAC -> Opus: {summary}");
+}
+
+/// Audio packets of the first audio stream of `file`: their total size in bytes and the time
+/// from the first to the last.
+fn audio_bytes_and_span(file: &Path) -> (u64, f64) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "a:0"])
+        .args(["-show_entries", "packet=pts_time,size", "-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .unwrap();
+    let packets: Vec<(f64, u64)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (pts, size) = l.split_once(',')?;
+            Some((pts.parse().ok()?, size.trim().parse().ok()?))
+        })
+        .collect();
+    let bytes = packets.iter().map(|p| p.1).sum();
+    let span = match (packets.first(), packets.last()) {
+        (Some(a), Some(b)) => b.0 - a.0,
+        _ => 0.0,
+    };
+    (bytes, span)
+}
+
+/// Two RTMP players of a WHIP (Opus) stream share one AAC conversion, started when they come
+/// and stopped after they leave; `[audio] aac_bitrate` sets the AAC bitrate.
+#[test]
+fn one_aac_conversion_is_shared_on_demand_at_the_configured_bitrate() {
+    let server = Switchyard::start_with_config("[audio]\naac_bitrate = 64000\n");
+    let _publisher = whip_publish(&server.api("/whip/live/shared"), SINE, 60, 1);
+    server.wait_for_stream("live/shared", true);
+    std::thread::sleep(Duration::from_secs(1));
+    let idle = stream_info(&server, "live/shared");
+    assert!(
+        conversion(&idle, "aac").is_none_or(|c| c["state"] != "running"),
+        "no reader needs AAC yet: {idle}"
+    );
+
+    let dir = TempDir::new("shared");
+    let record = |i: usize| {
+        let file = dir.path.join(format!("player{i}.flv"));
+        let child = Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-rw_timeout", "5000000", "-i"])
+            .arg(server.rtmp_url("live/shared"))
+            .args(["-t", "10", "-map", "0:a:0", "-c", "copy", "-f", "flv", "-y"])
+            .arg(&file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        (Proc(child), file)
+    };
+    let mut players = vec![record(0), record(1)];
+    wait_conversion(
+        &server,
+        "live/shared",
+        "aac",
+        "running with frames out",
+        Duration::from_secs(15),
+        running_with_output,
+    );
+    let busy = stream_info(&server, "live/shared");
+    let conversions = busy["audio_conversions"].as_array().unwrap();
+    assert_eq!(
+        conversions.iter().filter(|c| c["codec"] == "aac").count(),
+        1,
+        "one AAC conversion for both players: {busy}"
+    );
+    for (player, file) in &mut players {
+        assert!(
+            player.wait_exit(Duration::from_secs(30)).is_some(),
+            "the player of {} did not end",
+            file.display()
+        );
+        let streams = Command::new("ffprobe")
+            .args(["-v", "error", "-show_entries"])
+            .args(["stream=codec_name,profile,sample_rate,channels"])
+            .args(["-of", "compact=p=0"])
+            .arg(&*file)
+            .output()
+            .unwrap();
+        let streams = String::from_utf8_lossy(&streams.stdout);
+        assert!(
+            streams.starts_with("codec_name=aac|profile=LC|sample_rate=48000|channels=2"),
+            "{}: {streams}",
+            file.display()
+        );
+        let (bytes, span) = audio_bytes_and_span(file);
+        assert!(span > 8.0, "{}: {span} s of audio", file.display());
+        let bitrate = bytes as f64 * 8.0 / span;
+        assert!(
+            (40_000.0..90_000.0).contains(&bitrate),
+            "aac_bitrate = 64000 gives about 64 kb/s, got {bitrate:.0} b/s"
+        );
+    }
+
+    // Both players left: the conversion stops some seconds later.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let info = stream_info(&server, "live/shared");
+        if conversion(&info, "aac").is_none_or(|c| c["state"] != "running") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the AAC conversion still runs 40 s after its last reader left: {info}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// With `[hls] audio_codec = "aac"` the HLS of a WHIP (Opus) stream carries AAC, and the tone
+/// is audible in it.
+#[test]
+fn hls_audio_codec_aac_converts_opus_for_hls() {
+    let server = Switchyard::start_with_config("[hls]\naudio_codec = \"aac\"\n");
+    let _publisher = whip_publish(&server.api("/whip/live/hlsaac"), SINE, 60, 1);
+    server.wait_for_stream("live/hlsaac", true);
+    let playlist = server.api("/hls/live/hlsaac/index.m3u8");
+    assert_streams(&playlist, &["codec_name=h264", "codec_name=aac|profile=LC"]);
+    let (mean_volume, decoded) = audio_volume(&playlist, 4);
+    assert!(decoded >= 3.5, "{decoded} s of audio decoded from HLS");
+    assert!(mean_volume > -40.0, "mean_volume {mean_volume} dB");
+    wait_conversion(
+        &server,
+        "live/hlsaac",
+        "aac",
+        "running with frames out",
+        Duration::from_secs(5),
+        running_with_output,
+    );
+}
+
+/// A GStreamer RTSP camera (tests/support/rtsp_server.py) serving H.264 + `audio`; returns the
+/// process and its URL.
+fn rtsp_camera(audio: &str) -> (Proc, String) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/rtsp_server.py");
+    let mut child = Command::new("/usr/bin/python3")
+        .arg(script)
+        .args(["--port", "0", "--audio", audio])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the GStreamer RTSP server (/usr/bin/python3; run scripts/test)");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let port: u16 = line
+        .strip_prefix("READY ")
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("RTSP server did not start: {line:?}"));
+    (Proc(child), format!("rtsp://127.0.0.1:{port}/cam"))
+}
+
+/// A G.711 (A-law, 8 kHz mono) camera pulled over RTSP: RTMP players and HLS get AAC-LC at
+/// 48 kHz mono, and a node pulling it over WHEP gets Opus.
+#[test]
+fn g711_camera_is_aac_for_rtmp_and_hls_and_opus_over_whep() {
+    let (_camera, camera_url) = rtsp_camera("pcma");
+    let server = Switchyard::start();
+    let body = serde_json::json!({ "source": camera_url, "name": "cam/g711" });
+    let (status, created) = server.request("POST", "/api/v1/pulls", Some(&body.to_string()));
+    assert_eq!(status, 201, "{created}");
+    let info = server.wait_for_stream("cam/g711", true);
+    assert!(
+        info["tracks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["kind"] == "audio" && t["sample_rate"] == 8000),
+        "the camera's audio is 8 kHz G.711: {info}"
+    );
+
+    let rtmp = server.rtmp_url("cam/g711");
+    probe_rtmp_until(
+        &rtmp,
+        &[
+            "codec_name=h264",
+            "codec_name=aac|profile=LC|sample_rate=48000",
+        ],
+        Duration::from_secs(20),
+    );
+    let (mean_volume, decoded) = audio_volume(&rtmp, 5);
+    assert!(decoded >= 4.5, "{decoded} s of audio decoded over RTMP");
+    assert!(mean_volume > -40.0, "mean_volume {mean_volume} dB");
+    assert_streams(
+        &server.api("/hls/cam/g711/index.m3u8"),
+        &["codec_name=h264", "codec_name=aac|profile=LC"],
+    );
+
+    let edge = Switchyard::start();
+    let body = serde_json::json!({ "source": server.api("/whep/cam/g711"), "name": "edge/g711" });
+    let (status, created) = edge.request("POST", "/api/v1/pulls", Some(&body.to_string()));
+    assert_eq!(status, 201, "{created}");
+    let pulled = edge.wait_for_stream("edge/g711", true);
+    assert!(
+        pulled["tracks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["kind"] == "audio" && t["codec"] == "opus"),
+        "{pulled}"
+    );
+    let info = stream_info(&server, "cam/g711");
+    for codec in ["aac", "opus"] {
+        let c = conversion(&info, codec);
+        assert!(
+            c.as_ref().is_some_and(running_with_output),
+            "{codec}: {info}"
+        );
+    }
 }

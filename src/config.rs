@@ -15,6 +15,7 @@ pub struct Config {
     pub webrtc: WebrtcConfig,
     pub hls: HlsSection,
     pub mse: MseSection,
+    pub audio: AudioSection,
     pub bus: BusSection,
     pub pull: PullSection,
     /// Pulls started at boot (`[[pulls]]` tables): `source` URL and local `name`.
@@ -129,6 +130,9 @@ pub struct HlsSection {
     pub idle_timeout_secs: u64,
     /// Run a muxer for every stream from its start, requested or not.
     pub always_on: bool,
+    /// `source` keeps AAC or Opus as published; `aac` converts Opus to AAC for players that
+    /// cannot play Opus (older Safari). Needs the `transcode` feature.
+    pub audio_codec: crate::outputs::hls::HlsAudio,
 }
 
 impl Default for HlsSection {
@@ -139,6 +143,7 @@ impl Default for HlsSection {
             window_segments: 6,
             idle_timeout_secs: 30,
             always_on: false,
+            audio_codec: Default::default(),
         }
     }
 }
@@ -153,6 +158,7 @@ impl HlsSection {
             },
             idle_timeout: std::time::Duration::from_secs(self.idle_timeout_secs),
             always_on: self.always_on,
+            audio_codec: self.audio_codec,
         }
     }
 }
@@ -247,6 +253,35 @@ pub struct PushRule {
     pub url: String,
 }
 
+/// Audio conversion (needs the `transcode` feature): encoder bitrates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AudioSection {
+    /// AAC-LC bitrate, in bits per second, for RTMP and HLS readers of Opus/G.711 streams.
+    pub aac_bitrate: u32,
+    /// Opus bitrate, in bits per second, for WebRTC readers of AAC/G.711 streams.
+    pub opus_bitrate: u32,
+}
+
+impl Default for AudioSection {
+    fn default() -> Self {
+        let d = crate::audio::AudioSettings::default();
+        AudioSection {
+            aac_bitrate: d.aac_bitrate,
+            opus_bitrate: d.opus_bitrate,
+        }
+    }
+}
+
+impl AudioSection {
+    pub fn to_settings(&self) -> crate::audio::AudioSettings {
+        crate::audio::AudioSettings {
+            aac_bitrate: self.aac_bitrate,
+            opus_bitrate: self.opus_bitrate,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BusSection {
@@ -313,6 +348,16 @@ impl Config {
         anyhow::ensure!(
             self.hls.window_segments >= 3,
             "hls.window_segments must be at least 3"
+        );
+        anyhow::ensure!(
+            (16_000..=512_000).contains(&self.audio.aac_bitrate),
+            "audio.aac_bitrate must be within 16000..=512000 bits per second, not {}",
+            self.audio.aac_bitrate
+        );
+        anyhow::ensure!(
+            (6_000..=510_000).contains(&self.audio.opus_bitrate),
+            "audio.opus_bitrate must be within 6000..=510000 bits per second (RFC 6716 2.1.1), not {}",
+            self.audio.opus_bitrate
         );
         anyhow::ensure!(
             self.bus.reader_queue_frames >= 16,

@@ -1,5 +1,6 @@
 //! Switchyard: a live-media gateway. See ARCHITECTURE.md for the layout.
 
+pub mod audio;
 pub mod bus;
 pub mod config;
 pub mod http;

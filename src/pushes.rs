@@ -11,6 +11,7 @@
 //! Pushes come from the API (`/api/v1/pushes`, `/rest-api/push/*`) or from `[[pushes]]` rules
 //! in the config, which push every stream whose name matches a pattern.
 
+use crate::audio::AudioNeed;
 use crate::bus::{Peer, Reader, ReaderEvent, Registry};
 use crate::config::{Config, PushRule};
 use crate::outputs::rtmp::{FlvMapper, FlvMessage};
@@ -316,11 +317,16 @@ async fn wait_for_stream(
     client: &mut Option<RtmpClient>,
 ) -> Option<Reader> {
     loop {
-        if let Ok(reader) = inner
-            .registry
-            .subscribe(&push.stream, Peer::new("rtmp-push", None))
-        {
-            return Some(reader);
+        if inner.registry.get(&push.stream).is_some() {
+            // RTMP targets take AAC: other audio is converted.
+            let peer = Peer::new("rtmp-push", None);
+            let subscribed = tokio::select! {
+                _ = push.cancel.cancelled() => return None,
+                r = crate::audio::subscribe(&inner.registry, &push.stream, peer, AudioNeed::Aac) => r,
+            };
+            if let Ok(reader) = subscribed {
+                return Some(reader);
+            }
         }
         push.set_state(PushState::Waiting, None);
         let tick = tokio::time::sleep(Duration::from_millis(250));
@@ -441,7 +447,7 @@ fn notes_for(tracks: &crate::bus::TrackSet) -> Vec<String> {
     let mut notes = Vec::new();
     if let Some(a) = tracks.audio() {
         if matches!(a.codec, CodecConfig::Opus { .. }) {
-            notes.push("audio left out: the stream's audio is Opus, which RTMP targets expect as AAC; Opus-to-AAC bridging is not built yet".to_string());
+            notes.push("audio left out: the stream's audio is Opus, which RTMP targets expect as AAC, and this build has no audio conversion (build with --features transcode)".to_string());
         }
     }
     if let Some(v) = tracks.video() {

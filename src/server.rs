@@ -24,6 +24,10 @@ impl Server {
         let rtmp = bind("rtmp", config.rtmp.listen).await?;
         let webrtc = crate::webrtc::bind(config.webrtc.udp)?;
         let registry = Registry::new(config.bus.to_bus_config());
+        crate::audio::configure(config.audio.to_settings());
+        if !crate::audio::AVAILABLE {
+            tracing::info!("built without the transcode feature: audio is passed as published, never converted (Opus is not sent to RTMP targets, AAC/G.711 not to WebRTC viewers)");
+        }
         Ok(Server {
             config,
             registry,

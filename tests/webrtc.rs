@@ -87,8 +87,9 @@ fn chromium_plays_an_rtmp_stream_over_whep() {
     let _publisher = ffmpeg_publish(&server.rtmp_url("live/rtmp"), Encoding::Baseline, 25, 60);
     server.wait_for_stream("live/rtmp", true);
     let report = play(&server.api("/play/live/rtmp?mode=webrtc"), 8);
-    // AAC cannot go to WebRTC without transcoding: video only.
-    assert_webrtc_plays(&report, false);
+    // AAC goes to WebRTC converted to Opus; without the transcode feature, video only.
+    let converts = cfg!(feature = "transcode");
+    assert_webrtc_plays(&report, converts);
     assert_eq!(
         (
             report["videoWidth"].as_u64(),
@@ -97,21 +98,34 @@ fn chromium_plays_an_rtmp_stream_over_whep() {
         (Some(640), Some(360)),
         "{report}"
     );
-    assert!(
-        server
-            .log_text()
-            .contains("aac audio is not sent over WebRTC"),
-        "the log says why there is no audio"
-    );
     let (_, info) = server.get_json("/api/v1/streams/live/rtmp");
     assert_eq!(info["webrtc"]["video"], "sent (h264)", "{info}");
-    assert!(
-        info["webrtc"]["audio"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("not sent: aac audio"),
-        "{info}"
-    );
+    let conversion = &info["audio_conversions"][0];
+    assert_eq!(conversion["codec"], "opus", "{info}");
+    if converts {
+        assert_eq!(report["webrtc"]["audioCodec"], "audio/opus", "{report}");
+        assert_eq!(
+            info["webrtc"]["audio"], "sent (opus, converted from aac)",
+            "{info}"
+        );
+        assert_eq!(conversion["state"], "running", "{info}");
+        assert!(conversion["frames_out"].as_u64() > Some(100), "{info}");
+    } else {
+        assert!(
+            server
+                .log_text()
+                .contains("this build has no audio conversion"),
+            "the log says why there is no audio"
+        );
+        assert!(
+            info["webrtc"]["audio"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("not sent: aac audio"),
+            "{info}"
+        );
+        assert_eq!(conversion["state"], "unavailable", "{info}");
+    }
 }
 
 /// One in twenty video packets to the viewer is left out on first send: Chromium asks for them

@@ -152,13 +152,14 @@ fn assert_played(run: &PeerRun, min_video: u64, min_audio: u64) {
 }
 
 /// An RTMP publisher (H.264 + AAC) that a WHEP peer then plays for 8 s: more than 60 decoded
-/// frames. AAC is not sent over WebRTC, so the peer gets video only.
+/// frames, and the AAC converted to Opus (without the transcode feature, video only).
 fn peer_plays_rtmp_over_whep(python: &Path, script: &str) {
     let server = Switchyard::start();
     let _publisher = ffmpeg_publish(&server.rtmp_url("live/rtmp"), Encoding::Baseline, 25, 60);
     server.wait_for_stream("live/rtmp", true);
     let run = run_peer(python, script, &server.api("/whep/live/rtmp"), 8);
-    assert_played(&run, 60, 0);
+    let audio_buffers = if cfg!(feature = "transcode") { 100 } else { 0 };
+    assert_played(&run, 60, audio_buffers);
     assert!(
         server.log_text().contains("closed by the client (DELETE)"),
         "the peer ended its session with DELETE:\n{}",

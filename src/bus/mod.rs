@@ -203,6 +203,13 @@ impl Registry {
         Ok(Reader::new(stream, peer))
     }
 
+    /// The publisher of a new converted view of `stream` (see `audio`), off the registry.
+    #[cfg_attr(not(feature = "transcode"), allow(dead_code))]
+    pub(crate) fn derived_publisher(&self, stream: &Arc<Stream>) -> Publisher {
+        let view = Arc::new(Stream::derived(stream, &self.inner.config));
+        Publisher::new(view, std::sync::Weak::new())
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<Stream>> {
         self.inner.streams.lock().unwrap().get(name).cloned()
     }

@@ -51,6 +51,7 @@ impl Reader {
             (backlog, shared.tx.as_ref().map(|tx| tx.subscribe()))
         };
         *stream
+            .accounting()
             .readers
             .lock()
             .unwrap()
@@ -81,6 +82,7 @@ impl Reader {
         }
         if let Some(n) = self
             .stream
+            .accounting()
             .readers
             .lock()
             .unwrap()
@@ -97,6 +99,7 @@ impl Reader {
     /// Counts bytes this reader's output sent, for the stream's bitrate out.
     pub fn add_bytes_out(&self, n: usize) {
         self.stream
+            .accounting()
             .counters
             .bytes_out
             .fetch_add(n as u64, Ordering::Relaxed);
@@ -105,6 +108,7 @@ impl Reader {
     /// Counts frames an output skipped for this reader (e.g. to get back to the live edge).
     pub fn add_frames_dropped(&self, n: u64) {
         self.stream
+            .accounting()
             .counters
             .frames_dropped
             .fetch_add(n, Ordering::Relaxed);
@@ -148,6 +152,7 @@ impl Reader {
 
     fn lost(&mut self, frames: u64) -> ReaderEvent {
         self.stream
+            .accounting()
             .counters
             .frames_dropped
             .fetch_add(frames, Ordering::Relaxed);
@@ -172,6 +177,7 @@ impl Reader {
                 if self.skipping_to_keyframe {
                     if !frame.starts_gop {
                         self.stream
+                            .accounting()
                             .counters
                             .frames_dropped
                             .fetch_add(1, Ordering::Relaxed);

@@ -126,6 +126,11 @@ pub struct Stream {
     b_frames: std::sync::atomic::AtomicBool,
     pub(crate) readers: Mutex<HashMap<&'static str, usize>>,
     rate: Mutex<RateSampler>,
+    /// Set on a converted view (see `audio`): the stream it converts, where its readers,
+    /// bytes out and keyframe requests are counted.
+    parent: Option<Arc<Stream>>,
+    /// Conversions of this stream's audio (see `audio`).
+    pub(crate) conversions: Mutex<Vec<Arc<crate::audio::Conversion>>>,
 }
 
 /// A point-in-time view of a stream, for the API.
@@ -142,6 +147,8 @@ pub struct StreamSnapshot {
     pub bitrate_out_bps: u64,
     /// The video has B-frames (frames presented in another order than decoded).
     pub b_frames: bool,
+    /// Conversions of the stream's audio that readers asked for.
+    pub audio_conversions: Vec<crate::audio::ConversionInfo>,
 }
 
 impl Stream {
@@ -169,13 +176,33 @@ impl Stream {
             b_frames: std::sync::atomic::AtomicBool::new(false),
             readers: Mutex::new(HashMap::new()),
             rate: Mutex::new(RateSampler::default()),
+            parent: None,
+            conversions: Mutex::new(Vec::new()),
         }
+    }
+
+    /// A view of `parent` off the registry, fed by a converter: same name, publisher and time
+    /// origin; its readers and their bytes count as the parent's.
+    #[cfg_attr(not(feature = "transcode"), allow(dead_code))]
+    pub(crate) fn derived(parent: &Arc<Stream>, config: &BusConfig) -> Self {
+        let mut s = Stream::new(parent.name.clone(), parent.publisher.clone(), config);
+        s.started = parent.started;
+        s.started_wall = parent.started_wall;
+        s.parent = Some(parent.clone());
+        s
+    }
+
+    /// Where readers of this stream are counted: the parent of a converted view, else itself.
+    pub(crate) fn accounting(&self) -> &Stream {
+        self.parent.as_deref().unwrap_or(self)
     }
 
     /// Asks the publisher for a keyframe (a reader joined or lost pictures). Publishers that
     /// cannot ask their source (RTMP) ignore it.
     pub fn request_keyframe(&self) {
-        self.keyframe_requests.fetch_add(1, Ordering::Relaxed);
+        self.accounting()
+            .keyframe_requests
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// How many keyframe requests were made so far.
@@ -245,6 +272,7 @@ impl Stream {
             bitrate_in_bps,
             bitrate_out_bps,
             b_frames: self.b_frames.load(Ordering::Relaxed),
+            audio_conversions: crate::audio::conversions(self),
         }
     }
 

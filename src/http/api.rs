@@ -36,6 +36,8 @@ struct StreamInfo {
     started_at_unix_ms: u64,
     /// What WebRTC (WHEP) viewers get, in plain words.
     webrtc: WebRtcInfo,
+    /// Conversions of the audio that readers asked for (`codec`, `state`, counters).
+    audio_conversions: Vec<crate::audio::ConversionInfo>,
 }
 
 #[derive(Serialize)]
@@ -50,6 +52,12 @@ impl WebRtcInfo {
     fn new(s: &StreamSnapshot) -> Self {
         let describe = |track: Option<&Track>| match track {
             None => "none in the stream".to_string(),
+            Some(t)
+                if crate::audio::AVAILABLE
+                    && crate::audio::AudioNeed::Opus.target_for(&t.codec).is_some() =>
+            {
+                format!("sent (opus, converted from {})", t.codec.name())
+            }
             Some(t) => match crate::outputs::whep::not_sent_reason(&t.codec) {
                 None => format!("sent ({})", t.codec.name()),
                 Some(reason) => format!("not sent: {reason}"),
@@ -137,6 +145,7 @@ impl From<StreamSnapshot> for StreamInfo {
         }
         StreamInfo {
             webrtc,
+            audio_conversions: s.audio_conversions,
             name: s.name,
             publisher: PeerInfo {
                 protocol: s.publisher.protocol,

@@ -2,6 +2,7 @@
 //! at `/`, the player at `/play/{name}` and the camera publisher (WHIP) at `/publish/{name}`.
 
 use super::{ApiError, AppState};
+use crate::audio::AudioNeed;
 use crate::bus::{validate_name, Peer};
 use crate::outputs::{hls::HlsMuxer, mse};
 use axum::extract::ws::WebSocketUpgrade;
@@ -75,11 +76,13 @@ async fn mse_socket(
     if validate_name(&name).is_ok() {
         state.registry.wait_for_stream(&name).await;
     }
-    let reader = validate_name(&name).and_then(|()| {
-        state
-            .registry
-            .subscribe(&name, Peer::new("mse", Some(peer)))
-    });
+    let reader = match validate_name(&name) {
+        Ok(()) => {
+            let peer = Peer::new("mse", Some(peer));
+            crate::audio::subscribe(&state.registry, &name, peer, AudioNeed::AacOrOpus).await
+        }
+        Err(e) => Err(e),
+    };
     let (settings, shutdown) = (state.mse.clone(), state.shutdown.clone());
     // Clients send nothing: small read buffers and a small message limit keep a client cheap
     // and a hostile one harmless.

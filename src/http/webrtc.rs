@@ -10,6 +10,7 @@
 //! The session id is the last path segment of the session URL; stream names may contain `/`.
 
 use super::{ApiError, AppState};
+use crate::audio::AudioNeed;
 use crate::bus::Peer;
 use crate::webrtc::{IceServer, Role, SessionError, WebRtc};
 use axum::body::Bytes;
@@ -128,9 +129,9 @@ async fn whep(
             format!("stream {name:?} not found"),
         ));
     }
-    let reader = state
-        .registry
-        .subscribe(&name, Peer::new("webrtc", Some(remote)))?;
+    // Browsers take Opus: other audio is converted.
+    let peer = Peer::new("webrtc", Some(remote));
+    let reader = crate::audio::subscribe(&state.registry, &name, peer, AudioNeed::Opus).await?;
     let opened = engine.open(Role::Play(reader), offer).await?;
     Ok(created("whep", &name, opened, engine.ice_servers()))
 }

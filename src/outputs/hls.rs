@@ -8,6 +8,7 @@
 //! (`protocols/hls`), which renders playlists once per change. Requests are served by reference.
 
 use super::fmp4::SampleClock;
+use crate::audio::AudioNeed;
 use crate::bus::{BusError, Peer, Reader, ReaderEvent, Registry};
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -25,6 +26,18 @@ pub struct HlsSettings {
     pub playlist: HlsConfig,
     pub idle_timeout: Duration,
     pub always_on: bool,
+    pub audio_codec: HlsAudio,
+}
+
+/// The audio codec of HLS renditions (`hls.audio_codec`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HlsAudio {
+    /// AAC or Opus as published (G.711 becomes AAC).
+    #[default]
+    Source,
+    /// Always AAC: Opus is converted, for players that cannot play Opus in fMP4 (older Safari).
+    Aac,
 }
 
 /// The running muxers, by stream name.
@@ -116,7 +129,12 @@ impl HlsOutputs {
             m.last_request_ms.store(self.now_ms(), Ordering::Relaxed);
             return Ok(m.clone());
         }
-        let reader = self.registry.subscribe(name, Peer::new("hls", None))?;
+        let need = match self.settings.audio_codec {
+            HlsAudio::Source => AudioNeed::AacOrOpus,
+            HlsAudio::Aac => AudioNeed::Aac,
+        };
+        let reader =
+            crate::audio::subscribe_now(&self.registry, name, Peer::new("hls", None), need)?;
         let muxer = Arc::new(HlsMuxer {
             playlist: Mutex::new(None),
             version: watch::channel(0).0,

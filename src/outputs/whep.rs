@@ -45,8 +45,12 @@ pub fn not_sent_reason(codec: &CodecConfig) -> Option<String> {
                 "{} video is not sent over WebRTC (H.264, VP8, VP9 and AV1 are)",
                 other.name()
             ),
+            MediaKind::Audio if crate::audio::AVAILABLE => format!(
+                "{} audio is not sent over WebRTC as it is: browsers need Opus",
+                other.name()
+            ),
             MediaKind::Audio => format!(
-                "{} audio is not sent over WebRTC: browsers need Opus, and transcoding is not built in yet",
+                "{} audio is not sent over WebRTC: browsers need Opus, and this build has no audio conversion (build with --features transcode)",
                 other.name()
             ),
         }),

@@ -7,6 +7,7 @@
 
 pub mod client;
 
+use crate::audio::AudioNeed;
 use crate::bus::{Peer, Registry};
 use crate::config::RtmpConfig;
 use crate::inputs::rtmp::RtmpIngest;
@@ -308,7 +309,9 @@ impl Connection {
                     let name = stream_name(&app_name, &stream_key);
                     // A stream nobody publishes may be one an on-demand pull brings.
                     registry.wait_for_stream(&name).await;
-                    match registry.subscribe(&name, Peer::new("rtmp", Some(self.peer))) {
+                    // RTMP players and servers take AAC: other audio is converted.
+                    let peer = Peer::new("rtmp", Some(self.peer));
+                    match crate::audio::subscribe(registry, &name, peer, AudioNeed::Aac).await {
                         Ok(reader) => {
                             tracing::info!(peer = %self.peer, stream = %name, "RTMP play");
                             *role =

@@ -1,0 +1,458 @@
+//! Audio bridging: readers get the stream's audio in a codec their protocol carries.
+//!
+//! Browsers' WebRTC wants Opus (RFC 7874 3.1), RTMP CDNs want AAC, RTSP cameras often send
+//! G.711. An output says what it needs ([`AudioNeed`]) when it subscribes; if the stream's audio
+//! is not that, the reader is attached to a *converted view* of the stream instead: a stream
+//! off the registry whose video frames are the source's own (shared, never copied or touched)
+//! and whose audio track is re-encoded. There is one view per source stream and target codec,
+//! shared by every reader that needs it, started by the first and stopped
+//! [`IDLE_STOP`] after the last one leaves. Readers of a view count as readers of the source.
+//!
+//! Converting needs the `transcode` cargo feature (libavcodec through ffmpeg-next). Without it
+//! readers get the source audio as it is, and the stream's `audio_conversions` (API) and the
+//! log say that the conversion is unavailable and why.
+
+#[cfg(feature = "transcode")]
+mod convert;
+
+use crate::bus::{BusError, Peer, Reader, Registry, Stream};
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+use switchyard_media::CodecConfig;
+
+/// A converted view stops this long after its last reader left.
+pub const IDLE_STOP: Duration = Duration::from_secs(5);
+
+/// How long a subscriber waits for a new stream's tracks before deciding what it needs.
+const TRACKS_WAIT: Duration = Duration::from_secs(5);
+/// How long a subscriber of a young stream with video but no audio yet waits for its audio
+/// (RTMP publishers announce the two one after the other).
+const AUDIO_WAIT: Duration = Duration::from_millis(1500);
+
+/// A codec audio is converted to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AudioCodec {
+    Aac,
+    Opus,
+}
+
+impl AudioCodec {
+    pub fn name(self) -> &'static str {
+        match self {
+            AudioCodec::Aac => "aac",
+            AudioCodec::Opus => "opus",
+        }
+    }
+
+    /// Whether `codec` is already this codec.
+    pub fn is(self, codec: &CodecConfig) -> bool {
+        matches!(
+            (self, codec),
+            (AudioCodec::Aac, CodecConfig::Aac(_)) | (AudioCodec::Opus, CodecConfig::Opus { .. })
+        )
+    }
+}
+
+/// What audio an output can carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudioNeed {
+    /// AAC only: RTMP play and push (CDNs and players take AAC), HLS in its AAC mode.
+    Aac,
+    /// Opus only: WebRTC.
+    Opus,
+    /// AAC or Opus: fMP4 (HLS, MSE); G.711 becomes AAC.
+    AacOrOpus,
+}
+
+impl AudioNeed {
+    /// The codec `audio` must be converted to for this output, if any.
+    pub fn target_for(self, audio: &CodecConfig) -> Option<AudioCodec> {
+        match (self, audio) {
+            (AudioNeed::Aac, CodecConfig::Opus { .. } | CodecConfig::G711 { .. }) => {
+                Some(AudioCodec::Aac)
+            }
+            (AudioNeed::Opus, CodecConfig::Aac(_) | CodecConfig::G711 { .. }) => {
+                Some(AudioCodec::Opus)
+            }
+            (AudioNeed::AacOrOpus, CodecConfig::G711 { .. }) => Some(AudioCodec::Aac),
+            _ => None,
+        }
+    }
+}
+
+/// Encoder settings (`[audio]` in the configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioSettings {
+    pub aac_bitrate: u32,
+    pub opus_bitrate: u32,
+}
+
+impl Default for AudioSettings {
+    fn default() -> Self {
+        AudioSettings {
+            aac_bitrate: 128_000,
+            opus_bitrate: 64_000,
+        }
+    }
+}
+
+static SETTINGS: OnceLock<AudioSettings> = OnceLock::new();
+
+/// Sets the process's encoder settings (once, at start; later calls are ignored).
+pub fn configure(settings: AudioSettings) {
+    let _ = SETTINGS.set(settings);
+}
+
+#[cfg(feature = "transcode")]
+fn settings() -> AudioSettings {
+    SETTINGS.get().cloned().unwrap_or_default()
+}
+
+/// Whether this build can convert audio.
+pub const AVAILABLE: bool = cfg!(feature = "transcode");
+
+/// Why a conversion cannot run in a build without the feature.
+#[cfg(not(feature = "transcode"))]
+const UNAVAILABLE: &str = "this build has no audio conversion: build with `--features transcode` (needs libavcodec); readers get the source audio as it is, or none where their protocol cannot carry it";
+
+/// One conversion of a stream's audio to one codec, as the API shows it.
+pub struct Conversion {
+    pub target: AudioCodec,
+    /// The running converted view; locked while readers attach and while the converter
+    /// decides to stop, so a reader never attaches to a view that is stopping.
+    view: Mutex<Weak<Stream>>,
+    pub frames_in: AtomicU64,
+    pub frames_out: AtomicU64,
+    pub corrupt_frames: AtomicU64,
+    /// Why the conversion does not run (no feature, or the converter could not be made).
+    problem: Mutex<Option<String>>,
+}
+
+/// A conversion's state for the API.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConversionInfo {
+    pub codec: AudioCodec,
+    /// `running`, `idle` (no reader needs it now) or `unavailable`.
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub frames_in: u64,
+    pub frames_out: u64,
+    pub corrupt_frames: u64,
+}
+
+impl Conversion {
+    fn new(target: AudioCodec) -> Self {
+        Conversion {
+            target,
+            view: Mutex::new(Weak::new()),
+            frames_in: AtomicU64::new(0),
+            frames_out: AtomicU64::new(0),
+            corrupt_frames: AtomicU64::new(0),
+            problem: Mutex::new(None),
+        }
+    }
+
+    pub fn info(&self) -> ConversionInfo {
+        let problem = self.problem.lock().unwrap().clone();
+        let running = self.view.lock().unwrap().strong_count() > 0;
+        ConversionInfo {
+            codec: self.target,
+            state: match (&problem, running) {
+                (_, true) => "running",
+                (Some(_), false) => "unavailable",
+                (None, false) => "idle",
+            },
+            reason: problem,
+            frames_in: self.frames_in.load(Ordering::Relaxed),
+            frames_out: self.frames_out.load(Ordering::Relaxed),
+            corrupt_frames: self.corrupt_frames.load(Ordering::Relaxed),
+        }
+    }
+
+    fn set_problem(&self, problem: Option<String>) {
+        *self.problem.lock().unwrap() = problem;
+    }
+}
+
+/// The conversion of `stream` to `target`, made on first use.
+fn conversion(stream: &Stream, target: AudioCodec) -> Arc<Conversion> {
+    let mut all = stream.conversions.lock().unwrap();
+    if let Some(c) = all.iter().find(|c| c.target == target) {
+        return c.clone();
+    }
+    let c = Arc::new(Conversion::new(target));
+    all.push(c.clone());
+    c
+}
+
+/// Attaches a reader to `name` whose audio is in a codec `need` allows, converting when the
+/// stream's audio is not. Waits briefly for a new stream's tracks, since what to convert
+/// depends on them.
+pub async fn subscribe(
+    registry: &Registry,
+    name: &str,
+    peer: Peer,
+    need: AudioNeed,
+) -> Result<Reader, BusError> {
+    let stream = registry
+        .get(name)
+        .ok_or_else(|| BusError::NotFound(name.to_string()))?;
+    settled_tracks(&stream).await;
+    subscribe_now(registry, name, peer, need)
+}
+
+/// Like [`subscribe`], deciding on the stream's tracks as they are now.
+pub fn subscribe_now(
+    registry: &Registry,
+    name: &str,
+    peer: Peer,
+    need: AudioNeed,
+) -> Result<Reader, BusError> {
+    let stream = registry
+        .get(name)
+        .ok_or_else(|| BusError::NotFound(name.to_string()))?;
+    let tracks = stream.tracks().borrow().clone();
+    let Some(target) = tracks.audio().and_then(|a| need.target_for(&a.codec)) else {
+        return registry.subscribe(name, peer);
+    };
+    let conversion = conversion(&stream, target);
+    #[cfg(feature = "transcode")]
+    return Ok(view_reader(registry, &stream, &conversion, peer));
+    #[cfg(not(feature = "transcode"))]
+    {
+        if conversion.problem.lock().unwrap().is_none() {
+            tracing::warn!(stream = %stream.name(), to = target.name(), "{UNAVAILABLE}");
+            conversion.set_problem(Some(UNAVAILABLE.to_string()));
+        }
+        registry.subscribe(name, peer)
+    }
+}
+
+/// Waits until the stream's tracks are known: a new stream's first tracks, and a young
+/// stream's audio when only its video is known yet.
+async fn settled_tracks(stream: &Arc<Stream>) {
+    let mut watch = stream.tracks();
+    let young = stream.started().elapsed() < AUDIO_WAIT;
+    let deadline = tokio::time::Instant::now() + TRACKS_WAIT;
+    let audio_deadline = tokio::time::Instant::now() + AUDIO_WAIT;
+    loop {
+        let tracks = watch.borrow_and_update().clone();
+        let settled = !tracks.tracks.is_empty()
+            && (tracks.audio().is_some()
+                || !young
+                || tokio::time::Instant::now() >= audio_deadline);
+        if settled {
+            return;
+        }
+        let until = if tracks.tracks.is_empty() {
+            deadline
+        } else {
+            audio_deadline
+        };
+        match tokio::time::timeout_at(until, watch.changed()).await {
+            Ok(Ok(())) => {}
+            // No (more) tracks in time, or the stream ended: decide on what there is.
+            _ => return,
+        }
+    }
+}
+
+/// A reader of the converted view, started if it is not running.
+#[cfg(feature = "transcode")]
+fn view_reader(
+    registry: &Registry,
+    stream: &Arc<Stream>,
+    conversion: &Arc<Conversion>,
+    peer: Peer,
+) -> Reader {
+    let mut view = conversion.view.lock().unwrap();
+    if let Some(running) = view.upgrade() {
+        running.request_keyframe();
+        return Reader::new(running, peer);
+    }
+    let mut publisher = registry.derived_publisher(stream);
+    *view = Arc::downgrade(publisher.stream());
+    // The view's tracks are there before its first reader asks (WebRTC answers from them).
+    let source = Reader::new(stream.clone(), Peer::new("transcode", None)).uncounted();
+    let mut feeder = ViewFeeder::new(conversion.clone(), publisher.stream().name().to_string());
+    feeder.on_tracks(&stream.tracks().borrow().clone(), &mut publisher);
+    let reader = Reader::new(publisher.stream().clone(), peer);
+    tracing::info!(stream = %stream.name(), to = conversion.target.name(), "audio conversion started");
+    tokio::spawn(feeder.run(source, publisher));
+    reader
+}
+
+/// Feeds a converted view: video as it is, audio through the converter.
+#[cfg(feature = "transcode")]
+struct ViewFeeder {
+    conversion: Arc<Conversion>,
+    stream: String,
+    settings: AudioSettings,
+    converter: Option<convert::Converter>,
+    /// The source's audio track the converter was made for.
+    source_audio: Option<switchyard_media::Track>,
+    last_tracks: Option<Vec<switchyard_media::Track>>,
+    out: Vec<switchyard_media::Frame>,
+}
+
+#[cfg(feature = "transcode")]
+impl ViewFeeder {
+    fn new(conversion: Arc<Conversion>, stream: String) -> Self {
+        ViewFeeder {
+            conversion,
+            stream,
+            settings: settings(),
+            converter: None,
+            source_audio: None,
+            last_tracks: None,
+            out: Vec::new(),
+        }
+    }
+
+    /// Runs until the source ends or the view has had no reader for [`IDLE_STOP`].
+    async fn run(mut self, mut source: Reader, mut publisher: crate::bus::Publisher) {
+        use crate::bus::ReaderEvent;
+        let mut idle_since: Option<tokio::time::Instant> = None;
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let target = self.conversion.target.name();
+        loop {
+            let event = tokio::select! {
+                e = source.recv() => e,
+                _ = tick.tick() => {
+                    if stop_if_idle(&self.conversion, &publisher, &mut idle_since) {
+                        tracing::info!(stream = %self.stream, to = target, "audio conversion stopped: no readers");
+                        return;
+                    }
+                    continue;
+                }
+            };
+            match event {
+                None => break,
+                Some(ReaderEvent::Tracks(set)) => self.on_tracks(&set, &mut publisher),
+                Some(ReaderEvent::Frame(frame)) => self.on_frame(&frame.frame, &publisher),
+                Some(ReaderEvent::Lost { .. }) => {
+                    if let Some(c) = self.converter.as_mut() {
+                        c.restart_timeline();
+                    }
+                }
+            }
+        }
+        // The source ended: readers of the view drain and end with it.
+        *self.conversion.view.lock().unwrap() = Weak::new();
+        tracing::info!(stream = %self.stream, to = target, "audio conversion ended with its stream");
+    }
+
+    /// Makes a converter for new source audio and announces the view's tracks.
+    fn on_tracks(&mut self, set: &crate::bus::TrackSet, publisher: &mut crate::bus::Publisher) {
+        let target = self.conversion.target;
+        let audio = set.audio().cloned();
+        if audio != self.source_audio {
+            self.converter = None;
+            self.conversion.set_problem(None);
+            if let Some(a) = audio.as_ref().filter(|a| !target.is(&a.codec)) {
+                match convert::Converter::new(a, target, &self.settings) {
+                    Ok(c) => self.converter = Some(c),
+                    Err(e) => {
+                        let why = format!(
+                            "cannot convert {} to {}: {e}",
+                            a.codec.name(),
+                            target.name()
+                        );
+                        tracing::warn!(stream = %self.stream, "{why}; audio left out");
+                        self.conversion.set_problem(Some(why));
+                    }
+                }
+            }
+            self.source_audio = audio;
+        }
+        let tracks: Vec<_> = set
+            .tracks
+            .iter()
+            .filter_map(|t| match (&self.source_audio, &self.converter) {
+                (Some(a), Some(c)) if t.id == a.id => Some(c.output_track()),
+                // Audio that cannot be converted is left out of the view.
+                (Some(a), None) if t.id == a.id && !target.is(&a.codec) => None,
+                _ => Some(t.clone()),
+            })
+            .collect();
+        if self.last_tracks.as_ref() != Some(&tracks) {
+            self.last_tracks = Some(tracks.clone());
+            publisher.set_tracks(tracks);
+        }
+    }
+
+    fn on_frame(&mut self, frame: &switchyard_media::Frame, publisher: &crate::bus::Publisher) {
+        let is_audio = self
+            .source_audio
+            .as_ref()
+            .is_some_and(|a| a.id == frame.track);
+        if !is_audio {
+            publisher.push(frame.clone());
+            return;
+        }
+        let conversion = &self.conversion;
+        let Some(c) = self.converter.as_mut() else {
+            // Audio already in the target codec passes; audio that cannot be converted not.
+            if self
+                .source_audio
+                .as_ref()
+                .is_some_and(|a| conversion.target.is(&a.codec))
+            {
+                publisher.push(frame.clone());
+            }
+            return;
+        };
+        conversion.frames_in.fetch_add(1, Ordering::Relaxed);
+        let pushed = c.push(frame, &mut self.out);
+        if pushed.corrupt {
+            let n = conversion.corrupt_frames.fetch_add(1, Ordering::Relaxed) + 1;
+            metrics::counter!("switchyard_audio_corrupt_frames_total").increment(1);
+            if n.is_power_of_two() {
+                tracing::warn!(stream = %self.stream, corrupt_frames = n, "corrupt audio frame skipped");
+            }
+        }
+        let n = self.out.len() as u64;
+        conversion.frames_out.fetch_add(n, Ordering::Relaxed);
+        metrics::counter!("switchyard_audio_converted_frames_total", "codec" => conversion.target.name())
+            .increment(n);
+        for f in self.out.drain(..) {
+            publisher.push(f);
+        }
+    }
+}
+
+/// True (and the view detached) once the view has had no reader for [`IDLE_STOP`].
+#[cfg(feature = "transcode")]
+fn stop_if_idle(
+    conversion: &Conversion,
+    publisher: &crate::bus::Publisher,
+    idle_since: &mut Option<tokio::time::Instant>,
+) -> bool {
+    let mut view = conversion.view.lock().unwrap();
+    // The publisher holds one reference; readers (and outputs holding the view) the others.
+    if Arc::strong_count(publisher.stream()) > 1 {
+        *idle_since = None;
+        return false;
+    }
+    let since = *idle_since.get_or_insert_with(tokio::time::Instant::now);
+    if since.elapsed() < IDLE_STOP {
+        return false;
+    }
+    *view = Weak::new();
+    true
+}
+
+/// The stream's conversions, for the API.
+pub fn conversions(stream: &Stream) -> Vec<ConversionInfo> {
+    stream
+        .conversions
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| c.info())
+        .collect()
+}

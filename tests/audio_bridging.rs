@@ -13,7 +13,7 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::browser::{play, Publishing};
+use support::browser::{play_unmuted, Publishing};
 use support::nginx::Nginx;
 use support::*;
 
@@ -296,7 +296,7 @@ fn rtmp_aac_sine_plays_as_opus_in_chromium() {
     let _publisher = ffmpeg_publish(&server.rtmp_url("live/sine"), Encoding::Baseline, 25, 90);
     server.wait_for_stream("live/sine", true);
     let url = server.api("/play/live/sine?mode=webrtc");
-    let player = std::thread::spawn(move || play(&url, 12));
+    let player = std::thread::spawn(move || play_unmuted(&url, 12));
     // While the browser plays, the stream has an Opus conversion producing frames.
     let mut during = None;
     let mut info = Value::Null;
@@ -330,8 +330,13 @@ fn rtmp_aac_sine_plays_as_opus_in_chromium() {
         samples > at_half + 48_000,
         "audio samples keep coming (over 1 s of them in the last 6 s): {at_half} -> {samples}: {report}"
     );
+    // The sine is at 1/8 of full scale: an audioLevel (linear, 0..1) of about 0.09.
     let level = webrtc["audioLevel"].as_f64().unwrap_or(0.0);
-    assert!(level > 0.0, "the sine is not silent: {report}");
+    let level_at_half = report["audioLevelAtHalf"].as_f64().unwrap_or(0.0);
+    assert!(
+        level > 0.01 && level_at_half > 0.01,
+        "the sine is not silent: audioLevel {level_at_half} then {level}: {report}"
+    );
     assert_eq!(counter(&during, "corrupt_frames"), 0, "{during}");
 }
 

@@ -21,9 +21,23 @@ fn report(out: std::process::Output, what: &str) -> serde_json::Value {
 
 /// Opens the player page `url` for `seconds` and returns what it reported.
 pub fn play(url: &str, seconds: u32) -> serde_json::Value {
+    play_with(url, seconds, false)
+}
+
+/// Like [`play`] with the `<video>` unmuted, so that Chromium plays the audio out and reports
+/// its level (`webrtc.audioLevel`, `audioLevelAtHalf`).
+pub fn play_unmuted(url: &str, seconds: u32) -> serde_json::Value {
+    play_with(url, seconds, true)
+}
+
+fn play_with(url: &str, seconds: u32, unmuted: bool) -> serde_json::Value {
     require("node");
     require("chromium");
-    let out = Command::new("node")
+    let mut cmd = Command::new("node");
+    if unmuted {
+        cmd.env("SWITCHYARD_PLAY_UNMUTED", "1");
+    }
+    let out = cmd
         .arg(script("play.mjs"))
         .arg(url)
         .arg(seconds.to_string())

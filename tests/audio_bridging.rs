@@ -80,7 +80,7 @@ fn rtmp_app_args(url: &str) -> Vec<String> {
         .collect()
 }
 
-/// ffprobe's streams (codec, profile, sample rate, size) at the RTMP `url`, retried until every
+/// ffprobe's streams (codec, profile, sample rate, channels, size) at the RTMP `url`, retried until every
 /// line of `want` starts one of them.
 fn probe_rtmp_until(url: &str, want: &[&str], timeout: Duration) -> Vec<String> {
     let deadline = Instant::now() + timeout;
@@ -90,7 +90,7 @@ fn probe_rtmp_until(url: &str, want: &[&str], timeout: Duration) -> Vec<String> 
             .args(rtmp_app_args(url))
             .args([
                 "-show_entries",
-                "stream=codec_name,profile,sample_rate,width,height",
+                "stream=codec_name,profile,sample_rate,channels,width,height",
                 "-of",
                 "compact=p=0",
                 url,
@@ -952,7 +952,7 @@ fn g711_camera_is_aac_for_rtmp_and_hls_and_opus_over_whep() {
         &rtmp,
         &[
             "codec_name=h264",
-            "codec_name=aac|profile=LC|sample_rate=48000",
+            "codec_name=aac|profile=LC|sample_rate=48000|channels=1",
         ],
         Duration::from_secs(20),
     );
@@ -985,4 +985,90 @@ fn g711_camera_is_aac_for_rtmp_and_hls_and_opus_over_whep() {
             "{codec}: {info}"
         );
     }
+}
+
+/// An RTMP publisher's AAC (white noise, which takes every bit it is given) reaches a node
+/// pulling over WHEP as 48 kHz Opus at `[audio] opus_bitrate`; the pulled stream's MSE output
+/// carries it.
+#[test]
+fn opus_for_whep_pulls_is_48khz_at_the_configured_bitrate() {
+    let origin = Switchyard::start_with_config("[audio]\nopus_bitrate = 32000\n");
+    let edge = Switchyard::start();
+    let _publisher = Proc(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-re"])
+            .args(["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25"])
+            .args([
+                "-f",
+                "lavfi",
+                "-i",
+                "anoisesrc=color=white:amplitude=0.2:r=44100",
+            ])
+            .args(["-t", "60", "-c:v", "libx264", "-preset", "ultrafast"])
+            .args([
+                "-profile:v",
+                "baseline",
+                "-bf",
+                "0",
+                "-g",
+                "25",
+                "-b:v",
+                "300k",
+            ])
+            .args(["-c:a", "aac", "-b:a", "128k", "-ac", "2"])
+            .args(["-f", "flv", &origin.rtmp_url("live/noise")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    origin.wait_for_stream("live/noise", true);
+    let body = serde_json::json!({
+        "source": origin.api("/whep/live/noise"),
+        "name": "edge/noise",
+    });
+    let (status, created) = edge.request("POST", "/api/v1/pulls", Some(&body.to_string()));
+    assert_eq!(status, 201, "{created}");
+    edge.wait_for_stream("edge/noise", true);
+    let (mp4, mimes) = record_mse(&edge, "edge/noise", Instant::now() + Duration::from_secs(8));
+    assert!(
+        mimes.last().is_some_and(|m| m.contains("opus")),
+        "the MSE output carries Opus: {mimes:?}"
+    );
+    let dir = TempDir::new("noise");
+    let file = dir.path.join("mse.mp4");
+    std::fs::write(&file, mp4).unwrap();
+    let streams = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "a:0"])
+        .args([
+            "-show_entries",
+            "stream=codec_name,sample_rate",
+            "-of",
+            "compact=p=0",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let streams = String::from_utf8_lossy(&streams.stdout);
+    assert!(
+        streams.starts_with("codec_name=opus|sample_rate=48000"),
+        "{streams}"
+    );
+    let (bytes, span) = audio_bytes_and_span(&file);
+    assert!(span > 5.0, "{span} s of audio in {bytes} bytes");
+    let bitrate = bytes as f64 * 8.0 / span;
+    assert!(
+        (20_000.0..45_000.0).contains(&bitrate),
+        "opus_bitrate = 32000 gives about 32 kb/s, got {bitrate:.0} b/s"
+    );
+    let opus = wait_conversion(
+        &origin,
+        "live/noise",
+        "opus",
+        "running with frames out",
+        Duration::from_secs(5),
+        running_with_output,
+    );
+    assert_eq!(counter(&opus, "corrupt_frames"), 0, "{opus}");
 }

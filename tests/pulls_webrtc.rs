@@ -243,7 +243,8 @@ fn wcs_routes_start_list_and_terminate_pulls() {
     assert_eq!(p["status"], "RUNNING");
     assert_eq!(
         (p["hasVideo"].as_bool(), p["hasAudio"].as_bool()),
-        (Some(true), Some(false))
+        (Some(true), Some(cfg!(feature = "transcode"))),
+        "{p}"
     );
     assert_decodes(&edge.rtmp_url("edge/wcs"), 3, 45);
 

@@ -148,3 +148,28 @@ fn opus_from_enhanced_rtmp_is_muxed_into_hls_and_mse() {
     };
     assert!(first.as_str().contains(r#"avc1.42C01E,opus"#), "{first}");
 }
+
+/// With `hls.audio_codec = "aac"` (players without Opus in fMP4), an Opus stream's HLS carries
+/// AAC converted from it, heard at the source's level; MSE keeps the Opus.
+#[cfg(feature = "transcode")]
+#[test]
+fn opus_becomes_aac_in_hls_when_configured() {
+    let server = Switchyard::start_with_config("[hls]\naudio_codec = \"aac\"\n");
+    let args = ["-c:v", "libx264", "-profile:v", "baseline", "-g", "25"];
+    let _publisher = ff9_publish(&server.rtmp_url("live/safari"), &args, true);
+    server.wait_for_stream("live/safari", true);
+    let url = server.api("/hls/live/safari/index.m3u8");
+    assert_streams(&url, &["codec_name=h264", "codec_name=aac"]);
+    // ffmpeg's sine source is at 1/8 of full scale: about -21 dB.
+    let volume = mean_volume_db(&url, 4);
+    assert!(
+        volume.is_some_and(|db| (-24.0..-18.0).contains(&db)),
+        "{volume:?}"
+    );
+    let (mut ws, _) =
+        tungstenite::connect(format!("ws://{}/mse/live/safari", server.http)).unwrap();
+    let tungstenite::Message::Text(first) = ws.read().unwrap() else {
+        panic!("mime first")
+    };
+    assert!(first.as_str().contains(r#"avc1.42C01E,opus"#), "{first}");
+}

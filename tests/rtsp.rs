@@ -155,6 +155,35 @@ fn h264_opus_camera_plays_over_hls() {
     );
 }
 
+/// A G.711 camera is heard over HLS and RTMP, whose players take AAC: the audio is converted.
+#[cfg(feature = "transcode")]
+#[test]
+fn g711_camera_is_heard_as_aac_over_hls_and_rtmp() {
+    let camera = Camera::start(0, "pcma", None);
+    let server = Switchyard::start();
+    let id = create_pull(&server, &camera.url(), "cam/g711");
+    wait_for_state(&server, &id, "running", Duration::from_secs(20));
+    let stream = server.wait_for_stream("cam/g711", true);
+    assert_eq!(stream["tracks"][1]["codec"], "pcm_alaw", "{stream}");
+    for url in [
+        server.api("/hls/cam/g711/index.m3u8"),
+        server.rtmp_url("cam/g711"),
+    ] {
+        assert_streams(&url, &["codec_name=h264", "codec_name=aac"]);
+        // The camera's 440 Hz sine at GStreamer's default volume (0.8): about -4 dB.
+        let volume = mean_volume_db(&url, 4);
+        assert!(volume.is_some_and(|db| db > -20.0), "{url}: {volume:?}");
+    }
+    let (_, info) = server.get_json("/api/v1/streams/cam/g711");
+    let conversion = &info["audio_conversions"][0];
+    assert_eq!(
+        (conversion["codec"].as_str(), conversion["state"].as_str()),
+        (Some("aac"), Some("running")),
+        "{info}"
+    );
+    assert_eq!(conversion["corrupt_frames"], 0, "{info}");
+}
+
 #[test]
 fn pull_recovers_when_the_camera_restarts() {
     let camera = Camera::start(0, "aac", None);

@@ -60,11 +60,18 @@ fn chromium_publishes_over_whip_and_chromium_ffmpeg_read_it_back() {
     assert_webrtc_plays(&report, true);
 
     // The same stream over the other outputs: ffprobe over HLS sees H.264 + Opus, and
-    // FFmpeg 9 decodes it over RTMP (Opus travels as Enhanced RTMP).
+    // FFmpeg 9 decodes it over RTMP, where the Opus becomes AAC (without the transcode
+    // feature it travels as Enhanced RTMP Opus).
     assert_streams(
         &server.api("/hls/live/cam/index.m3u8"),
         &["codec_name=h264", "codec_name=opus"],
     );
+    if cfg!(feature = "transcode") {
+        assert_streams(
+            &server.rtmp_url("live/cam"),
+            &["codec_name=h264", "codec_name=aac"],
+        );
+    }
     let decoded = ffmpeg_decode_with(&ffmpeg9(), &server.rtmp_url("live/cam"), 4);
     assert!(decoded.success && decoded.video_frames > 30, "{decoded:?}");
 

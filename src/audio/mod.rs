@@ -14,6 +14,8 @@
 
 #[cfg(feature = "transcode")]
 mod convert;
+#[cfg(feature = "transcode")]
+pub use convert::{ConvertError, Converter, Pushed};
 
 use crate::bus::{BusError, Peer, Reader, Registry, Stream};
 use serde::Serialize;

@@ -282,9 +282,9 @@ impl Stream {
         self.started
     }
 
-    /// Whether the video has had B-frames.
+    /// Whether the video has had B-frames (a converted view answers for its source).
     pub fn has_b_frames(&self) -> bool {
-        self.b_frames.load(Ordering::Relaxed)
+        self.accounting().b_frames.load(Ordering::Relaxed)
     }
 }
 

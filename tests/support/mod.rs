@@ -508,6 +508,36 @@ pub fn assert_decodes(url: &str, seconds: u32, min_frames: u64) {
     );
 }
 
+/// The mean volume (dB, ffmpeg's `volumedetect`) of `seconds` of `url`'s audio; `None` when
+/// ffmpeg decoded no audio.
+pub fn mean_volume_db(url: &str, seconds: u32) -> Option<f64> {
+    require("ffmpeg");
+    let out = Command::new("ffmpeg")
+        .args([
+            "-nostdin",
+            "-hide_banner",
+            "-rw_timeout",
+            "5000000",
+            "-i",
+            url,
+        ])
+        .args([
+            "-t",
+            &seconds.to_string(),
+            "-map",
+            "0:a",
+            "-af",
+            "volumedetect",
+        ])
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .find_map(|l| l.split("mean_volume:").nth(1))
+        .and_then(|v| v.trim().trim_end_matches("dB").trim().parse().ok())
+}
+
 /// Asserts that ffprobe sees, at `url`, a stream starting with each of `wanted` (e.g.
 /// `codec_name=h264|profile=High|width=640|height=360`).
 pub fn assert_streams(url: &str, wanted: &[&str]) {

@@ -928,8 +928,8 @@ fn rtsp_camera(audio: &str) -> (Proc, String) {
     (Proc(child), format!("rtsp://127.0.0.1:{port}/cam"))
 }
 
-/// A G.711 (A-law, 8 kHz mono) camera pulled over RTSP: RTMP players and HLS get AAC-LC at
-/// 48 kHz mono, and a node pulling it over WHEP gets Opus.
+/// A G.711 (A-law, 8 kHz mono) camera pulled over RTSP: RTMP players, HLS and MSE get AAC-LC
+/// (48 kHz mono over RTMP), and a node pulling it over WHEP gets Opus.
 #[test]
 fn g711_camera_is_aac_for_rtmp_and_hls_and_opus_over_whep() {
     let (_camera, camera_url) = rtsp_camera("pcma");
@@ -963,6 +963,13 @@ fn g711_camera_is_aac_for_rtmp_and_hls_and_opus_over_whep() {
         &server.api("/hls/cam/g711/index.m3u8"),
         &["codec_name=h264", "codec_name=aac|profile=LC"],
     );
+    let (mp4, mimes) = record_mse(&server, "cam/g711", Instant::now() + Duration::from_secs(3));
+    assert!(
+        mimes.last().is_some_and(|m| m.contains("mp4a.40.2")),
+        "MSE gets AAC-LC: {mimes:?}"
+    );
+    let dir = TempDir::new("g711");
+    assert_mp4_decodes(&dir, "mse.mp4", &mp4);
 
     let edge = Switchyard::start();
     let body = serde_json::json!({ "source": server.api("/whep/cam/g711"), "name": "edge/g711" });

@@ -234,26 +234,28 @@ pub fn subscribe_now(
     }
 }
 
-/// Waits until the stream's tracks are known: a new stream's first tracks, and a young
-/// stream's audio when only its video is known yet.
+/// Whether what to convert can be decided on the stream's tracks now: it has tracks, and
+/// audio unless it is too old for its audio still to come.
+pub fn tracks_settled(stream: &Stream) -> bool {
+    let tracks = stream.tracks().borrow().clone();
+    !tracks.tracks.is_empty()
+        && (tracks.audio().is_some() || stream.started().elapsed() >= AUDIO_WAIT)
+}
+
+/// Waits (up to [`TRACKS_WAIT`]) until [`tracks_settled`].
 async fn settled_tracks(stream: &Arc<Stream>) {
     let mut watch = stream.tracks();
-    let young = stream.started().elapsed() < AUDIO_WAIT;
     let deadline = tokio::time::Instant::now() + TRACKS_WAIT;
-    let audio_deadline = tokio::time::Instant::now() + AUDIO_WAIT;
     loop {
         let tracks = watch.borrow_and_update().clone();
-        let settled = !tracks.tracks.is_empty()
-            && (tracks.audio().is_some()
-                || !young
-                || tokio::time::Instant::now() >= audio_deadline);
-        if settled {
+        if tracks_settled(stream) {
             return;
         }
         let until = if tracks.tracks.is_empty() {
             deadline
         } else {
-            audio_deadline
+            let young_until = stream.started() + AUDIO_WAIT;
+            deadline.min(tokio::time::Instant::from_std(young_until))
         };
         match tokio::time::timeout_at(until, watch.changed()).await {
             Ok(Ok(())) => {}

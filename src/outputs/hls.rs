@@ -163,8 +163,11 @@ impl HlsOutputs {
                 _ = self.shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
+            // A stream's muxer starts once what audio to convert for it can be decided.
             for stream in self.registry.list() {
-                let _ = self.muxer(stream.name());
+                if crate::audio::tracks_settled(&stream) {
+                    let _ = self.muxer(stream.name());
+                }
             }
         }
     }

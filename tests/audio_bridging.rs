@@ -214,6 +214,7 @@ fn ffmpeg_make(args: &[&str], out: &Path) {
 /// publish page then sends a continuous 440 Hz tone at half full scale over WHIP (Opus). A
 /// `[[pushes]]` rule sends the stream to nginx-rtmp, where ffprobe must find AAC-LC at the
 /// source's 48 kHz, and the decoded tone must be loud (a silent or broken conversion is not).
+/// A second push, made through the API, shares the conversion.
 #[test]
 fn chromium_whip_opus_reaches_nginx_as_aac() {
     let nginx = Nginx::start();
@@ -285,6 +286,25 @@ fn chromium_whip_opus_reaches_nginx_as_aac() {
             .iter()
             .any(|p| p["stream"] == "live/tone" && p["state"] == "running")),
         "{pushes}"
+    );
+
+    // A push made through the API gets AAC too, from the same conversion.
+    let body = serde_json::json!({ "stream": "live/tone", "url": nginx.url("api") });
+    let (status, created) = server.request("POST", "/api/v1/pushes", Some(&body.to_string()));
+    assert_eq!(status, 201, "{created}");
+    probe_rtmp_until(
+        &nginx.url("api"),
+        &["codec_name=h264", "codec_name=aac|profile=LC"],
+        Duration::from_secs(30),
+    );
+    let info = stream_info(&server, "live/tone");
+    let aac_conversions = info["audio_conversions"]
+        .as_array()
+        .map(|c| c.iter().filter(|c| c["codec"] == "aac").count());
+    assert_eq!(
+        aac_conversions,
+        Some(1),
+        "one AAC conversion for both pushes: {info}"
     );
 }
 

@@ -360,15 +360,32 @@ fn rtmp_aac_sine_plays_as_opus_in_chromium() {
     assert_eq!(counter(&during, "corrupt_frames"), 0, "{during}");
 }
 
-/// Overwrites the payload (after the 2-byte AAC header) of every `every`-th raw AAC audio tag of
-/// the FLV file at `path` with pseudo-random bytes; returns how many tags it changed.
-fn corrupt_aac_tags(path: &Path, every: usize) -> usize {
+/// Where the payload of an FLV audio tag whose data is `data` starts, if it carries a coded
+/// frame of the codec this returns for: AAC (SoundFormat 10, AACPacketType 1: after 2 bytes).
+fn aac_frame(data: &[u8]) -> Option<usize> {
+    (data.len() > 2 && data[0] >> 4 == 10 && data[1] == 1).then_some(2)
+}
+
+/// Opus in Enhanced RTMP (SoundFormat 9 = ExHeader, AudioPacketType 1 = CodedFrames, FourCC
+/// `Opus`): after 5 bytes.
+fn opus_frame(data: &[u8]) -> Option<usize> {
+    (data.len() > 7 && data[0] == 0x91 && &data[1..5] == b"Opus").then_some(5)
+}
+
+/// Overwrites the payload of every `every`-th coded audio frame (found by `frame`) of the FLV
+/// file at `path`: `start` first, then pseudo-random bytes. Returns how many frames it changed.
+fn corrupt_audio_tags(
+    path: &Path,
+    every: usize,
+    frame: fn(&[u8]) -> Option<usize>,
+    start: &[u8],
+) -> usize {
     let mut flv = std::fs::read(path).unwrap();
     assert_eq!(&flv[..3], b"FLV", "not an FLV file");
     let header = u32::from_be_bytes(flv[5..9].try_into().unwrap()) as usize;
     // The header, then PreviousTagSize0; then tags: 11-byte header, data, previous tag size.
     let mut pos = header + 4;
-    let (mut raw_aac, mut corrupted) = (0, 0);
+    let (mut frames, mut corrupted) = (0, 0);
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
     while pos + 11 <= flv.len() {
         let kind = flv[pos] & 0x1f;
@@ -376,11 +393,17 @@ fn corrupt_aac_tags(path: &Path, every: usize) -> usize {
             (flv[pos + 1] as usize) << 16 | (flv[pos + 2] as usize) << 8 | flv[pos + 3] as usize;
         let data = pos + 11;
         assert!(data + size + 4 <= flv.len(), "truncated FLV tag at {pos}");
-        // Audio tag, SoundFormat 10 (AAC), AACPacketType 1 (raw frame, not the config).
-        if kind == 8 && size > 2 && flv[data] >> 4 == 10 && flv[data + 1] == 1 {
-            raw_aac += 1;
-            if raw_aac % every == 0 {
-                for byte in &mut flv[data + 2..data + size] {
+        let payload = if kind == 8 {
+            frame(&flv[data..data + size])
+        } else {
+            None
+        };
+        if let Some(offset) = payload.filter(|o| size >= o + start.len()) {
+            frames += 1;
+            if frames % every == 0 {
+                let payload = &mut flv[data + offset..data + size];
+                payload[..start.len()].copy_from_slice(start);
+                for byte in &mut payload[start.len()..] {
                     seed ^= seed << 13;
                     seed ^= seed >> 7;
                     seed ^= seed << 17;
@@ -442,7 +465,7 @@ fn corrupt_aac_packets_are_counted_and_skipped() {
         ],
         &flv,
     );
-    let corrupted = corrupt_aac_tags(&flv, 10);
+    let corrupted = corrupt_audio_tags(&flv, 10, aac_frame, &[]);
     assert!(corrupted > 150, "only {corrupted} AAC frames corrupted");
 
     let origin = Switchyard::start();
@@ -1098,4 +1121,86 @@ fn opus_for_whep_pulls_is_48khz_at_the_configured_bitrate() {
         running_with_output,
     );
     assert_eq!(counter(&opus, "corrupt_frames"), 0, "{opus}");
+}
+
+/// An Enhanced RTMP publisher (FFmpeg 9) sends Opus whose every 10th packet is invalid (TOC
+/// code 3 with a frame count of 0, then garbage); an RTMP player makes the AAC conversion run.
+/// The bad packets are counted and skipped, the player decodes the tone, and the conversion
+/// keeps producing.
+#[test]
+fn corrupt_opus_packets_are_counted_and_skipped() {
+    let dir = TempDir::new("corrupt-opus");
+    let flv = dir.path.join("corrupt.flv");
+    let made = Command::new(ffmpeg9())
+        .args(["-nostdin", "-v", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25"])
+        .args(["-f", "lavfi", "-i", SINE, "-t", "45"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-profile:v",
+            "baseline",
+        ])
+        .args(["-bf", "0", "-g", "25", "-b:v", "300k"])
+        .args(["-c:a", "libopus", "-ar", "48000", "-ac", "2", "-f", "flv"])
+        .arg(&flv)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let corrupted = corrupt_audio_tags(&flv, 10, opus_frame, &[0x03, 0x00]);
+    assert!(corrupted > 150, "only {corrupted} Opus packets corrupted");
+
+    let server = Switchyard::start();
+    let _publisher = Proc(
+        Command::new(ffmpeg9())
+            .args(["-nostdin", "-v", "error", "-re", "-i"])
+            .arg(&flv)
+            .args(["-c", "copy", "-f", "flv", &server.rtmp_url("live/badopus")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let info = server.wait_for_stream("live/badopus", true);
+    assert!(
+        info["tracks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["kind"] == "audio" && t["codec"] == "opus"),
+        "{info}"
+    );
+    let url = server.rtmp_url("live/badopus");
+    let player = std::thread::spawn(move || audio_volume(&url, 10));
+    let first = wait_conversion(
+        &server,
+        "live/badopus",
+        "aac",
+        "with corrupt frames counted",
+        Duration::from_secs(20),
+        |c| counter(c, "corrupt_frames") > 0,
+    );
+    let (mean_volume, decoded) = player.join().unwrap();
+    let later = conversion(&stream_info(&server, "live/badopus"), "aac")
+        .unwrap_or_else(|| panic!("the aac conversion went away: {}", server.log_text()));
+    assert_eq!(later["state"], "running", "{later}");
+    assert!(
+        counter(&later, "frames_out") > counter(&first, "frames_out") + 100,
+        "the conversion keeps producing after corrupt input: {first} -> {later}"
+    );
+    assert!(
+        counter(&later, "corrupt_frames") * 4 < counter(&later, "frames_in"),
+        "{later}"
+    );
+    assert!(decoded >= 9.0, "{decoded} s of audio decoded over RTMP");
+    assert!(mean_volume > -40.0, "mean_volume {mean_volume} dB");
+    let mut server = server;
+    assert!(server.is_running());
 }

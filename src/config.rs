@@ -436,8 +436,15 @@ mod tests {
         assert!(Config::parse("[rtmp]\nlisten_addr = \"1.2.3.4:5\"").is_err());
         assert!(Config::parse("[rtmp]\nchunk_size = 12").is_err());
         assert!(Config::parse("origins = [\"ftp://a\"]").is_err());
+        assert!(Config::parse("[audio]\naac_bitrate = 128").is_err());
+        assert!(Config::parse("[audio]\nopus_bitrate = 1000000").is_err());
+        assert!(Config::parse("[hls]\naudio_codec = \"mp3\"").is_err());
         let c = Config::parse("[http]\nlisten = \"127.0.0.1:0\"").unwrap();
         assert_eq!(c.http.listen.port(), 0);
+        let c =
+            Config::parse("[hls]\naudio_codec = \"aac\"\n[audio]\nopus_bitrate = 32000").unwrap();
+        assert_eq!(c.hls.audio_codec, crate::outputs::hls::HlsAudio::Aac);
+        assert_eq!(c.audio.to_settings().opus_bitrate, 32_000);
     }
 
     #[test]

@@ -779,50 +779,50 @@ mod tests {
         );
     }
 
+    /// Converts `frames`, every tenth replaced by `garbage(i, len)`; returns the output and
+    /// how many pushes the converter called corrupt.
+    fn convert_with_garbage(
+        c: &mut Converter,
+        frames: &[Frame],
+        garbage: impl Fn(usize, usize) -> Vec<u8>,
+    ) -> (Vec<Frame>, usize) {
+        let mut out = Vec::new();
+        let mut corrupt = 0;
+        for (i, f) in frames.iter().enumerate() {
+            let mut f = f.clone();
+            if i % 10 == 5 {
+                f.data = garbage(i, f.data.len()).into();
+            }
+            corrupt += c.push(&f, &mut out).corrupt as usize;
+        }
+        (out, corrupt)
+    }
+
     #[test]
     fn corrupt_frames_are_counted_and_the_converter_goes_on() {
         let source = g711_track();
-        let mut to_aac =
-            Converter::new(&source, AudioCodec::Aac, &AudioSettings::default()).unwrap();
+        let settings = AudioSettings::default();
+        let mut to_aac = Converter::new(&source, AudioCodec::Aac, &settings).unwrap();
         let (aac, _) = convert_all(&mut to_aac, &g711_frames(0, 3000));
         let aac_track = to_aac.output_track();
-        let mut to_opus =
-            Converter::new(&aac_track, AudioCodec::Opus, &AudioSettings::default()).unwrap();
-        let mut out = Vec::new();
-        let mut corrupt = 0;
-        for (i, f) in aac.iter().enumerate() {
-            let mut f = f.clone();
-            if i % 10 == 5 {
-                // Garbage, as a broken encoder or a bit flip would send.
-                f.data = (0..f.data.len())
-                    .map(|k| (k * 37 + i) as u8)
-                    .collect::<Vec<u8>>()
-                    .into();
-            }
-            corrupt += to_opus.push(&f, &mut out).corrupt as usize;
-        }
+        // Garbage, as a broken encoder or a bit flip would send.
+        let mut to_opus = Converter::new(&aac_track, AudioCodec::Opus, &settings).unwrap();
+        let (opus, corrupt) = convert_with_garbage(&mut to_opus, &aac, |i, len| {
+            (0..len).map(|k| (k * 37 + i) as u8).collect()
+        });
+        let garbled = aac.len().div_ceil(10);
         assert!(
-            corrupt >= aac.len() / 10 / 2,
-            "{corrupt} of {} seen as corrupt",
-            aac.len() / 10
+            corrupt >= garbled / 2,
+            "{corrupt} of {garbled} seen as corrupt"
         );
         // Output kept coming to the end, without a hole.
-        assert_contiguous(&out, 960);
-        assert!(out.last().unwrap().pts > 48_000 * 29 / 10);
+        assert_contiguous(&opus, 960);
+        assert!(opus.last().unwrap().pts > 48_000 * 29 / 10);
 
         // Opus garbage too.
         let opus_track = to_opus.output_track();
-        let mut back =
-            Converter::new(&opus_track, AudioCodec::Aac, &AudioSettings::default()).unwrap();
-        let mut aac_again = Vec::new();
-        let mut corrupt = 0;
-        for (i, f) in out.iter().enumerate() {
-            let mut f = f.clone();
-            if i % 10 == 5 {
-                f.data = vec![0xff; 3].into();
-            }
-            corrupt += back.push(&f, &mut aac_again).corrupt as usize;
-        }
+        let mut back = Converter::new(&opus_track, AudioCodec::Aac, &settings).unwrap();
+        let (aac_again, corrupt) = convert_with_garbage(&mut back, &opus, |_, _| vec![0xff; 3]);
         assert!(corrupt > 0);
         assert!(aac_again.last().unwrap().pts > 48_000 * 28 / 10);
     }

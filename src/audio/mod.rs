@@ -204,7 +204,7 @@ pub async fn subscribe(
         .get(name)
         .ok_or_else(|| BusError::NotFound(name.to_string()))?;
     settled_tracks(&stream).await;
-    subscribe_now(registry, name, peer, need)
+    Ok(reader_of(registry, &stream, peer, need))
 }
 
 /// Like [`subscribe`], deciding on the stream's tracks as they are now.
@@ -217,20 +217,28 @@ pub fn subscribe_now(
     let stream = registry
         .get(name)
         .ok_or_else(|| BusError::NotFound(name.to_string()))?;
+    Ok(reader_of(registry, &stream, peer, need))
+}
+
+/// A reader of `stream`, or of its converted view when its audio is not what `need` allows.
+fn reader_of(registry: &Registry, stream: &Arc<Stream>, peer: Peer, need: AudioNeed) -> Reader {
+    // A new reader starts sooner on a fresh keyframe where the publisher can make one.
+    stream.request_keyframe();
     let tracks = stream.tracks().borrow().clone();
     let Some(target) = tracks.audio().and_then(|a| need.target_for(&a.codec)) else {
-        return registry.subscribe(name, peer);
+        return Reader::new(stream.clone(), peer);
     };
-    let conversion = conversion(&stream, target);
+    let conversion = conversion(stream, target);
     #[cfg(feature = "transcode")]
-    return Ok(view_reader(registry, &stream, &conversion, peer));
+    return view_reader(registry, stream, &conversion, peer);
     #[cfg(not(feature = "transcode"))]
     {
+        let _ = registry;
         if conversion.problem.lock().unwrap().is_none() {
             tracing::warn!(stream = %stream.name(), to = target.name(), "{UNAVAILABLE}");
             conversion.set_problem(Some(UNAVAILABLE.to_string()));
         }
-        registry.subscribe(name, peer)
+        Reader::new(stream.clone(), peer)
     }
 }
 
@@ -275,7 +283,6 @@ fn view_reader(
 ) -> Reader {
     let mut view = conversion.view.lock().unwrap();
     if let Some(running) = view.upgrade() {
-        running.request_keyframe();
         return Reader::new(running, peer);
     }
     let mut publisher = registry.derived_publisher(stream);
@@ -459,4 +466,159 @@ pub fn conversions(stream: &Stream) -> Vec<ConversionInfo> {
         .iter()
         .map(|c| c.info())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::{BusConfig, ReaderEvent};
+    use bytes::Bytes;
+    use switchyard_media::{Frame, G711Law, Track, TrackId};
+
+    /// A stream with VP8 video and G.711 audio, which RTMP and WebRTC readers cannot take as
+    /// it is.
+    fn g711_stream(registry: &Registry) -> crate::bus::Publisher {
+        let mut publisher = registry.publish("cam", Peer::new("rtsp", None)).unwrap();
+        publisher.set_tracks(vec![
+            Track {
+                id: TrackId(1),
+                codec: CodecConfig::Vp8,
+                clock_rate: 90_000,
+            },
+            Track {
+                id: TrackId(2),
+                codec: CodecConfig::G711 {
+                    law: G711Law::MuLaw,
+                    channels: 1,
+                },
+                clock_rate: 8000,
+            },
+        ]);
+        publisher
+    }
+
+    /// 2 s of frames; the video payloads are kept in `videos`.
+    fn publish_frames(publisher: &crate::bus::Publisher, videos: &mut Vec<Bytes>) {
+        for i in 0..100i64 {
+            if i % 2 == 0 {
+                let data = Bytes::from(vec![i as u8; 1000]);
+                videos.push(data.clone());
+                publisher.push(Frame {
+                    track: TrackId(1),
+                    pts: i * 1800,
+                    dts: i * 1800,
+                    keyframe: i == 0,
+                    data,
+                });
+            }
+            publisher.push(Frame {
+                track: TrackId(2),
+                pts: i * 160,
+                dts: i * 160,
+                keyframe: true,
+                // mu-law of a quiet sawtooth
+                data: (0..160u8)
+                    .map(|k| 0xf0 | (k & 0x0f))
+                    .collect::<Vec<u8>>()
+                    .into(),
+            });
+        }
+    }
+
+    fn drain(reader: &mut Reader) -> Vec<ReaderEvent> {
+        let mut events = Vec::new();
+        while let crate::bus::TryRecv::Event(e) = reader.try_recv() {
+            events.push(e);
+        }
+        events
+    }
+
+    #[cfg(feature = "transcode")]
+    #[tokio::test(start_paused = true)]
+    async fn readers_share_one_conversion_that_leaves_video_alone_and_stops_when_unused() {
+        let registry = Registry::new(BusConfig::default());
+        let publisher = g711_stream(&registry);
+        let mut videos = Vec::new();
+        let rtmp = || Peer::new("rtmp", None);
+        let mut first = subscribe(&registry, "cam", rtmp(), AudioNeed::Aac)
+            .await
+            .unwrap();
+        let mut second = subscribe(&registry, "cam", rtmp(), AudioNeed::Aac)
+            .await
+            .unwrap();
+        assert!(
+            Arc::ptr_eq(first.stream(), second.stream()),
+            "one view for both readers"
+        );
+        publish_frames(&publisher, &mut videos);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for reader in [&mut first, &mut second] {
+            let events = drain(reader);
+            let Some(ReaderEvent::Tracks(tracks)) = events.first() else {
+                panic!("tracks first: {events:?}");
+            };
+            let audio = tracks.audio().unwrap();
+            assert!(matches!(audio.codec, CodecConfig::Aac(_)), "{tracks:?}");
+            assert_eq!(audio.clock_rate, 48_000);
+            let frames: Vec<_> = events
+                .iter()
+                .filter_map(|e| match e {
+                    ReaderEvent::Frame(f) => Some(&f.frame),
+                    _ => None,
+                })
+                .collect();
+            // Video frames are the publisher's own bytes, not copies.
+            let video: Vec<_> = frames.iter().filter(|f| f.track == TrackId(1)).collect();
+            assert_eq!(video.len(), videos.len());
+            for (got, sent) in video.iter().zip(&videos) {
+                assert_eq!(got.data.as_ptr(), sent.as_ptr());
+            }
+            let aac = frames.iter().filter(|f| f.track == TrackId(2)).count();
+            assert!(aac >= 90, "2 s of AAC at 48 kHz: {aac} frames");
+        }
+        // Readers of the view count as the stream's readers; the converter itself does not.
+        let source = registry.get("cam").unwrap();
+        assert_eq!(source.readers_by_protocol(), vec![("rtmp", 2)]);
+        let info = conversions(&source);
+        assert_eq!(info.len(), 1);
+        assert_eq!((info[0].codec, info[0].state), (AudioCodec::Aac, "running"));
+        assert_eq!(info[0].frames_in, 100);
+
+        // Readers that take G.711's replacement as it is get the source.
+        let mse = subscribe(
+            &registry,
+            "cam",
+            Peer::new("mse", None),
+            AudioNeed::AacOrOpus,
+        )
+        .await
+        .unwrap();
+        assert!(Arc::ptr_eq(mse.stream(), first.stream()), "AAC view shared");
+        drop((first, second, mse));
+        tokio::time::sleep(IDLE_STOP + Duration::from_secs(1)).await;
+        assert_eq!(conversions(&source)[0].state, "idle");
+        assert!(source.readers_by_protocol().is_empty());
+    }
+
+    #[cfg(not(feature = "transcode"))]
+    #[tokio::test]
+    async fn without_the_feature_readers_get_the_source_and_the_conversion_is_unavailable() {
+        let registry = Registry::new(BusConfig::default());
+        let _publisher = g711_stream(&registry);
+        let reader = subscribe(&registry, "cam", Peer::new("webrtc", None), AudioNeed::Opus)
+            .await
+            .unwrap();
+        let source = registry.get("cam").unwrap();
+        assert!(Arc::ptr_eq(reader.stream(), &source));
+        let info = conversions(&source);
+        assert_eq!(
+            (info[0].codec, info[0].state),
+            (AudioCodec::Opus, "unavailable")
+        );
+        assert!(info[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("--features transcode"));
+    }
 }

@@ -116,6 +116,18 @@ fn chromium_plays_an_rtmp_stream_over_whep() {
             "{info}"
         );
         assert!(conversion["frames_out"].as_u64() > Some(100), "{info}");
+        let metrics = ureq::get(&server.api("/metrics"))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
+        let converted = metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("switchyard_audio_converted_frames_total{codec=\"opus\"} ")
+            })
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        assert!(converted > Some(100), "{metrics}");
         // The viewer has gone: the conversion stops a few seconds later.
         let deadline = std::time::Instant::now() + Duration::from_secs(15);
         loop {

@@ -113,6 +113,12 @@ fn settings() -> AudioSettings {
     SETTINGS.get().cloned().unwrap_or_default()
 }
 
+/// Process totals for `/metrics`: frames out of conversions to AAC and to Opus, and corrupt
+/// frames skipped.
+pub static CONVERTED_TO_AAC: AtomicU64 = AtomicU64::new(0);
+pub static CONVERTED_TO_OPUS: AtomicU64 = AtomicU64::new(0);
+pub static CORRUPT_FRAMES: AtomicU64 = AtomicU64::new(0);
+
 /// Whether this build can convert audio.
 pub const AVAILABLE: bool = cfg!(feature = "transcode");
 
@@ -421,15 +427,18 @@ impl ViewFeeder {
         let pushed = c.push(frame, &mut self.out);
         if pushed.corrupt {
             let n = conversion.corrupt_frames.fetch_add(1, Ordering::Relaxed) + 1;
-            metrics::counter!("switchyard_audio_corrupt_frames_total").increment(1);
+            CORRUPT_FRAMES.fetch_add(1, Ordering::Relaxed);
             if n.is_power_of_two() {
                 tracing::warn!(stream = %self.stream, corrupt_frames = n, "corrupt audio frame skipped");
             }
         }
         let n = self.out.len() as u64;
         conversion.frames_out.fetch_add(n, Ordering::Relaxed);
-        metrics::counter!("switchyard_audio_converted_frames_total", "codec" => conversion.target.name())
-            .increment(n);
+        match conversion.target {
+            AudioCodec::Aac => &CONVERTED_TO_AAC,
+            AudioCodec::Opus => &CONVERTED_TO_OPUS,
+        }
+        .fetch_add(n, Ordering::Relaxed);
         for f in self.out.drain(..) {
             publisher.push(f);
         }
@@ -604,12 +613,18 @@ mod tests {
     #[tokio::test]
     async fn without_the_feature_readers_get_the_source_and_the_conversion_is_unavailable() {
         let registry = Registry::new(BusConfig::default());
-        let _publisher = g711_stream(&registry);
-        let reader = subscribe(&registry, "cam", Peer::new("webrtc", None), AudioNeed::Opus)
+        let publisher = g711_stream(&registry);
+        let mut reader = subscribe(&registry, "cam", Peer::new("webrtc", None), AudioNeed::Opus)
             .await
             .unwrap();
         let source = registry.get("cam").unwrap();
         assert!(Arc::ptr_eq(reader.stream(), &source));
+        publish_frames(&publisher, &mut Vec::new());
+        let audio = drain(&mut reader)
+            .iter()
+            .filter(|e| matches!(e, ReaderEvent::Frame(f) if f.frame.track == TrackId(2)))
+            .count();
+        assert_eq!(audio, 100, "the G.711 frames as they are");
         let info = conversions(&source);
         assert_eq!(
             (info[0].codec, info[0].state),

@@ -62,6 +62,24 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
         metrics::counter!("switchyard_bytes_in_total").absolute(totals.bytes_in);
         metrics::counter!("switchyard_bytes_out_total").absolute(totals.bytes_out);
         metrics::counter!("switchyard_frames_dropped_total").absolute(totals.frames_dropped);
+        {
+            use crate::audio::{CONVERTED_TO_AAC, CONVERTED_TO_OPUS, CORRUPT_FRAMES};
+            use std::sync::atomic::Ordering::Relaxed;
+            metrics::describe_counter!(
+                "switchyard_audio_converted_frames_total",
+                "Audio frames converted for readers, by the codec converted to"
+            );
+            for (codec, total) in [("aac", &CONVERTED_TO_AAC), ("opus", &CONVERTED_TO_OPUS)] {
+                metrics::counter!("switchyard_audio_converted_frames_total", "codec" => codec)
+                    .absolute(total.load(Relaxed));
+            }
+            metrics::describe_counter!(
+                "switchyard_audio_corrupt_frames_total",
+                "Audio frames the converters could not decode and skipped"
+            );
+            metrics::counter!("switchyard_audio_corrupt_frames_total")
+                .absolute(CORRUPT_FRAMES.load(Relaxed));
+        }
         if let Some(webrtc) = &state.webrtc {
             use std::sync::atomic::Ordering::Relaxed;
             let stats = webrtc.stats();

@@ -522,6 +522,21 @@ fn corrupt_aac_packets_are_counted_and_skipped() {
         "{later}"
     );
 
+    // /metrics counts them for the whole process.
+    let metrics = ureq::get(&origin.api("/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let corrupt_total = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("switchyard_audio_corrupt_frames_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    assert!(
+        corrupt_total >= Some(counter(&later, "corrupt_frames") as f64),
+        "switchyard_audio_corrupt_frames_total {corrupt_total:?} after {later}"
+    );
+
     // The pulled stream has the converted audio.
     let pulled = edge.wait_for_stream("edge/bad", true);
     assert!(

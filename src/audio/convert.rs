@@ -327,6 +327,21 @@ impl Converter {
         self.fifo_start = Some(start);
     }
 
+    /// Ends the stream: what waits in the FIFO (padded with silence to a frame) and in the
+    /// encoder comes out.
+    pub fn finish(&mut self, out: &mut Vec<Frame>) {
+        if self.fifo_start.is_some() && !self.fifo[0].is_empty() {
+            let padded = self.fifo[0].len().next_multiple_of(self.frame_size);
+            for ch in &mut self.fifo {
+                ch.resize(padded, 0.0);
+            }
+            self.encode_ready(out);
+        }
+        if self.encoder.send_eof().is_ok() {
+            self.receive_packets(out);
+        }
+    }
+
     fn receive_packets(&mut self, out: &mut Vec<Frame>) {
         let mut packet = ff::Packet::empty();
         while self.encoder.receive_packet(&mut packet).is_ok() {
@@ -679,8 +694,10 @@ mod tests {
         let source = g711_track();
         let mut to_aac =
             Converter::new(&source, AudioCodec::Aac, &AudioSettings::default()).unwrap();
-        let (aac, pushed) = convert_all(&mut to_aac, &g711_frames(0, 3000));
+        let (mut aac, pushed) = convert_all(&mut to_aac, &g711_frames(0, 3000));
         assert_eq!(pushed, Pushed::default());
+        // At the end, what waited in the FIFO and the encoder comes out.
+        to_aac.finish(&mut aac);
         let aac_track = to_aac.output_track();
         assert_eq!(aac_track.clock_rate, 48_000);
         assert!(
@@ -712,6 +729,18 @@ mod tests {
             &onsets(&decode_timeline(&opus_track, &opus), 48_000.0),
             &BEEP_AT,
             "Opus",
+        );
+
+        // Everything up to the input's end comes out.
+        let mut tail = Vec::new();
+        to_opus.finish(&mut tail);
+        assert!(!tail.is_empty());
+        assert_contiguous(&[&opus[..], &tail[..]].concat(), 960);
+        let end = tail.last().unwrap().pts + 960;
+        assert!(
+            end >= 3 * 48_000,
+            "output ends at {end}, input at {}",
+            3 * 48_000
         );
     }
 
@@ -754,6 +783,54 @@ mod tests {
             &BEEP_AT,
             "with jitter",
         );
+    }
+
+    /// A source whose timestamps run 100 ppm fast or slow against its sample count (a camera's
+    /// clock): over ten minutes, 60 ms. The output follows the timestamps, not the count, within
+    /// the tolerance, by small fills or cuts.
+    #[test]
+    fn a_drifting_source_clock_is_followed_within_the_tolerance() {
+        for ppm in [100i64, -100] {
+            let source = g711_track();
+            let mut c =
+                Converter::new(&source, AudioCodec::Opus, &AudioSettings::default()).unwrap();
+            let mut out = Vec::new();
+            let mut pushed = Pushed::default();
+            let silence = Bytes::from(vec![0xffu8; 160]);
+            let frames = 10 * 60 * 50i64;
+            let mut worst = 0i64;
+            for i in 0..frames {
+                let pts = i * 160 + i * 160 * ppm / 1_000_000;
+                let frame = Frame {
+                    track: TrackId(2),
+                    pts,
+                    dts: pts,
+                    keyframe: true,
+                    data: silence.clone(),
+                };
+                let before = out.len();
+                let p = c.push(&frame, &mut out);
+                pushed.filled += p.filled;
+                pushed.cut += p.cut;
+                // Each new output frame starts where the input timeline says (within the
+                // tolerance and the frame and FIFO it may wait in).
+                for f in &out[before..] {
+                    let input_at = rescale(pts, 8000, 48_000);
+                    worst = worst.max((input_at - f.pts - 960).abs());
+                }
+            }
+            // The 20 ms tolerance, plus up to two 20 ms Opus frames waiting; uncorrected, the
+            // drift alone would be 60 ms.
+            assert!(
+                worst < 48 * 60,
+                "{ppm} ppm: output {worst} samples off the input's time"
+            );
+            let corrected = if ppm > 0 { pushed.filled } else { pushed.cut };
+            assert!(
+                corrected > 0 && corrected < 48 * 120,
+                "{ppm} ppm: {pushed:?}"
+            );
+        }
     }
 
     #[test]

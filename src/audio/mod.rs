@@ -358,7 +358,12 @@ impl ViewFeeder {
                 }
             }
         }
-        // The source ended: readers of the view drain and end with it.
+        // The source ended: the converter's last audio goes out, then readers of the view
+        // drain and end with it.
+        if let Some(c) = self.converter.as_mut() {
+            c.finish(&mut self.out);
+            self.publish_out(&publisher);
+        }
         *self.conversion.view.lock().unwrap() = Weak::new();
         tracing::info!(stream = %self.stream, to = target, "audio conversion ended with its stream");
     }
@@ -432,9 +437,14 @@ impl ViewFeeder {
                 tracing::warn!(stream = %self.stream, corrupt_frames = n, "corrupt audio frame skipped");
             }
         }
+        self.publish_out(publisher);
+    }
+
+    /// Publishes (and counts) the converter's output.
+    fn publish_out(&mut self, publisher: &crate::bus::Publisher) {
         let n = self.out.len() as u64;
-        conversion.frames_out.fetch_add(n, Ordering::Relaxed);
-        match conversion.target {
+        self.conversion.frames_out.fetch_add(n, Ordering::Relaxed);
+        match self.conversion.target {
             AudioCodec::Aac => &CONVERTED_TO_AAC,
             AudioCodec::Opus => &CONVERTED_TO_OPUS,
         }

@@ -117,6 +117,9 @@ pub struct Packetized {
     pub kind: MediaKind,
     /// RTP timestamp before any viewer's offset: the pts in the RTP clock.
     pub timestamp: u32,
+    /// The pts in seconds on the stream's timeline (one origin for every track), which sender
+    /// reports map wall-clock time onto.
+    pub pts_secs: f64,
     pub keyframe: bool,
     pub payloads: Vec<Payload>,
 }
@@ -216,6 +219,7 @@ impl Feed {
         let packetized = Arc::new(Packetized {
             kind,
             timestamp,
+            pts_secs: frame.pts as f64 / track.clock_rate.max(1) as f64,
             keyframe: kind == MediaKind::Video && frame.keyframe,
             payloads,
         });
@@ -283,6 +287,8 @@ pub struct TrackOut {
     packets_sent: u32,
     octets_sent: u32,
     last_timestamp: u32,
+    /// The stream-timeline time (s) of the last frame sent, as its RTP timestamp says.
+    last_pts_secs: f64,
     last_sent_at: Option<Instant>,
 }
 
@@ -304,6 +310,7 @@ impl TrackOut {
             packets_sent: 0,
             octets_sent: 0,
             last_timestamp: 0,
+            last_pts_secs: 0.0,
             last_sent_at: None,
         }
     }
@@ -359,7 +366,13 @@ impl TrackOut {
             out.push(packet);
         }
         if !frame.payloads.is_empty() {
+            // A catch-up frame goes out with a squeezed timestamp: its time is what that says.
+            let squeezed = self
+                .base
+                .wrapping_add(frame.timestamp)
+                .wrapping_sub(timestamp) as i32;
             self.last_timestamp = timestamp;
+            self.last_pts_secs = frame.pts_secs - f64::from(squeezed) / f64::from(self.clock_rate);
             self.last_sent_at = Some(now);
         }
     }
@@ -385,14 +398,14 @@ impl TrackOut {
         })
     }
 
-    /// What a sender report says at `now` (RFC 3550 6.4.1): the RTP time that corresponds to
-    /// `now`, and the packet and payload-octet counts; `None` before anything was sent.
-    pub fn report(&self, now: Instant) -> Option<(u32, u32, u32)> {
-        let sent_at = self.last_sent_at?;
-        let elapsed = now.saturating_duration_since(sent_at);
-        let ticks = (elapsed.as_micros() as u64 * self.clock_rate as u64 / 1_000_000) as u32;
+    /// What a sender report says (RFC 3550 6.4.1) when the wall clock stands at `pts_now` on
+    /// the stream's timeline: the RTP time of that instant, and the packet and payload-octet
+    /// counts; `None` before anything was sent.
+    fn report_at(&self, pts_now: f64) -> Option<(u32, u32, u32)> {
+        self.last_sent_at?;
+        let ticks = ((pts_now - self.last_pts_secs) * f64::from(self.clock_rate)).round() as i64;
         Some((
-            self.last_timestamp.wrapping_add(ticks),
+            self.last_timestamp.wrapping_add(ticks as u32),
             self.packets_sent,
             self.octets_sent,
         ))
@@ -477,6 +490,29 @@ impl Viewer {
     pub fn wants_video(&self) -> bool {
         self.video.is_some()
     }
+
+    /// Sender reports for this viewer's tracks at `now`: each track's RTP time for the same
+    /// instant of the stream's timeline, so a receiver lines audio and video up by their
+    /// timestamps (RFC 3550 6.4.1, "to synchronize playback") however late either left here,
+    /// e.g. audio out of a converter. The timeline is pinned to the wall clock by the track
+    /// that sent last.
+    pub fn sender_reports(&self, now: Instant) -> Vec<(&TrackOut, (u32, u32, u32))> {
+        let tracks = [&self.video, &self.audio];
+        let Some((sent_at, pts)) = tracks
+            .iter()
+            .filter_map(|t| t.as_ref())
+            .filter_map(|t| Some((t.last_sent_at?, t.last_pts_secs)))
+            .max_by_key(|(at, _)| *at)
+        else {
+            return Vec::new();
+        };
+        let pts_now = pts + now.saturating_duration_since(sent_at).as_secs_f64();
+        tracks
+            .into_iter()
+            .filter_map(|t| t.as_ref())
+            .filter_map(|t| Some((t, t.report_at(pts_now)?)))
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -484,9 +520,14 @@ mod tests {
     use super::*;
 
     fn frame(kind: MediaKind, timestamp: u32, keyframe: bool, packets: usize) -> Arc<Packetized> {
+        let clock = match kind {
+            MediaKind::Video => 90_000.0,
+            MediaKind::Audio => 48_000.0,
+        };
         Arc::new(Packetized {
             kind,
             timestamp,
+            pts_secs: f64::from(timestamp) / clock,
             keyframe,
             payloads: (0..packets)
                 .map(|i| Payload {
@@ -587,21 +628,47 @@ mod tests {
 
     #[test]
     fn sender_reports_extrapolate_the_rtp_clock() {
-        let mut track = video_track();
+        let mut viewer = Viewer::new(Some(video_track()), None);
         let start = Instant::now();
-        assert!(track.report(start).is_none());
+        assert!(viewer.sender_reports(start).is_empty());
         let mut out = Vec::new();
-        track.packets(
-            &frame(MediaKind::Video, 3000, true, 2),
-            3000,
-            start,
-            &mut out,
-        );
-        let (rtp_time, packets, octets) = track
-            .report(start + std::time::Duration::from_millis(100))
-            .unwrap();
+        viewer.live(&frame(MediaKind::Video, 3000, true, 2), start, &mut out);
+        let reports = viewer.sender_reports(start + std::time::Duration::from_millis(100));
+        let (rtp_time, packets, octets) = reports[0].1;
         assert_eq!(rtp_time.wrapping_sub(timestamp(&out[0])), 9000);
         assert_eq!((packets, octets), (2, 20));
+    }
+
+    #[test]
+    fn sender_reports_map_both_tracks_to_one_instant_however_late_each_was_sent() {
+        let audio = TrackOut::new(RTCRtpSenderId::default(), 2, 111, MediaKind::Audio);
+        let mut viewer = Viewer::new(Some(video_track()), Some(audio));
+        let start = Instant::now();
+        let mut out = Vec::new();
+        // Video at 10.000 s sent at once; audio at 9.990 s sent 40 ms later (out of an audio
+        // converter).
+        viewer.live(&frame(MediaKind::Video, 900_000, true, 1), start, &mut out);
+        let ms = std::time::Duration::from_millis;
+        viewer.live(
+            &frame(MediaKind::Audio, 479_520, false, 1),
+            start + ms(40),
+            &mut out,
+        );
+        let (video_ts, audio_ts) = (timestamp(&out[0]), timestamp(&out[1]));
+        let reports = viewer.sender_reports(start + ms(100));
+        let pts_of = |i: usize, sent: u32, clock: f64, pts: f64| {
+            pts + f64::from(reports[i].1 .0.wrapping_sub(sent) as i32) / clock
+        };
+        let video_now = pts_of(0, video_ts, 90_000.0, 10.0);
+        let audio_now = pts_of(1, audio_ts, 48_000.0, 9.99);
+        assert!(
+            (video_now - audio_now).abs() < 1e-4,
+            "{video_now} vs {audio_now}"
+        );
+        assert!(
+            (audio_now - 10.05).abs() < 1e-4,
+            "pinned by the last sent: {audio_now}"
+        );
     }
 
     #[test]

@@ -502,10 +502,7 @@ impl Engine {
             if peer.srtp.is_none() {
                 continue;
             }
-            for track in [&viewer.video, &viewer.audio].into_iter().flatten() {
-                let Some((rtp_time, packet_count, octet_count)) = track.report(now) else {
-                    continue;
-                };
+            for (track, (rtp_time, packet_count, octet_count)) in viewer.sender_reports(now) {
                 let report = SenderReport {
                     ssrc: track.ssrc,
                     ntp_time: ntp,

@@ -771,10 +771,9 @@ fn record_mse(server: &Switchyard, name: &str, until: Instant) -> (Vec<u8>, Vec<
 /// The other direction: ffmpeg publishes H.264 + AAC over RTMP, twice as fast as real time,
 /// with a beep on every keyframe; a second node pulls the stream over WHEP (the origin converts
 /// the audio to Opus); the fMP4 of the second node's MSE output carries Opus, and every beep
-/// in it starts within 40 ms of a keyframe. (Seen on the 2-core test machine over 16 runs, at
-/// 2x and in real time alike: the beeps come 13 to 39 ms late, the same all through a run but
-/// different from run to run, so this check is close to its limit; an Opus WHIP source pulled
-/// the same way, without conversion, 0 to 16 ms; Opus -> AAC over RTMP at most 7 ms.)
+/// in it starts within 40 ms of a keyframe. (While sender reports mapped each track by its
+/// last send time, the beeps came 13 to 39 ms late here, different from run to run; since they
+/// map every track to one instant of the stream's timeline, within 1 ms.)
 #[test]
 fn aac_converted_to_opus_for_a_whep_pull_keeps_beeps_on_keyframes() {
     let origin = Switchyard::start();

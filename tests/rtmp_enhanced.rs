@@ -174,3 +174,39 @@ fn opus_becomes_aac_in_hls_when_configured() {
     };
     assert!(first.as_str().contains(r#"avc1.42C01E,opus"#), "{first}");
 }
+
+/// Players that know only legacy RTMP (here GStreamer's rtmp2src and flvdemux, which take no
+/// Enhanced RTMP audio) get an Opus stream's audio as AAC and decode it.
+#[cfg(feature = "transcode")]
+#[test]
+fn legacy_rtmp_players_decode_an_opus_streams_audio_as_aac() {
+    require("gst-launch-1.0");
+    let server = Switchyard::start();
+    let args = ["-c:v", "libx264", "-profile:v", "baseline", "-g", "25"];
+    let _publisher = ff9_publish(&server.rtmp_url("live/legacy"), &args, true);
+    server.wait_for_stream("live/legacy", true);
+    // 200 decoded AAC frames (about 4 s; the publisher sends 30 s) and 100 video frames: the
+    // pipeline ends when both branches have had theirs.
+    let pipeline = format!(
+        "rtmp2src location={} ! flvdemux name=d d.audio ! queue ! aacparse ! avdec_aac ! identity eos-after=200 ! fakesink d.video ! queue ! identity eos-after=100 ! fakesink",
+        server.rtmp_url("live/legacy")
+    );
+    let started = std::time::Instant::now();
+    let out = Command::new("timeout")
+        .arg("20")
+        .arg("gst-launch-1.0")
+        .args(pipeline.split_whitespace())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("Got EOS from element"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.contains("ERROR"), "{stdout}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "ended by the decoded frames, not by the stream's end"
+    );
+}

@@ -22,6 +22,12 @@ export const FLAGS = [
     'DialMediaRouteProvider,Translate,LensOverlay',
 ];
 
+// SWITCHYARD_FAKE_AUDIO=/path/file.wav: the fake microphone plays that file (looped) instead of
+// Chromium's beeps, e.g. a continuous tone whose level a test can check after the round trip.
+if (process.env.SWITCHYARD_FAKE_AUDIO) {
+  FLAGS.push('--use-file-for-fake-audio-capture=' + process.env.SWITCHYARD_FAKE_AUDIO);
+}
+
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function emit(obj) {

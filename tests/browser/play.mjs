@@ -8,7 +8,10 @@
 //    "state","mode","errors","wallClockMs","bodyText","playingDateMs",
 //    "webrtc" (WebRTC mode: window.switchyardPlayer.webrtc, else null),
 //    "consoleErrors","advanced","currentTimeAtHalf","totalVideoFramesAtHalf",
-//    "framesDecodedAtHalf","audioSamplesAtHalf" (WebRTC mode, else null)}
+//    "framesDecodedAtHalf","audioSamplesAtHalf","audioLevelAtHalf" (WebRTC mode, else null)}
+// With SWITCHYARD_PLAY_UNMUTED=1 in the environment the <video> is unmuted once the page has
+// loaded: Chromium reports a WebRTC audio track's `audioLevel` (webrtc.audioLevel) only for
+// audio it plays out, and the page starts muted (autoplay).
 // Exit codes: see chromium.mjs (0 the page was read, whatever it showed; 1 Chromium could not be
 // launched; 2 the page could not be opened or read).
 import { runPage, sleep } from './chromium.mjs';
@@ -39,6 +42,9 @@ function sample() {
 
 await runPage('play.mjs', async (page, seconds) => {
   const half = (seconds * 1000) / 2;
+  if (process.env.SWITCHYARD_PLAY_UNMUTED === '1') {
+    await page.evaluate(() => { const v = document.querySelector('video'); if (v) v.muted = false; });
+  }
   await sleep(half);
   const first = await page.evaluate(sample);
   await sleep(seconds * 1000 - half);
@@ -49,5 +55,6 @@ await runPage('play.mjs', async (page, seconds) => {
     ...last, advanced, currentTimeAtHalf: first.currentTime, totalVideoFramesAtHalf: first.totalVideoFrames,
     framesDecodedAtHalf: first.webrtc ? first.webrtc.framesDecoded : null,
     audioSamplesAtHalf: first.webrtc ? first.webrtc.audioSamplesReceived : null,
+    audioLevelAtHalf: first.webrtc ? first.webrtc.audioLevel : null,
   };
 });

@@ -21,9 +21,23 @@ fn report(out: std::process::Output, what: &str) -> serde_json::Value {
 
 /// Opens the player page `url` for `seconds` and returns what it reported.
 pub fn play(url: &str, seconds: u32) -> serde_json::Value {
+    play_with(url, seconds, false)
+}
+
+/// Like [`play`] with the `<video>` unmuted, so that Chromium plays the audio out and reports
+/// its level (`webrtc.audioLevel`, `audioLevelAtHalf`).
+pub fn play_unmuted(url: &str, seconds: u32) -> serde_json::Value {
+    play_with(url, seconds, true)
+}
+
+fn play_with(url: &str, seconds: u32, unmuted: bool) -> serde_json::Value {
     require("node");
     require("chromium");
-    let out = Command::new("node")
+    let mut cmd = Command::new("node");
+    if unmuted {
+        cmd.env("SWITCHYARD_PLAY_UNMUTED", "1");
+    }
+    let out = cmd
         .arg(script("play.mjs"))
         .arg(url)
         .arg(seconds.to_string())
@@ -38,9 +52,23 @@ pub struct Publishing(Option<Child>);
 impl Publishing {
     /// Opens the publish page `url` for `seconds` in the background.
     pub fn start(url: &str, seconds: u32) -> Self {
+        Self::spawn(url, seconds, None)
+    }
+
+    /// Like [`Publishing::start`], with a fake microphone that plays `wav` (looped) instead of
+    /// Chromium's beeps.
+    pub fn start_with_fake_audio(url: &str, seconds: u32, wav: &std::path::Path) -> Self {
+        Self::spawn(url, seconds, Some(wav))
+    }
+
+    fn spawn(url: &str, seconds: u32, wav: Option<&std::path::Path>) -> Self {
         require("node");
         require("chromium");
-        let child = Command::new("node")
+        let mut cmd = Command::new("node");
+        if let Some(wav) = wav {
+            cmd.env("SWITCHYARD_FAKE_AUDIO", wav);
+        }
+        let child = cmd
             .arg(script("publish.mjs"))
             .arg(url)
             .arg(seconds.to_string())

@@ -17,6 +17,24 @@ use support::browser::{play_unmuted, Publishing};
 use support::nginx::Nginx;
 use support::*;
 
+/// H.264 for WebRTC (baseline, no B-frames) at 30 fps with a keyframe every 2.000 s exactly.
+const X264_KEYFRAME_EVERY_2S: &[&str] = &[
+    "-c:v",
+    "libx264",
+    "-preset",
+    "ultrafast",
+    "-profile:v",
+    "baseline",
+    "-bf",
+    "0",
+    "-g",
+    "60",
+    "-keyint_min",
+    "60",
+    "-sc_threshold",
+    "0",
+];
+
 /// The stream's info from the API (`Value::Null` if it is not there).
 fn stream_info(server: &Switchyard, stream: &str) -> Value {
     let (status, info) = server.get_json(&format!("/api/v1/streams/{stream}"));
@@ -70,84 +88,6 @@ fn running_with_output(c: &Value) -> bool {
     c["state"] == "running" && counter(c, "frames_out") > 0
 }
 
-/// ffmpeg takes `rtmp://h/live/a/b` as application `live/a`: name the application and the key.
-fn rtmp_app_args(url: &str) -> Vec<String> {
-    let app = url.split('/').nth(3).unwrap();
-    let key = url.splitn(5, '/').nth(4).unwrap();
-    ["-rtmp_app", app, "-rtmp_playpath", key]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-}
-
-/// ffprobe's streams (codec, profile, sample rate, channels, size) at the RTMP `url`, retried until every
-/// line of `want` starts one of them.
-fn probe_rtmp_until(url: &str, want: &[&str], timeout: Duration) -> Vec<String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let out = Command::new("ffprobe")
-            .args(["-v", "error", "-rw_timeout", "3000000"])
-            .args(rtmp_app_args(url))
-            .args([
-                "-show_entries",
-                "stream=codec_name,profile,sample_rate,channels,width,height",
-                "-of",
-                "compact=p=0",
-                url,
-            ])
-            .output()
-            .unwrap();
-        let streams: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect();
-        if want
-            .iter()
-            .all(|w| streams.iter().any(|s| s.starts_with(w)))
-        {
-            return streams;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{url} never had {want:?}: {streams:?} {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
-/// Decodes `seconds` of the audio of `url` (RTMP or HLS) with ffmpeg's `volumedetect`; returns
-/// the mean volume (dB) and how many seconds of audio were decoded.
-fn audio_volume(url: &str, seconds: u32) -> (f64, f64) {
-    let input_args = if url.starts_with("rtmp://") {
-        rtmp_app_args(url)
-    } else {
-        Vec::new()
-    };
-    let out = Command::new("ffmpeg")
-        .args(["-nostdin", "-nostats", "-rw_timeout", "5000000"])
-        .args(input_args)
-        .args(["-i", url, "-t", &seconds.to_string()])
-        .args(["-map", "0:a:0", "-af", "volumedetect", "-f", "null"])
-        .args(["-progress", "pipe:1", "-"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let mean = stderr
-        .lines()
-        .find_map(|l| l.split("mean_volume:").nth(1))
-        .and_then(|v| v.trim().trim_end_matches("dB").trim().parse::<f64>().ok())
-        .unwrap_or_else(|| panic!("no mean_volume from ffmpeg for {url}: {stderr}"));
-    let decoded_us = stdout
-        .lines()
-        .rev()
-        .filter_map(|l| l.strip_prefix("out_time_us="))
-        .find_map(|v| v.trim().parse::<i64>().ok())
-        .unwrap_or(0);
-    (mean, decoded_us as f64 / 1e6)
-}
-
 /// FFmpeg 9 publishing testsrc2 (320x180, 30 fps, H.264 baseline, a keyframe every 2 s) and the
 /// lavfi audio source `audio` as 48 kHz stereo Opus over WHIP to `url`, for `seconds` of media
 /// at `readrate` times real time.
@@ -162,24 +102,7 @@ fn whip_publish(url: &str, audio: &str, seconds: u32, readrate: u32) -> Proc {
         ])
         .args(["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30"])
         .args(["-f", "lavfi", "-i", audio, "-t", &seconds.to_string()])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-profile:v",
-            "baseline",
-        ])
-        .args([
-            "-bf",
-            "0",
-            "-g",
-            "60",
-            "-keyint_min",
-            "60",
-            "-sc_threshold",
-            "0",
-        ])
+        .args(X264_KEYFRAME_EVERY_2S)
         .args([
             "-b:v", "300k", "-c:a", "libopus", "-ar", "48000", "-ac", "2",
         ])
@@ -253,7 +176,7 @@ fn chromium_whip_opus_reaches_nginx_as_aac() {
     );
 
     let at_nginx = nginx.url("live/tone");
-    probe_rtmp_until(
+    probe_until(
         &at_nginx,
         &[
             "codec_name=h264",
@@ -292,7 +215,7 @@ fn chromium_whip_opus_reaches_nginx_as_aac() {
     let body = serde_json::json!({ "stream": "live/tone", "url": nginx.url("api") });
     let (status, created) = server.request("POST", "/api/v1/pushes", Some(&body.to_string()));
     assert_eq!(status, 201, "{created}");
-    probe_rtmp_until(
+    probe_until(
         &nginx.url("api"),
         &["codec_name=h264", "codec_name=aac|profile=LC"],
         Duration::from_secs(30),
@@ -768,6 +691,32 @@ fn record_mse(server: &Switchyard, name: &str, until: Instant) -> (Vec<u8>, Vec<
     (file, mimes)
 }
 
+/// `edge` pulls `name` from `origin` over WHEP (as `edge/...` with the same last segment),
+/// then `edge`'s MSE output is recorded for `seconds`: the recording (its last init segment
+/// on) in a file in `dir`, which must carry Opus.
+fn pull_and_record_mse(
+    origin: &Switchyard,
+    edge: &Switchyard,
+    name: &str,
+    seconds: u64,
+    dir: &TempDir,
+) -> std::path::PathBuf {
+    origin.wait_for_stream(name, true);
+    let local = format!("edge/{}", name.rsplit('/').next().unwrap());
+    let body = serde_json::json!({ "source": origin.api(&format!("/whep/{name}")), "name": local });
+    let (status, created) = edge.request("POST", "/api/v1/pulls", Some(&body.to_string()));
+    assert_eq!(status, 201, "{created}");
+    edge.wait_for_stream(&local, true);
+    let (mp4, mimes) = record_mse(edge, &local, Instant::now() + Duration::from_secs(seconds));
+    assert!(
+        mimes.last().is_some_and(|m| m.contains("opus")),
+        "the MSE output carries Opus: {mimes:?}"
+    );
+    let file = dir.path.join("mse.mp4");
+    std::fs::write(&file, mp4).unwrap();
+    file
+}
+
 /// The other direction: ffmpeg publishes H.264 + AAC over RTMP, twice as fast as real time,
 /// with a beep on every keyframe; a second node pulls the stream over WHEP (the origin converts
 /// the audio to Opus); the fMP4 of the second node's MSE output carries Opus, and every beep
@@ -783,24 +732,7 @@ fn aac_converted_to_opus_for_a_whep_pull_keeps_beeps_on_keyframes() {
             .args(["-nostdin", "-v", "error", "-readrate", "2"])
             .args(["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30"])
             .args(["-f", "lavfi", "-i", BEEP, "-t", "100"])
-            .args([
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-profile:v",
-                "baseline",
-            ])
-            .args([
-                "-bf",
-                "0",
-                "-g",
-                "60",
-                "-keyint_min",
-                "60",
-                "-sc_threshold",
-                "0",
-            ])
+            .args(X264_KEYFRAME_EVERY_2S)
             .args(["-b:v", "300k", "-c:a", "aac", "-b:a", "128k", "-ac", "2"])
             .args(["-f", "flv", &origin.rtmp_url("live/sync")])
             .stdin(Stdio::null())
@@ -809,22 +741,8 @@ fn aac_converted_to_opus_for_a_whep_pull_keeps_beeps_on_keyframes() {
             .spawn()
             .unwrap(),
     );
-    origin.wait_for_stream("live/sync", true);
-    let body = serde_json::json!({
-        "source": origin.api("/whep/live/sync"),
-        "name": "edge/sync",
-    });
-    let (status, created) = edge.request("POST", "/api/v1/pulls", Some(&body.to_string()));
-    assert_eq!(status, 201, "{created}");
-    edge.wait_for_stream("edge/sync", true);
-    let (mp4, mimes) = record_mse(&edge, "edge/sync", Instant::now() + Duration::from_secs(80));
-    assert!(
-        mimes.last().is_some_and(|m| m.contains("opus")),
-        "the MSE output carries Opus: {mimes:?}"
-    );
     let dir = TempDir::new("sync-opus");
-    let file = dir.path.join("mse.mp4");
-    std::fs::write(&file, mp4).unwrap();
+    let file = pull_and_record_mse(&origin, &edge, "live/sync", 80, &dir);
     let summary = assert_beeps_on_keyframes(&file, 80.0);
     eprintln!("A/V sync AAC -> Opus: {summary}");
 }
@@ -961,38 +879,21 @@ fn hls_audio_codec_aac_converts_opus_for_hls() {
         Duration::from_secs(5),
         running_with_output,
     );
-}
-
-/// A GStreamer RTSP camera (tests/support/rtsp_server.py) serving H.264 + `audio`; returns the
-/// process and its URL.
-fn rtsp_camera(audio: &str) -> (Proc, String) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/rtsp_server.py");
-    let mut child = Command::new("/usr/bin/python3")
-        .arg(script)
-        .args(["--port", "0", "--audio", audio])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the GStreamer RTSP server (/usr/bin/python3; run scripts/test)");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let port: u16 = line
-        .strip_prefix("READY ")
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("RTSP server did not start: {line:?}"));
-    (Proc(child), format!("rtsp://127.0.0.1:{port}/cam"))
+    // MSE players take Opus: they keep it.
+    let (mut ws, _) =
+        tungstenite::connect(format!("ws://{}/mse/live/hlsaac", server.http)).unwrap();
+    let tungstenite::Message::Text(mime) = ws.read().unwrap() else {
+        panic!("the MIME type first")
+    };
+    assert!(mime.as_str().contains(",opus"), "{mime}");
 }
 
 /// A G.711 (A-law, 8 kHz mono) camera pulled over RTSP: RTMP players, HLS and MSE get AAC-LC
 /// (48 kHz mono over RTMP), and a node pulling it over WHEP gets Opus.
 #[test]
 fn g711_camera_is_aac_for_rtmp_and_hls_and_opus_over_whep() {
-    let (_camera, camera_url) = rtsp_camera("pcma");
+    let camera = RtspCamera::start(0, "pcma", None);
+    let camera_url = camera.url();
     let server = Switchyard::start();
     let body = serde_json::json!({ "source": camera_url, "name": "cam/g711" });
     let (status, created) = server.request("POST", "/api/v1/pulls", Some(&body.to_string()));
@@ -1008,7 +909,7 @@ fn g711_camera_is_aac_for_rtmp_and_hls_and_opus_over_whep() {
     );
 
     let rtmp = server.rtmp_url("cam/g711");
-    probe_rtmp_until(
+    probe_until(
         &rtmp,
         &[
             "codec_name=h264",
@@ -1090,22 +991,8 @@ fn opus_for_whep_pulls_is_48khz_at_the_configured_bitrate() {
             .spawn()
             .unwrap(),
     );
-    origin.wait_for_stream("live/noise", true);
-    let body = serde_json::json!({
-        "source": origin.api("/whep/live/noise"),
-        "name": "edge/noise",
-    });
-    let (status, created) = edge.request("POST", "/api/v1/pulls", Some(&body.to_string()));
-    assert_eq!(status, 201, "{created}");
-    edge.wait_for_stream("edge/noise", true);
-    let (mp4, mimes) = record_mse(&edge, "edge/noise", Instant::now() + Duration::from_secs(8));
-    assert!(
-        mimes.last().is_some_and(|m| m.contains("opus")),
-        "the MSE output carries Opus: {mimes:?}"
-    );
     let dir = TempDir::new("noise");
-    let file = dir.path.join("mse.mp4");
-    std::fs::write(&file, mp4).unwrap();
+    let file = pull_and_record_mse(&origin, &edge, "live/noise", 8, &dir);
     let streams = Command::new("ffprobe")
         .args(["-v", "error", "-select_streams", "a:0"])
         .args([

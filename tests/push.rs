@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::nginx::Nginx;
 use support::*;
 
@@ -19,51 +19,6 @@ fn wait_push_state(
     timeout: Duration,
 ) -> serde_json::Value {
     server.wait_for_state(&format!("/api/v1/pushes/{id}"), state, timeout)
-}
-
-/// ffprobe's streams at `url`, retried while the push gets there.
-fn probe_until(url: &str, want: &[&str]) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    // ffmpeg takes `rtmp://h/live/a/b` as application `live/a`; name the application.
-    let app = url.split('/').nth(3).unwrap();
-    let key = url.splitn(5, '/').nth(4).unwrap();
-    loop {
-        let out = std::process::Command::new("ffprobe")
-            .args([
-                "-v",
-                "error",
-                "-rw_timeout",
-                "3000000",
-                "-rtmp_app",
-                app,
-                "-rtmp_playpath",
-                key,
-            ])
-            .args([
-                "-show_entries",
-                "stream=codec_name,profile,width,height",
-                "-of",
-                "compact=p=0",
-                url,
-            ])
-            .output()
-            .unwrap();
-        let streams: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect();
-        if want
-            .iter()
-            .all(|w| streams.iter().any(|s| s.starts_with(w)))
-        {
-            return streams;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{url} never had {want:?}: {streams:?}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
 }
 
 #[test]
@@ -86,6 +41,7 @@ fn push_to_nginx_survives_an_nginx_restart() {
             "codec_name=h264|profile=High|width=640|height=360",
             "codec_name=aac",
         ],
+        Duration::from_secs(20),
     );
     assert_eq!(streams.len(), 2, "{streams:?}");
     // nginx starts its players at the next keyframe, so up to a second of the 3 is not video.
@@ -101,7 +57,11 @@ fn push_to_nginx_survives_an_nginx_restart() {
     nginx.restart();
     let info = wait_push_state(&server, &id, "running", Duration::from_secs(15));
     assert!(info["reconnects"].as_u64().unwrap() >= 1, "{info}");
-    probe_until(&nginx.url("cdn"), &["codec_name=h264", "codec_name=aac"]);
+    probe_until(
+        &nginx.url("cdn"),
+        &["codec_name=h264", "codec_name=aac"],
+        Duration::from_secs(20),
+    );
     let decode = ffmpeg_decode(&nginx.url("cdn"), 4);
     assert!(
         decode.success && decode.errors.is_empty() && decode.video_frames >= 55,
@@ -136,7 +96,11 @@ fn wcs_push_routes_start_list_and_terminate() {
     let (_, all) = post(&server, "/rest-api/push/find_all", "{}");
     assert_eq!(all.as_array().map(Vec::len), Some(1), "{all}");
     assert_eq!(all[0]["mediaSessionId"], started["mediaSessionId"]);
-    probe_until(&nginx.url("wcs"), &["codec_name=h264", "codec_name=aac"]);
+    probe_until(
+        &nginx.url("wcs"),
+        &["codec_name=h264", "codec_name=aac"],
+        Duration::from_secs(20),
+    );
     let (status, _) = post(
         &server,
         "/rest-api/push/terminate",
@@ -167,8 +131,16 @@ fn rules_push_every_matching_stream() {
     server.wait_for_stream("live/a", true);
     server.wait_for_stream("live/b", true);
     server.wait_for_stream("other/c", true);
-    probe_until(&nginx.url("live/a"), &["codec_name=h264", "codec_name=aac"]);
-    probe_until(&nginx.url("live/b"), &["codec_name=h264", "codec_name=aac"]);
+    probe_until(
+        &nginx.url("live/a"),
+        &["codec_name=h264", "codec_name=aac"],
+        Duration::from_secs(20),
+    );
+    probe_until(
+        &nginx.url("live/b"),
+        &["codec_name=h264", "codec_name=aac"],
+        Duration::from_secs(20),
+    );
     let (_, pushes) = server.get_json("/api/v1/pushes");
     let streams: Vec<&str> = pushes
         .as_array()
@@ -373,7 +345,11 @@ fn rtmps_push_goes_through_tls() {
         "running",
         Duration::from_secs(15),
     );
-    probe_until(&nginx.url("secure"), &["codec_name=h264", "codec_name=aac"]);
+    probe_until(
+        &nginx.url("secure"),
+        &["codec_name=h264", "codec_name=aac"],
+        Duration::from_secs(20),
+    );
 
     // Without the CA, the certificate is refused and the push says why.
     let plain = Switchyard::start();

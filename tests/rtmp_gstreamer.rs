@@ -41,19 +41,7 @@ fn librtmp_publisher_like_obs_plays_back_in_ffmpeg_and_gstreamer() {
         "rtmp2src location={} ! flvdemux name=d d.video ! queue ! h264parse ! avdec_h264 ! identity eos-after=100 ! fakesink",
         server.rtmp_url("live/obs")
     );
-    let out = Command::new("timeout")
-        .arg("20")
-        .arg("gst-launch-1.0")
-        .args(pipeline.split_whitespace())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("Got EOS from element"),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!stdout.contains("ERROR"), "{stdout}");
+    assert_gst_pipeline_ends(&pipeline, 20);
 }
 
 #[test]

@@ -5,57 +5,10 @@
 mod support;
 
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::*;
-
-/// A GStreamer RTSP server serving H.264 + `audio` at rtsp://127.0.0.1:PORT/cam.
-struct Camera {
-    _proc: Proc,
-    port: u16,
-}
-
-impl Camera {
-    fn start(port: u16, audio: &str, auth: Option<&str>) -> Camera {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/rtsp_server.py");
-        assert!(
-            std::path::Path::new("/usr/bin/python3").exists(),
-            "/usr/bin/python3 missing; run scripts/test, which installs the test peers"
-        );
-        let mut cmd = Command::new("/usr/bin/python3");
-        cmd.arg(script)
-            .args(["--port", &port.to_string(), "--audio", audio]);
-        if let Some(auth) = auth {
-            cmd.args(["--auth", auth]);
-        }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the GStreamer RTSP server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .strip_prefix("READY ")
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| {
-                panic!("RTSP server did not start ({line:?}); run scripts/test, which installs gst-rtsp-server")
-            });
-        Camera {
-            _proc: Proc(child),
-            port,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("rtsp://127.0.0.1:{}/cam", self.port)
-    }
-}
 
 fn create_pull(server: &Switchyard, source: &str, name: &str) -> String {
     let (status, body) = server.request(
@@ -74,7 +27,7 @@ fn wait_for_state(server: &Switchyard, id: &str, state: &str, timeout: Duration)
 
 #[test]
 fn h264_aac_camera_over_tcp_plays_over_rtmp_and_hls() {
-    let camera = Camera::start(0, "aac", None);
+    let camera = RtspCamera::start(0, "aac", None);
     let server = Switchyard::start();
     let source = format!("rtsp://viewer:s3cret@127.0.0.1:{}/cam", camera.port);
     let id = create_pull(&server, &source, "cam/tcp");
@@ -118,7 +71,7 @@ fn h264_aac_camera_over_tcp_plays_over_rtmp_and_hls() {
 
 #[test]
 fn configured_pull_over_udp_starts_at_boot() {
-    let camera = Camera::start(0, "aac", None);
+    let camera = RtspCamera::start(0, "aac", None);
     let server = Switchyard::start_with_config(&format!(
         "[pull]\nrtsp_transport = \"udp\"\n\n[[pulls]]\nsource = \"{}\"\nname = \"cam/udp\"\n",
         camera.url()
@@ -139,7 +92,7 @@ fn configured_pull_over_udp_starts_at_boot() {
 
 #[test]
 fn h264_opus_camera_plays_over_hls() {
-    let camera = Camera::start(0, "opus", None);
+    let camera = RtspCamera::start(0, "opus", None);
     let server = Switchyard::start();
     let id = create_pull(&server, &camera.url(), "cam/opus");
     wait_for_state(&server, &id, "running", Duration::from_secs(20));
@@ -155,38 +108,9 @@ fn h264_opus_camera_plays_over_hls() {
     );
 }
 
-/// A G.711 camera is heard over HLS and RTMP, whose players take AAC: the audio is converted.
-#[cfg(feature = "transcode")]
-#[test]
-fn g711_camera_is_heard_as_aac_over_hls_and_rtmp() {
-    let camera = Camera::start(0, "pcma", None);
-    let server = Switchyard::start();
-    let id = create_pull(&server, &camera.url(), "cam/g711");
-    wait_for_state(&server, &id, "running", Duration::from_secs(20));
-    let stream = server.wait_for_stream("cam/g711", true);
-    assert_eq!(stream["tracks"][1]["codec"], "pcm_alaw", "{stream}");
-    for url in [
-        server.api("/hls/cam/g711/index.m3u8"),
-        server.rtmp_url("cam/g711"),
-    ] {
-        assert_streams(&url, &["codec_name=h264", "codec_name=aac"]);
-        // The camera's 440 Hz sine at GStreamer's default volume (0.8): about -4 dB.
-        let volume = mean_volume_db(&url, 4);
-        assert!(volume.is_some_and(|db| db > -20.0), "{url}: {volume:?}");
-    }
-    let (_, info) = server.get_json("/api/v1/streams/cam/g711");
-    let conversion = &info["audio_conversions"][0];
-    assert_eq!(
-        (conversion["codec"].as_str(), conversion["state"].as_str()),
-        (Some("aac"), Some("running")),
-        "{info}"
-    );
-    assert_eq!(conversion["corrupt_frames"], 0, "{info}");
-}
-
 #[test]
 fn pull_recovers_when_the_camera_restarts() {
-    let camera = Camera::start(0, "aac", None);
+    let camera = RtspCamera::start(0, "aac", None);
     let port = camera.port;
     let server = Switchyard::start_with_config("[pull]\nretry_min_ms = 200\nretry_max_ms = 1000\n");
     let id = create_pull(&server, &camera.url(), "cam/flaky");
@@ -207,7 +131,7 @@ fn pull_recovers_when_the_camera_restarts() {
     }
     std::thread::sleep(Duration::from_secs(2));
 
-    let _camera = Camera::start(port, "aac", None);
+    let _camera = RtspCamera::start(port, "aac", None);
     wait_for_state(&server, &id, "running", Duration::from_secs(20));
     server.wait_for_stream("cam/flaky", true);
     assert_decodes(&server.rtmp_url("cam/flaky"), 3, 45);
@@ -297,7 +221,7 @@ fn bad_sources_show_clear_states_and_the_api_stays_responsive() {
         "bad/closed",
     );
     // Wrong credentials.
-    let camera = Camera::start(0, "aac", Some("admin:right"));
+    let camera = RtspCamera::start(0, "aac", Some("admin:right"));
     let auth_id = create_pull(
         &server,
         &format!("rtsp://admin:wrong@127.0.0.1:{}/cam", camera.port),

@@ -206,11 +206,15 @@ pub async fn subscribe(
     peer: Peer,
     need: AudioNeed,
 ) -> Result<Reader, BusError> {
-    let stream = registry
-        .get(name)
-        .ok_or_else(|| BusError::NotFound(name.to_string()))?;
+    let stream = stream_called(registry, name)?;
     settled_tracks(&stream).await;
     Ok(reader_of(registry, &stream, peer, need))
+}
+
+fn stream_called(registry: &Registry, name: &str) -> Result<Arc<Stream>, BusError> {
+    registry
+        .get(name)
+        .ok_or_else(|| BusError::NotFound(name.to_string()))
 }
 
 /// Like [`subscribe`], deciding on the stream's tracks as they are now.
@@ -220,9 +224,7 @@ pub fn subscribe_now(
     peer: Peer,
     need: AudioNeed,
 ) -> Result<Reader, BusError> {
-    let stream = registry
-        .get(name)
-        .ok_or_else(|| BusError::NotFound(name.to_string()))?;
+    let stream = stream_called(registry, name)?;
     Ok(reader_of(registry, &stream, peer, need))
 }
 

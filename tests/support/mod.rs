@@ -508,34 +508,81 @@ pub fn assert_decodes(url: &str, seconds: u32, min_frames: u64) {
     );
 }
 
-/// The mean volume (dB, ffmpeg's `volumedetect`) of `seconds` of `url`'s audio; `None` when
-/// ffmpeg decoded no audio.
-pub fn mean_volume_db(url: &str, seconds: u32) -> Option<f64> {
-    require("ffmpeg");
+/// ffmpeg takes `rtmp://h/live/a/b` as application `live/a`: name the application and the key
+/// (nothing for other URLs).
+pub fn rtmp_app_args(url: &str) -> Vec<String> {
+    if !url.starts_with("rtmp") {
+        return Vec::new();
+    }
+    let app = url.split('/').nth(3).unwrap();
+    let key = url.splitn(5, '/').nth(4).unwrap();
+    ["-rtmp_app", app, "-rtmp_playpath", key]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// ffprobe's streams (codec, profile, sample rate, channels, size) at `url` (RTMP: application and key named as in the URL), retried until every
+/// line of `want` starts one of them.
+pub fn probe_until(url: &str, want: &[&str], timeout: Duration) -> Vec<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let out = Command::new("ffprobe")
+            .args(["-v", "error", "-rw_timeout", "3000000"])
+            .args(rtmp_app_args(url))
+            .args([
+                "-show_entries",
+                "stream=codec_name,profile,sample_rate,channels,width,height",
+                "-of",
+                "compact=p=0",
+                url,
+            ])
+            .output()
+            .unwrap();
+        let streams: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        if want
+            .iter()
+            .all(|w| streams.iter().any(|s| s.starts_with(w)))
+        {
+            return streams;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} never had {want:?}: {streams:?} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Decodes `seconds` of the audio of `url` (RTMP or HLS) with ffmpeg's `volumedetect`; returns
+/// the mean volume (dB) and how many seconds of audio were decoded.
+pub fn audio_volume(url: &str, seconds: u32) -> (f64, f64) {
     let out = Command::new("ffmpeg")
-        .args([
-            "-nostdin",
-            "-hide_banner",
-            "-rw_timeout",
-            "5000000",
-            "-i",
-            url,
-        ])
-        .args([
-            "-t",
-            &seconds.to_string(),
-            "-map",
-            "0:a",
-            "-af",
-            "volumedetect",
-        ])
-        .args(["-f", "null", "-"])
+        .args(["-nostdin", "-nostats", "-rw_timeout", "5000000"])
+        .args(rtmp_app_args(url))
+        .args(["-i", url, "-t", &seconds.to_string()])
+        .args(["-map", "0:a:0", "-af", "volumedetect", "-f", "null"])
+        .args(["-progress", "pipe:1", "-"])
         .output()
         .unwrap();
-    String::from_utf8_lossy(&out.stderr)
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mean = stderr
         .lines()
         .find_map(|l| l.split("mean_volume:").nth(1))
-        .and_then(|v| v.trim().trim_end_matches("dB").trim().parse().ok())
+        .and_then(|v| v.trim().trim_end_matches("dB").trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no mean_volume from ffmpeg for {url}: {stderr}"));
+    let decoded_us = stdout
+        .lines()
+        .rev()
+        .filter_map(|l| l.strip_prefix("out_time_us="))
+        .find_map(|v| v.trim().parse::<i64>().ok())
+        .unwrap_or(0);
+    (mean, decoded_us as f64 / 1e6)
 }
 
 /// Asserts that ffprobe sees, at `url`, a stream starting with each of `wanted` (e.g.
@@ -652,4 +699,71 @@ pub fn feed_in_real_time(
             });
         }
     })
+}
+
+/// A GStreamer RTSP server serving H.264 + `audio` at rtsp://127.0.0.1:PORT/cam.
+pub struct RtspCamera {
+    _proc: Proc,
+    pub port: u16,
+}
+
+impl RtspCamera {
+    /// Serves H.264 + `audio` (aac, opus, pcma, none) on `port` (0: any), with `auth`
+    /// (`user:pass`) if given.
+    pub fn start(port: u16, audio: &str, auth: Option<&str>) -> RtspCamera {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/rtsp_server.py");
+        assert!(
+            std::path::Path::new("/usr/bin/python3").exists(),
+            "/usr/bin/python3 missing; run scripts/test, which installs the test peers"
+        );
+        let mut cmd = Command::new("/usr/bin/python3");
+        cmd.arg(script)
+            .args(["--port", &port.to_string(), "--audio", audio]);
+        if let Some(auth) = auth {
+            cmd.args(["--auth", auth]);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the GStreamer RTSP server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .strip_prefix("READY ")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| {
+                panic!("RTSP server did not start ({line:?}); run scripts/test, which installs gst-rtsp-server")
+            });
+        RtspCamera {
+            _proc: Proc(child),
+            port,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("rtsp://127.0.0.1:{}/cam", self.port)
+    }
+}
+
+/// Runs `gst-launch-1.0 PIPELINE` until it ends by itself (EOS) within `timeout_secs`, and
+/// asserts that it did, without an error.
+pub fn assert_gst_pipeline_ends(pipeline: &str, timeout_secs: u32) {
+    require("gst-launch-1.0");
+    let out = Command::new("timeout")
+        .arg(timeout_secs.to_string())
+        .arg("gst-launch-1.0")
+        .args(pipeline.split_whitespace())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("Got EOS from element"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.contains("ERROR"), "{stdout}");
 }

@@ -227,6 +227,9 @@ impl Inner {
 /// Why a relay ended.
 enum RelayEnd {
     StreamEnded,
+    /// The stream's audio changed to one the target needs converted, after the relay had
+    /// subscribed without a conversion: subscribe again, on the same connection.
+    AudioNeedsConversion,
     Target(ClientError),
     Cancelled,
 }
@@ -283,6 +286,9 @@ async fn run(inner: &Inner, push: &Push, target: &RtmpUrl) {
             RelayEnd::Cancelled => return,
             RelayEnd::StreamEnded => {
                 tracing::info!(push = push.id, stream = %push.stream, "stream gone; push waits for it")
+            }
+            RelayEnd::AudioNeedsConversion => {
+                tracing::info!(push = push.id, stream = %push.stream, "the stream's audio now needs converting to AAC; push re-attaches")
             }
             RelayEnd::Target(e) => {
                 client = None;
@@ -371,6 +377,14 @@ async fn relay(
         let mut queued = Ok(());
         match event {
             ReaderEvent::Tracks(tracks) => {
+                // A reader of a conversion has AAC; this one subscribed before the audio came.
+                let unconverted = tracks
+                    .audio()
+                    .is_some_and(|a| AudioNeed::Aac.target_for(&a.codec).is_some());
+                if crate::audio::AVAILABLE && unconverted {
+                    *continue_from = Some(last_output);
+                    return RelayEnd::AudioNeedsConversion;
+                }
                 push.set_notes(notes_for(&tracks));
                 for message in mapper.on_tracks(tracks) {
                     queued = queued.and_then(|()| match message {

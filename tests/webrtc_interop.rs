@@ -261,3 +261,30 @@ fn gstreamer_publisher_whose_audio_starts_late_keeps_its_audio() {
     );
     assert_played(&run, 30, 100);
 }
+
+/// A push rule waits for the stream and attaches as soon as the WHIP publisher's video is
+/// there; its Opus comes 3 s later. The push then re-attaches to the AAC conversion on the same
+/// connection, and the target (nginx-rtmp) gets AAC audio.
+#[cfg(feature = "transcode")]
+#[test]
+fn a_push_converts_audio_that_starts_after_it_attached() {
+    let gst = gst_python();
+    let nginx = support::nginx::Nginx::start();
+    let server = Switchyard::start_with_config(&format!(
+        "[[pushes]]\nstream = \"live/*\"\nurl = \"{}\"\n",
+        nginx.url("late")
+    ));
+    let url = server.api("/whip/live/late");
+    let _publisher = Peer::start(&gst, "gst_whip.py", &url, 20, &["--hold-audio", "3"]);
+    probe_until(
+        &nginx.url("late"),
+        &["codec_name=h264", "codec_name=aac"],
+        Duration::from_secs(20),
+    );
+    server.wait_for_log("push re-attaches", Duration::from_secs(5));
+    let (mean_volume, decoded) = audio_volume(&nginx.url("late"), 3);
+    assert!(
+        decoded >= 2.5 && mean_volume > -40.0,
+        "{mean_volume} dB over {decoded} s"
+    );
+}

@@ -4,7 +4,8 @@
 //! One muxer per stream, started by the first request and stopped after `hls.idle_timeout_secs`
 //! without requests (or kept on for every stream with `hls.always_on`). It reads the bus, cuts
 //! parts of about `hls.part_target_ms` and segments of about `hls.segment_target_ms` at
-//! keyframes, builds each part once as an fMP4 fragment, and hands it to the playlist engine
+//! keyframes (VP8/VP9 init segments wait for the first keyframe, which gives the picture size),
+//! builds each part once as an fMP4 fragment, and hands it to the playlist engine
 //! (`protocols/hls`), which renders playlists once per change. Requests are served by reference.
 
 use super::fmp4::{PendingInit, SampleClock};

@@ -4,7 +4,8 @@
 //! Protocol: a text message `{"mime": "video/mp4; codecs=\"...\""}` (and `"skipped"`: codecs of
 //! tracks fMP4 cannot carry), then the init segment as a binary message, then one binary
 //! fragment (moof+mdat) per frame. A codec change repeats the text message and the init
-//! segment. Errors are a text message `{"error": "..."}` followed by a close.
+//! segment. For VP8 and VP9 (and AV1 without a sequence header in its av1C) the init segment
+//! waits for the track's first keyframe, which gives its picture size. Errors are a text message `{"error": "..."}` followed by a close.
 //!
 //! Each frame's fragment is built once and shared by every MSE client of the stream
 //! ([`EncodedSlot::Fmp4Fragment`]). A client that falls behind live by more than
@@ -111,12 +112,12 @@ impl MseSession {
         if !self.tracks.iter().any(|t| t.id == frame.frame.track) {
             return;
         }
-        if let Some((pending, _)) = &mut self.pending_init {
+        if let Some((mut pending, skipped)) = self.pending_init.take() {
             let Some(init) = pending.offer(Some(&frame.frame)) else {
+                self.pending_init = Some((pending, skipped));
                 self.reader.add_frames_dropped(1);
                 return;
             };
-            let (_, skipped) = self.pending_init.take().expect("pending");
             self.init_ready(init, skipped, out);
             if self.tracks.is_empty() {
                 return;

@@ -132,8 +132,9 @@ impl CodecConfig {
             CodecConfig::H264(c) => c.rfc6381_codec(),
             CodecConfig::H265(c) => c.rfc6381_codec(),
             CodecConfig::Av1 { av1c } => av1_codec_string(av1c),
-            // VP8 has no levels of its own; 4.1 (VP9's table: up to 1080p) is what the VP codec
-            // binding's examples and ffmpeg write for a stream whose size is not known here.
+            // VP8 has no levels of its own, but the VP codec binding's string has a level field;
+            // the picture size is not in this config, so 4.1 (VP9's table: up to 1080p) stands
+            // for any WebRTC-sized stream (Chromium takes no `vp08` in MP4 MSE at all).
             CodecConfig::Vp8 => "vp08.00.41.08".to_string(),
             CodecConfig::Vp9 { vpcc } => vp9::codec_string(vpcc),
             CodecConfig::Aac(c) => c.rfc6381_codec(),

@@ -111,6 +111,17 @@ fn av1_round_trips_over_enhanced_rtmp() {
         ok && errors.is_empty() && frames >= 60,
         "{frames} frames, {errors}"
     );
+    // FFmpeg's av1C has no configOBUs: the `av01` sample entry takes its picture size from
+    // the first keyframe's sequence header. Debian's ffprobe/ffmpeg 5.1 (dav1d) read the HLS.
+    let hls = server.api("/hls/live/av1/index.m3u8");
+    let streams = ffprobe_streams(&hls);
+    assert!(
+        streams
+            .iter()
+            .any(|s| s.starts_with("codec_name=av1|profile=Main|width=640|height=360")),
+        "{streams:?}"
+    );
+    assert_decodes(&hls, 3, 40);
 }
 
 /// H.264 + Opus (Enhanced RTMP audio) comes out of HLS and MSE with an fMP4 `Opus` track

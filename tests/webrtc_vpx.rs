@@ -1,8 +1,9 @@
 //! VP8, VP9 and AV1 passed through WebRTC: published over WHIP by headless Chromium (the
 //! publish page with `?codec=vp8` / `av1`) and by GStreamer's webrtcbin
-//! (`tests/interop/gst_whip.py --codec vp9`), played over WHEP by Chromium and, for VP9 and AV1,
-//! over Enhanced RTMP by FFmpeg 9; and the plain 422 a viewer gets when its offer cannot
-//! receive the stream's codec (there is no transcoding of video).
+//! (`tests/interop/gst_whip.py --codec vp9`), played over WHEP by Chromium, for VP9 and AV1
+//! over Enhanced RTMP by FFmpeg 9, and as fMP4 (`vp08`/`vp09` with `vpcC`, `av01` with
+//! `av1C`) over HLS by ffmpeg and over MSE (and hls.js) by Chromium; and the plain 422 a viewer
+//! gets when its offer cannot receive the stream's codec (there is no transcoding of video).
 
 mod support;
 
@@ -40,12 +41,65 @@ fn video_track(info: &serde_json::Value) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no video track: {info}"))
 }
 
+/// The player page played fMP4 (`what`: MSE or HLS): time advanced, frames decoded at a
+/// picture size, no errors.
+fn assert_plays_fmp4(report: &serde_json::Value, what: &str) {
+    assert_eq!(
+        report["advanced"], true,
+        "{what}: currentTime advances: {report}"
+    );
+    assert!(
+        report["totalVideoFrames"].as_u64().unwrap_or(0) > 50,
+        "{what}: frames decoded: {report}"
+    );
+    assert!(
+        report["videoWidth"].as_u64().unwrap_or(0) > 0,
+        "{what}: {report}"
+    );
+    assert_eq!(
+        report["errors"].as_array().map(Vec::len),
+        Some(0),
+        "{what}: {report}"
+    );
+}
+
+/// The stream's HLS as Debian's ffprobe (5.1) sees it: a `codec` video stream with a picture
+/// size, and an Opus one; ffmpeg decodes it without an error.
+fn assert_hls_carries(server: &Switchyard, name: &str, codec: &str) {
+    let url = server.api(&format!("/hls/{name}/index.m3u8"));
+    let streams = ffprobe_streams(&url);
+    let video = streams
+        .iter()
+        .find(|s| s.starts_with(&format!("codec_name={codec}|")))
+        .unwrap_or_else(|| panic!("no {codec} stream in HLS: {streams:?}"));
+    assert!(!video.contains("width=0"), "{streams:?}");
+    assert!(
+        streams.iter().any(|s| s.starts_with("codec_name=opus")),
+        "{streams:?}"
+    );
+    let decoded = ffmpeg_decode(&url, 3);
+    assert!(
+        decoded.success && decoded.errors.is_empty() && decoded.video_frames > 20,
+        "{codec} over HLS: {decoded:?}"
+    );
+}
+
+/// What Chromium does with a codec's fMP4.
+enum ChromiumFmp4 {
+    /// Plays it over MSE and over HLS with hls.js.
+    MseAndHlsJs,
+    /// Has no MSE support for it in MP4 (VP8: `isTypeSupported` says no to `vp08` and `vp8`
+    /// in `video/mp4`; Firefox plays it): the player page says so.
+    Unsupported,
+}
+
 /// Chromium publishes `codec` through the publish page (`?codec=`) and a second Chromium
-/// plays it over WHEP; with `rtmp`, FFmpeg 9 decodes it over Enhanced RTMP too.
-fn chromium_publishes_and_plays(codec: &str, mime: &str, rtmp: bool) {
+/// plays it over WHEP, and as fMP4 as `fmp4` says; ffmpeg decodes its HLS; with `rtmp`,
+/// FFmpeg 9 decodes it over Enhanced RTMP too.
+fn chromium_publishes_and_plays(codec: &str, mime: &str, rtmp: bool, fmp4: ChromiumFmp4) {
     let server = Switchyard::start();
     let name = format!("live/{codec}");
-    let publishing = Publishing::start(&server.api(&format!("/publish/{name}?codec={codec}")), 30);
+    let publishing = Publishing::start(&server.api(&format!("/publish/{name}?codec={codec}")), 60);
     let info = server.wait_for_stream(&name, true);
     let video = video_track(&info);
     assert_eq!(video["codec"], codec, "{info}");
@@ -59,6 +113,22 @@ fn chromium_publishes_and_plays(codec: &str, mime: &str, rtmp: bool) {
             decoded.success && decoded.errors.is_empty() && decoded.video_frames > 20,
             "{decoded:?}"
         );
+    }
+    assert_hls_carries(&server, &name, codec);
+    let mse = play(&server.api(&format!("/play/{name}?mode=mse")), 8);
+    match fmp4 {
+        ChromiumFmp4::Unsupported => {
+            let errors = mse["errors"].to_string();
+            assert!(
+                errors.contains("cannot play the stream's format") && mse["state"] == "error",
+                "{mse}"
+            );
+        }
+        ChromiumFmp4::MseAndHlsJs => {
+            assert_plays_fmp4(&mse, "MSE");
+            let hls = play(&server.api(&format!("/play/{name}?mode=hls")), 12);
+            assert_plays_fmp4(&hls, "HLS (hls.js)");
+        }
     }
 
     let published = publishing.finish();
@@ -76,22 +146,23 @@ fn chromium_publishes_and_plays(codec: &str, mime: &str, rtmp: bool) {
 }
 
 #[test]
-fn chromium_publishes_vp8_and_chromium_plays_it_over_whep() {
+fn chromium_publishes_vp8_and_chromium_plays_it_over_whep_and_ffmpeg_over_hls() {
     // FLV has no VP8: not over RTMP.
-    chromium_publishes_and_plays("vp8", "video/VP8", false);
+    chromium_publishes_and_plays("vp8", "video/VP8", false, ChromiumFmp4::Unsupported);
 }
 
-/// libwebrtc's VP9 descriptors (non-flexible mode, SS on keyframes) in, ours out.
+/// libwebrtc's VP9 descriptors (non-flexible mode, SS on keyframes) in, ours out; fMP4 with
+/// the vpcC built from a keyframe's header, played by hls.js too.
 #[test]
 fn chromium_publishes_vp9_and_chromium_ffmpeg_play_it() {
-    chromium_publishes_and_plays("vp9", "video/VP9", true);
+    chromium_publishes_and_plays("vp9", "video/VP9", true, ChromiumFmp4::MseAndHlsJs);
 }
 
-/// AV1 both ways (Chromium encodes it with libaom in real-time mode), and over Enhanced RTMP
-/// with the av1C built from the sequence header.
+/// AV1 both ways (Chromium encodes it with libaom in real-time mode), over Enhanced RTMP
+/// with the av1C built from the sequence header, and in fMP4 (`av01`) over MSE and hls.js.
 #[test]
 fn chromium_publishes_av1_and_chromium_ffmpeg_play_it() {
-    chromium_publishes_and_plays("av1", "video/AV1", true);
+    chromium_publishes_and_plays("av1", "video/AV1", true, ChromiumFmp4::MseAndHlsJs);
 }
 
 #[test]
@@ -123,19 +194,13 @@ fn gstreamer_publishes_vp9_over_whip_and_chromium_plays_it() {
         decoded.success && decoded.errors.is_empty() && decoded.video_frames > 20,
         "{decoded:?}"
     );
-    // fMP4 (HLS, MSE) does not carry VP9 yet: HLS has the Opus audio alone, and says so.
+    // fMP4 (HLS) carries VP9: the `vp09` sample entry has the keyframe's picture size.
+    assert_hls_carries(&server, "live/vp9", "vp9");
     let hls = ffprobe_streams(&server.api("/hls/live/vp9/index.m3u8"));
     assert!(
         hls.iter()
-            .all(|s| s.is_empty() || s.starts_with("codec_name=opus")),
+            .any(|s| s.starts_with("codec_name=vp9|profile=Profile 0|width=640|height=360")),
         "{hls:?}"
-    );
-    assert!(
-        server
-            .log_text()
-            .contains("vp9 video is not carried in HLS"),
-        "{}",
-        server.log_text()
     );
 }
 

@@ -1,13 +1,61 @@
-//! What the fMP4 outputs (HLS, MSE) share: sample durations from decode times.
+//! What the fMP4 outputs (HLS, MSE) share: sample durations from decode times, and init
+//! segments that wait for a keyframe when the codec configuration lacks the picture size.
 //!
 //! An fMP4 sample carries its duration (ISO/IEC 14496-12 8.8.8, `trun`), which only the next
 //! frame of the same track tells. So each track's latest frame is held back until its successor
 //! arrives: one frame interval of delay, and durations that add up exactly to the decode times.
 
 use crate::bus::BusFrame;
+use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::Arc;
-use switchyard_media::TrackId;
+use switchyard_fmp4::Fmp4Error;
+use switchyard_media::{Frame, Track, TrackId};
+
+/// The init segment of a set of tracks, built once it can be: VP8 and VP9 tracks (and AV1
+/// whose av1C lacks the sequence header) get their sample entry's picture size from their
+/// first keyframe (see [`switchyard_fmp4::needs_keyframe`]). Both outputs start at a keyframe
+/// anyway, so waiting costs nothing; frames before it are dropped by the caller.
+pub struct PendingInit {
+    tracks: Vec<Track>,
+    keyframes: Vec<Frame>,
+}
+
+impl PendingInit {
+    pub fn new(tracks: Vec<Track>) -> Self {
+        PendingInit {
+            tracks,
+            keyframes: Vec::new(),
+        }
+    }
+
+    /// Offers the next frame (`None`: nothing yet). Returns the init segment (or why it cannot
+    /// be built) once every track that needs a keyframe has had one; `None` while waiting.
+    pub fn offer(&mut self, frame: Option<&Frame>) -> Option<Result<Bytes, Fmp4Error>> {
+        if let Some(f) = frame {
+            let wanted = f.keyframe
+                && !self.keyframes.iter().any(|k| k.track == f.track)
+                && self
+                    .tracks
+                    .iter()
+                    .any(|t| t.id == f.track && switchyard_fmp4::needs_keyframe(t));
+            if wanted {
+                self.keyframes.push(f.clone());
+            }
+        }
+        let waiting = self.tracks.iter().any(|t| {
+            switchyard_fmp4::needs_keyframe(t) && !self.keyframes.iter().any(|k| k.track == t.id)
+        });
+        if waiting {
+            return None;
+        }
+        let keyframes: Vec<&Frame> = self.keyframes.iter().collect();
+        Some(switchyard_fmp4::init_segment_with_keyframes(
+            &self.tracks,
+            &keyframes,
+        ))
+    }
+}
 
 /// Holds back each track's latest frame until the next one gives its duration.
 #[derive(Default)]
@@ -43,8 +91,7 @@ impl SampleClock {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
-    use switchyard_media::Frame;
+    use switchyard_media::CodecConfig;
 
     fn frame(track: u32, dts: i64) -> Arc<BusFrame> {
         let f = Frame {
@@ -70,5 +117,28 @@ mod tests {
         assert_eq!(d, 3000, "equal decode times reuse the last duration");
         clock.reset();
         assert!(clock.push(frame(1, 9000)).is_none());
+    }
+
+    #[test]
+    fn a_vp8_init_segment_waits_for_the_first_keyframe() {
+        let vp8 = Track {
+            id: TrackId(1),
+            codec: CodecConfig::Vp8,
+            clock_rate: 90000,
+        };
+        let mut pending = PendingInit::new(vec![vp8]);
+        assert!(pending.offer(None).is_none());
+        let mut f = frame(1, 0).frame.clone();
+        // An inter frame, then a 320x240 keyframe header (RFC 6386 9.1).
+        f.keyframe = false;
+        f.data = Bytes::from_static(&[0x31, 0, 0]);
+        assert!(pending.offer(Some(&f)).is_none());
+        f.keyframe = true;
+        f.data = Bytes::from_static(&[0x50, 0x42, 0, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00]);
+        let init = pending.offer(Some(&f)).expect("ready").expect("init");
+        assert!(init.windows(4).any(|w| w == b"vp08"));
+
+        let h264_free = PendingInit::new(Vec::new()).offer(None);
+        assert!(matches!(h264_free, Some(Err(Fmp4Error::NoTracks))));
     }
 }

@@ -4,10 +4,11 @@
 //! One muxer per stream, started by the first request and stopped after `hls.idle_timeout_secs`
 //! without requests (or kept on for every stream with `hls.always_on`). It reads the bus, cuts
 //! parts of about `hls.part_target_ms` and segments of about `hls.segment_target_ms` at
-//! keyframes, builds each part once as an fMP4 fragment, and hands it to the playlist engine
+//! keyframes (VP8/VP9 init segments wait for the first keyframe, which gives the picture size),
+//! builds each part once as an fMP4 fragment, and hands it to the playlist engine
 //! (`protocols/hls`), which renders playlists once per change. Requests are served by reference.
 
-use super::fmp4::SampleClock;
+use super::fmp4::{PendingInit, SampleClock};
 use crate::audio::AudioNeed;
 use crate::bus::{BusError, Peer, Reader, ReaderEvent, Registry};
 use bytes::Bytes;
@@ -197,7 +198,7 @@ impl HlsOutputs {
                     .iter()
                     .filter(|t| !switchyard_fmp4::supports(&t.codec))
                 {
-                    tracing::warn!(stream = %reader.stream().name(), "{} {} is not carried in HLS: fMP4 for it is not built yet", t.codec.name(), t.kind());
+                    tracing::warn!(stream = %reader.stream().name(), "{} {} is not carried in HLS: fMP4 players cannot play it", t.codec.name(), t.kind());
                 }
             }
             let mut produced = false;
@@ -254,6 +255,8 @@ struct PartCutter {
     segment_duration: Duration,
     sequence: u32,
     started: bool,
+    /// The init segment of `tracks` while it waits for a keyframe that gives a picture size.
+    pending_init: Option<PendingInit>,
 }
 
 impl PartCutter {
@@ -270,6 +273,7 @@ impl PartCutter {
             segment_duration: Duration::ZERO,
             sequence: 0,
             started: false,
+            pending_init: None,
         }
     }
 
@@ -294,13 +298,12 @@ impl PartCutter {
                 if playable != self.tracks {
                     self.tracks = playable;
                     self.restart();
+                    self.pending_init = None;
                     if !self.tracks.is_empty() {
-                        match switchyard_fmp4::init_segment(&self.tracks) {
-                            Ok(init) => out.push(CutterOutput::Init(init)),
-                            Err(e) => {
-                                tracing::warn!(error = %e, "cannot build an fMP4 init segment for HLS");
-                                self.tracks.clear();
-                            }
+                        let mut pending = PendingInit::new(self.tracks.clone());
+                        match pending.offer(None) {
+                            Some(init) => self.init_ready(init, &mut out),
+                            None => self.pending_init = Some(pending),
                         }
                     }
                 }
@@ -310,6 +313,13 @@ impl PartCutter {
                 self.restart();
             }
             ReaderEvent::Frame(frame) => {
+                if let Some(pending) = &mut self.pending_init {
+                    let Some(init) = pending.offer(Some(&frame.frame)) else {
+                        return out;
+                    };
+                    self.pending_init = None;
+                    self.init_ready(init, &mut out);
+                }
                 let Some((kind, clock_rate)) = self
                     .tracks
                     .iter()
@@ -356,6 +366,20 @@ impl PartCutter {
             }
         }
         out
+    }
+
+    fn init_ready(
+        &mut self,
+        init: Result<Bytes, switchyard_fmp4::Fmp4Error>,
+        out: &mut Vec<CutterOutput>,
+    ) {
+        match init {
+            Ok(init) => out.push(CutterOutput::Init(init)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot build an fMP4 init segment for HLS");
+                self.tracks.clear();
+            }
+        }
     }
 
     fn restart(&mut self) {

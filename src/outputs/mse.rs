@@ -4,13 +4,14 @@
 //! Protocol: a text message `{"mime": "video/mp4; codecs=\"...\""}` (and `"skipped"`: codecs of
 //! tracks fMP4 cannot carry), then the init segment as a binary message, then one binary
 //! fragment (moof+mdat) per frame. A codec change repeats the text message and the init
-//! segment. Errors are a text message `{"error": "..."}` followed by a close.
+//! segment. For VP8 and VP9 (and AV1 without a sequence header in its av1C) the init segment
+//! waits for the track's first keyframe, which gives its picture size. Errors are a text message `{"error": "..."}` followed by a close.
 //!
 //! Each frame's fragment is built once and shared by every MSE client of the stream
 //! ([`EncodedSlot::Fmp4Fragment`]). A client that falls behind live by more than
 //! `mse.max_lag_ms` (its socket backed up) skips to the next keyframe instead of drifting.
 
-use super::fmp4::SampleClock;
+use super::fmp4::{PendingInit, SampleClock};
 use crate::bus::{BusFrame, EncodedSlot, Reader, ReaderEvent, TrackSet, TryRecv};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::SinkExt;
@@ -39,6 +40,9 @@ pub struct MseSession {
     clock: SampleClock,
     waiting_for_keyframe: bool,
     has_video: bool,
+    /// The init segment of `tracks` while it waits for a keyframe that gives a picture size,
+    /// with the codecs of the tracks left out (for the mime message).
+    pending_init: Option<(PendingInit, Vec<&'static str>)>,
 }
 
 impl MseSession {
@@ -50,6 +54,7 @@ impl MseSession {
             clock: SampleClock::default(),
             waiting_for_keyframe: true,
             has_video: false,
+            pending_init: None,
         }
     }
 
@@ -66,10 +71,26 @@ impl MseSession {
         self.clock.reset();
         self.waiting_for_keyframe = true;
         self.has_video = self.tracks.iter().any(|t| t.kind() == MediaKind::Video);
+        self.pending_init = None;
         if self.tracks.is_empty() {
             return;
         }
-        let init = match switchyard_fmp4::init_segment(&self.tracks) {
+        let skipped: Vec<&'static str> = skipped.iter().map(|t| t.codec.name()).collect();
+        let mut pending = PendingInit::new(self.tracks.clone());
+        match pending.offer(None) {
+            Some(init) => self.init_ready(init, skipped, out),
+            None => self.pending_init = Some((pending, skipped)),
+        }
+    }
+
+    /// The mime message and the init segment, or the error that ends the session's video.
+    fn init_ready(
+        &mut self,
+        init: Result<bytes::Bytes, switchyard_fmp4::Fmp4Error>,
+        skipped: Vec<&'static str>,
+        out: &mut Vec<Message>,
+    ) {
+        let init = match init {
             Ok(init) => init,
             Err(e) => {
                 tracing::warn!(stream = %self.reader.stream().name(), error = %e, "cannot build an fMP4 init segment");
@@ -80,7 +101,6 @@ impl MseSession {
                 return;
             }
         };
-        let skipped: Vec<&str> = skipped.iter().map(|t| t.codec.name()).collect();
         let mime = switchyard_fmp4::mime_type(&self.tracks);
         out.push(text(
             serde_json::json!({ "mime": mime, "skipped": skipped }),
@@ -91,6 +111,17 @@ impl MseSession {
     fn on_frame(&mut self, frame: Arc<BusFrame>, out: &mut Vec<Message>) {
         if !self.tracks.iter().any(|t| t.id == frame.frame.track) {
             return;
+        }
+        if let Some((mut pending, skipped)) = self.pending_init.take() {
+            let Some(init) = pending.offer(Some(&frame.frame)) else {
+                self.pending_init = Some((pending, skipped));
+                self.reader.add_frames_dropped(1);
+                return;
+            };
+            self.init_ready(init, skipped, out);
+            if self.tracks.is_empty() {
+                return;
+            }
         }
         if frame.published_at.elapsed() > self.max_lag && !self.waiting_for_keyframe {
             tracing::debug!(stream = %self.reader.stream().name(), "MSE client behind live; skipping to the next keyframe");

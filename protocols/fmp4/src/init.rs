@@ -8,12 +8,13 @@
 
 use bytes::Bytes;
 use mp4_atom::{
-    Atom, Audio, Avc1, Avcc, Codec, Dinf, Dops, Dref, DrefEntry, Esds, FourCC, Ftyp, Hdlr, Header,
-    Hvc1, Hvcc, Mdhd, Mdia, Minf, Mp4a, Mvex, Mvhd, Opus, OpusChannelMapping, Smhd, Stbl, Stco,
-    Stsd, Tkhd, Trak, Trex, Url, Visual, Vmhd,
+    Atom, Audio, Av01, Av1c, Avc1, Avcc, Codec, Dinf, Dops, Dref, DrefEntry, Esds, FourCC, Ftyp,
+    Hdlr, Header, Hvc1, Hvcc, Mdhd, Mdia, Minf, Mp4a, Mvex, Mvhd, Opus, OpusChannelMapping, Smhd,
+    Stbl, Stco, Stsd, Tkhd, Trak, Trex, Url, Visual, Vmhd, Vp08, Vp09, VpcC,
 };
+use switchyard_media::vp8::Vp8KeyframeInfo;
 use switchyard_media::{aac::AudioSpecificConfig, h264::AvcConfig, h265::HevcConfig};
-use switchyard_media::{CodecConfig, MediaKind, Track, TrackId};
+use switchyard_media::{CodecConfig, Frame, MediaKind, Track, TrackId};
 
 use crate::{encode, hevc, Fmp4Error};
 
@@ -25,7 +26,31 @@ pub(crate) const FLAGS_NON_SYNC: u32 = 0x0101_0000;
 
 /// ftyp + moov (mvhd, one trak per track, mvex with trex per track). MP4 `track_ID` =
 /// `TrackId.0` (ids are >= 1); timescale = `track.clock_rate`.
+///
+/// A track that [`needs_keyframe`] is refused here: use [`init_segment_with_keyframes`].
 pub fn init_segment(tracks: &[Track]) -> Result<Bytes, Fmp4Error> {
+    init_segment_with_keyframes(tracks, &[])
+}
+
+/// Whether a track's sample entry needs a keyframe for its picture size: VP8 and VP9 (no
+/// out-of-band configuration tells it), and AV1 whose av1C has no sequence header among its
+/// configOBUs (FFmpeg's Enhanced RTMP sends none).
+///
+/// Browsers' MSE refuses a video sample entry of 0x0, so the fMP4 outputs wait for the first
+/// keyframe of such a track (where they start anyway) before writing the init segment.
+pub fn needs_keyframe(track: &Track) -> bool {
+    matches!(
+        track.codec,
+        CodecConfig::Vp8 | CodecConfig::Vp9 { .. } | CodecConfig::Av1 { .. }
+    ) && track.codec.resolution().is_none()
+}
+
+/// [`init_segment`] with, for tracks that [`needs_keyframe`], a keyframe of theirs (matched by
+/// `Frame::track`; others are ignored) that gives the sample entry's picture size.
+pub fn init_segment_with_keyframes(
+    tracks: &[Track],
+    keyframes: &[&Frame],
+) -> Result<Bytes, Fmp4Error> {
     if tracks.is_empty() {
         return Err(Fmp4Error::NoTracks);
     }
@@ -64,7 +89,11 @@ pub fn init_segment(tracks: &[Track]) -> Result<Bytes, Fmp4Error> {
     encode("mvhd", &mvhd, &mut moov)?;
     let mut mvex = Mvex::default();
     for track in tracks {
-        encode("trak", &trak(track)?, &mut moov)?;
+        let keyframe = keyframes
+            .iter()
+            .find(|f| f.track == track.id && f.keyframe)
+            .map(|f| &f.data[..]);
+        encode("trak", &trak(track, keyframe)?, &mut moov)?;
         mvex.trex.push(Trex {
             track_id: track.id.0,
             default_sample_description_index: 1,
@@ -87,14 +116,14 @@ pub fn init_segment(tracks: &[Track]) -> Result<Bytes, Fmp4Error> {
     Ok(Bytes::from(out))
 }
 
-fn trak(track: &Track) -> Result<Trak, Fmp4Error> {
+fn trak(track: &Track, keyframe: Option<&[u8]>) -> Result<Trak, Fmp4Error> {
     if track.id.0 == 0 {
         return Err(invalid(track.id, "track id 0 (MP4 track_IDs start at 1)"));
     }
     if track.clock_rate == 0 {
         return Err(invalid(track.id, "clock rate 0"));
     }
-    let entry = sample_entry(track)?;
+    let entry = sample_entry(track, keyframe)?;
     let video = track.kind() == MediaKind::Video;
     let (width, height) = entry.visual().map_or((0, 0), |v| (v.width, v.height));
     let (handler, name) = if video {
@@ -151,11 +180,14 @@ fn invalid(track: TrackId, reason: impl Into<String>) -> Fmp4Error {
     }
 }
 
-fn sample_entry(track: &Track) -> Result<Codec, Fmp4Error> {
+fn sample_entry(track: &Track, keyframe: Option<&[u8]>) -> Result<Codec, Fmp4Error> {
     let id = track.id;
     match &track.codec {
         CodecConfig::H264(c) => Ok(avc1(id, c)?.into()),
         CodecConfig::H265(c) => Ok(hvc1(id, c)?.into()),
+        CodecConfig::Vp8 => Ok(vp08(id, keyframe)?.into()),
+        CodecConfig::Vp9 { vpcc } => Ok(vp09(track, vpcc, keyframe)?.into()),
+        CodecConfig::Av1 { av1c } => Ok(av01(track, av1c, keyframe)?.into()),
         CodecConfig::Aac(c) => Ok(mp4a(c).into()),
         CodecConfig::Opus { channels, head } => Ok(opus(id, *channels, head.as_deref())?.into()),
         other => Err(Fmp4Error::Unsupported {
@@ -234,6 +266,74 @@ fn hvc1(track: TrackId, c: &HevcConfig) -> Result<Hvc1, Fmp4Error> {
     Ok(Hvc1 {
         visual: visual(width, height),
         hvcc,
+        ..Default::default()
+    })
+}
+
+/// The picture size of a VP8, VP9 or AV1 track: from its keyframe, else its configuration.
+fn picture_size(track: &Track, keyframe: Option<&[u8]>) -> Result<(u32, u32), Fmp4Error> {
+    keyframe
+        .and_then(|k| track.codec.keyframe_resolution(k))
+        .or_else(|| track.codec.resolution())
+        .ok_or_else(|| {
+            invalid(
+                track.id,
+                format!(
+                    "{}: picture size unknown (the sample entry needs a keyframe's)",
+                    track.codec.name()
+                ),
+            )
+        })
+}
+
+/// `vp08` + `vpcC` (VP Codec ISO Media File Format Binding 2.1, 2.2). VP8 has no record of
+/// its own, so it is written from the keyframe: its profile (the frame tag's version), 8-bit
+/// 4:2:0 (the only format VP8 has; chroma "colocated with luma" as ffmpeg assumes), BT.601
+/// colour left unspecified, and level 4.1 as in the codec string
+/// ([`CodecConfig::rfc6381_codec`]).
+fn vp08(track: TrackId, keyframe: Option<&[u8]>) -> Result<Vp08, Fmp4Error> {
+    let info = keyframe
+        .and_then(Vp8KeyframeInfo::parse)
+        .ok_or_else(|| invalid(track, "vp8: picture size unknown (needs a keyframe)"))?;
+    Ok(Vp08 {
+        visual: visual(info.width, info.height),
+        vpcc: VpcC {
+            profile: info.profile,
+            level: 41,
+            bit_depth: 8,
+            chroma_subsampling: 1,
+            video_full_range_flag: false,
+            color_primaries: 2,
+            transfer_characteristics: 2,
+            matrix_coefficients: 2,
+            codec_initialization_data: Vec::new(),
+        },
+        ..Default::default()
+    })
+}
+
+/// `vp09` + `vpcC` (VP Codec ISO Media File Format Binding 2.1, 2.2): the track's record as
+/// is (it is the box payload), the picture size from a keyframe.
+fn vp09(track: &Track, vpcc: &[u8], keyframe: Option<&[u8]>) -> Result<Vp09, Fmp4Error> {
+    let vpcc =
+        VpcC::decode_body(&mut &vpcc[..]).map_err(|e| invalid(track.id, format!("vpcC: {e}")))?;
+    let (width, height) = picture_size(track, keyframe)?;
+    Ok(Vp09 {
+        visual: visual(width, height),
+        vpcc,
+        ..Default::default()
+    })
+}
+
+/// `av01` + `av1C` (AV1 Codec ISO Media File Format Binding 2.2, 2.3): the track's record as
+/// is, the picture size from its sequence header (in the configOBUs or the keyframe).
+fn av01(track: &Track, av1c: &[u8], keyframe: Option<&[u8]>) -> Result<Av01, Fmp4Error> {
+    let av1c =
+        Av1c::decode_body(&mut &av1c[..]).map_err(|e| invalid(track.id, format!("av1C: {e}")))?;
+    let (width, height) = picture_size(track, keyframe)?;
+    Ok(Av01 {
+        visual: visual(width, height),
+        av1c,
         ..Default::default()
     })
 }

@@ -3,14 +3,17 @@
 //! WebSocket-MSE outputs.
 //!
 //! Boxes follow ISO/IEC 14496-12 (ISOBMFF; movie fragments 8.8), sample entries ISO/IEC 14496-15
-//! (`avc1`/`avcC`, `hvc1`/`hvcC`), ISO/IEC 14496-14 (`mp4a`/`esds`) and "Encapsulation of Opus in
-//! ISO Base Media File Format" (`Opus`/`dOps`, with RFC 7845 for the OpusHead); the segment
+//! (`avc1`/`avcC`, `hvc1`/`hvcC`), the VP Codec ISO Media File Format Binding (`vp08`/`vp09`
+//! with `vpcC`), the AV1 Codec ISO Media File Format Binding (`av01`/`av1C`), ISO/IEC 14496-14
+//! (`mp4a`/`esds`) and "Encapsulation of Opus in ISO Base Media File Format" (`Opus`/`dOps`,
+//! with RFC 7845 for the OpusHead); the segment
 //! layout is that of a CMAF track file (ISO/IEC 23000-19 7.3): `tfdt` in every `traf`,
 //! `default-base-is-moof`, and `trun` data offsets into the `mdat` that follows.
 //!
 //! The MP4 `track_ID` of a track is its [`TrackId`] and its timescale is the track's clock rate,
-//! so frames from the bus go in without rescaling. Video samples are the bus's 4-byte
-//! length-prefixed NAL units, which is the MP4 sample format as is.
+//! so frames from the bus go in without rescaling. Video samples are the bus's frames as they
+//! are: 4-byte length-prefixed NAL units (H.264, H.265), VP8/VP9 frames, AV1 temporal units in
+//! the low overhead format, which are the MP4 sample formats of those codecs.
 //!
 //! Boxes are written with `mp4-atom`; the `moov` children and the `mdat` are arranged by hand
 //! (see the `init` and `fragment` modules for why).
@@ -24,7 +27,7 @@ use bytes::Bytes;
 use switchyard_media::{CodecConfig, MediaKind, Track, TrackId};
 
 pub use fragment::fragment;
-pub use init::init_segment;
+pub use init::{init_segment, init_segment_with_keyframes, needs_keyframe};
 
 /// One sample (access unit) in a fragment. Timestamps in the track's clock rate (= the MP4
 /// timescale).
@@ -87,18 +90,19 @@ pub enum Fmp4Error {
     Encode { what: &'static str, reason: String },
 }
 
-/// Whether a track's codec can be carried in fMP4: H.264, H.265, AAC and Opus.
-///
-/// AV1, VP8/VP9 and G.711 are not (yet): the bus keeps av1C/vpcC opaque, so their sample
-/// entries would lack the picture size browsers need; G.711 in MP4 is not played by MSE.
+/// Whether a track's codec can be carried in fMP4: H.264, H.265, VP8, VP9, AV1, AAC and Opus
+/// (VP8, VP9 and some AV1 tracks once a keyframe gives their picture size: see
+/// [`needs_keyframe`]). G.711 is not: MSE does not play it in MP4.
 pub fn supports(codec: &CodecConfig) -> bool {
     match codec {
-        CodecConfig::H264(_) | CodecConfig::H265(_) | CodecConfig::Aac(_) => true,
-        CodecConfig::Opus { channels, head } => *channels > 0 && (*channels <= 2 || head.is_some()),
-        CodecConfig::Av1 { .. }
+        CodecConfig::H264(_)
+        | CodecConfig::H265(_)
         | CodecConfig::Vp8
         | CodecConfig::Vp9 { .. }
-        | CodecConfig::G711 { .. } => false,
+        | CodecConfig::Av1 { .. }
+        | CodecConfig::Aac(_) => true,
+        CodecConfig::Opus { channels, head } => *channels > 0 && (*channels <= 2 || head.is_some()),
+        CodecConfig::G711 { .. } => false,
     }
 }
 

@@ -151,3 +151,35 @@ fn moov_children_are_in_the_usual_order() {
     }
     assert_eq!(kinds, ["mvhd", "trak", "trak", "mvex"]);
 }
+
+#[test]
+fn vp8_vp9_av1_sample_entries_wait_for_a_keyframe_and_name_their_codecs() {
+    let track = |codec| Track {
+        id: TrackId(1),
+        codec,
+        clock_rate: 90000,
+    };
+    // vpcC of libvpx-vp9 for 426x240 (fixtures/ffmpeg9-vp9-426x240.ivf): profile 0,
+    // level 2.0, 8-bit 4:2:0.
+    let vp9 = track(CodecConfig::Vp9 {
+        vpcc: Bytes::from_static(&[1, 0, 0, 0, 0, 20, 0x82, 2, 2, 2, 0, 0]),
+    });
+    let vp8 = track(CodecConfig::Vp8);
+    // FFmpeg's Enhanced RTMP av1C: no configOBUs, so no size either.
+    let av1 = track(CodecConfig::Av1 {
+        av1c: Bytes::from_static(&[0x81, 0x00, 0x0c, 0x00]),
+    });
+    for t in [&vp8, &vp9, &av1] {
+        assert!(supports(&t.codec) && needs_keyframe(t));
+        assert!(matches!(
+            init_segment(std::slice::from_ref(t)),
+            Err(Fmp4Error::InvalidTrack { .. })
+        ));
+    }
+    assert_eq!(
+        mime_type(&[vp8, opus_track(2)]),
+        "video/mp4; codecs=\"vp08.00.41.08,opus\""
+    );
+    assert_eq!(mime_type(&[vp9]), "video/mp4; codecs=\"vp09.00.20.08\"");
+    assert_eq!(mime_type(&[av1]), "video/mp4; codecs=\"av01.0.00M.08\"");
+}

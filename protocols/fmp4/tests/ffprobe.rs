@@ -136,3 +136,140 @@ fn hevc_and_opus_play_in_ffmpeg() {
     decodes_cleanly(path);
     timestamps_survive(path, &capture);
 }
+
+/// VP8, VP9 and AV1 encodes from FFmpeg 9 (fixtures/README.md) as bus frames: the encoder's
+/// frames, 40 ms apart, the first a keyframe.
+mod vpx_av1 {
+    use bytes::Bytes;
+    use switchyard_fmp4::{fragment, init_segment, init_segment_with_keyframes, needs_keyframe};
+    use switchyard_fmp4::{Sample, TrackFragment};
+    use switchyard_media::av1::{
+        Av1SequenceInfo, Obu, OBU_SEQUENCE_HEADER, OBU_TEMPORAL_DELIMITER,
+    };
+    use switchyard_media::vp9::Vp9KeyframeInfo;
+    use switchyard_media::{CodecConfig, Frame, Track, TrackId};
+
+    const VP8: &[u8] = include_bytes!("../../../fixtures/ffmpeg9-vp8-426x240.ivf");
+    const VP9: &[u8] = include_bytes!("../../../fixtures/ffmpeg9-vp9-426x240.ivf");
+    const AV1: &[u8] = include_bytes!("../../../fixtures/ffmpeg9-av1-426x240.obu");
+
+    fn ivf_frames(data: &[u8]) -> Vec<Bytes> {
+        let mut frames = Vec::new();
+        let mut rest = &data[32..];
+        while rest.len() >= 12 {
+            let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+            frames.push(Bytes::copy_from_slice(&rest[12..12 + len]));
+            rest = &rest[12 + len..];
+        }
+        frames
+    }
+
+    /// Temporal units without their temporal delimiters (MP4 `av01` samples).
+    fn temporal_units(data: &[u8]) -> Vec<Bytes> {
+        let mut units: Vec<Vec<u8>> = Vec::new();
+        let mut rest = data;
+        while !rest.is_empty() {
+            let (obu, used) = Obu::parse_sized(rest).unwrap();
+            if obu.kind == OBU_TEMPORAL_DELIMITER {
+                units.push(Vec::new());
+            } else {
+                units.last_mut().unwrap().extend_from_slice(&rest[..used]);
+            }
+            rest = &rest[used..];
+        }
+        units.into_iter().map(Bytes::from).collect()
+    }
+
+    /// An av1C as the WebRTC ingest writes it: the sequence header OBU among the configOBUs
+    /// when `with_sequence_header`, else the bare 4 bytes FFmpeg's Enhanced RTMP sends.
+    fn av1c(tu: &[u8], with_sequence_header: bool) -> Bytes {
+        let (obu, used) = Obu::parse_sized(tu).unwrap();
+        assert_eq!(obu.kind, OBU_SEQUENCE_HEADER);
+        let info = Av1SequenceInfo::parse(obu.payload).unwrap();
+        let mut out = vec![0x81, info.profile << 5 | info.level, 0x0c, 0];
+        if with_sequence_header {
+            out.extend_from_slice(&tu[..used]);
+        }
+        Bytes::from(out)
+    }
+
+    fn frames(data: &[Bytes]) -> Vec<Frame> {
+        data.iter()
+            .enumerate()
+            .map(|(i, d)| Frame {
+                track: TrackId(1),
+                pts: i as i64 * 3600,
+                dts: i as i64 * 3600,
+                keyframe: i == 0,
+                data: d.clone(),
+            })
+            .collect()
+    }
+
+    /// The init segment (from the first keyframe when the config lacks the size) and one
+    /// fragment of every frame, as one file.
+    fn fmp4(codec: CodecConfig, frames: &[Frame]) -> Vec<u8> {
+        let track = Track {
+            id: TrackId(1),
+            codec,
+            clock_rate: 90000,
+        };
+        let tracks = [track.clone()];
+        let init = if needs_keyframe(&track) {
+            assert!(init_segment(&tracks).is_err(), "needs the keyframe's size");
+            init_segment_with_keyframes(&tracks, &[&frames[0]]).expect("init")
+        } else {
+            init_segment(&tracks).expect("init")
+        };
+        let samples = frames.iter().map(|f| Sample::from_frame(f, 3600)).collect();
+        let part = TrackFragment {
+            track: TrackId(1),
+            samples,
+        };
+        [init, fragment(1, &[part], &tracks).expect("fragment")].concat()
+    }
+
+    fn check(name: &str, codec: CodecConfig, data: &[Bytes], expected: &str) {
+        let path = super::write(name, &fmp4(codec, &frames(data)));
+        let path = path.to_str().expect("utf-8 path");
+        assert_eq!(super::streams(path), vec![expected.to_string()]);
+        super::decodes_cleanly(path);
+    }
+
+    #[test]
+    fn vp8_plays_in_ffmpeg_with_the_keyframes_size() {
+        let data = ivf_frames(VP8);
+        check(
+            "vp8.mp4",
+            CodecConfig::Vp8,
+            &data,
+            "stream|codec_name=vp8|profile=0|width=426|height=240|nb_read_frames=2",
+        );
+    }
+
+    #[test]
+    fn vp9_plays_in_ffmpeg_with_the_keyframes_size() {
+        let data = ivf_frames(VP9);
+        let vpcc = Vp9KeyframeInfo::parse(&data[0]).unwrap().vpcc();
+        check(
+            "vp9.mp4",
+            CodecConfig::Vp9 { vpcc },
+            &data,
+            "stream|codec_name=vp9|profile=Profile 0|width=426|height=240|nb_read_frames=2",
+        );
+    }
+
+    #[test]
+    fn av1_plays_in_ffmpeg_with_or_without_config_obus() {
+        let data = temporal_units(AV1);
+        for with_sequence_header in [true, false] {
+            let av1c = av1c(&data[0], with_sequence_header);
+            check(
+                &format!("av1-{with_sequence_header}.mp4"),
+                CodecConfig::Av1 { av1c },
+                &data,
+                "stream|codec_name=av1|profile=Main|width=426|height=240|nb_read_frames=2",
+            );
+        }
+    }
+}

@@ -3,16 +3,19 @@
 //! A stream is a set of [`Track`]s and a sequence of [`Frame`]s. A frame is one access unit
 //! with timestamps in its track's clock rate. Video frames are length-prefixed NAL units with
 //! 4-byte big-endian lengths (the AVCC/HVCC sample format of ISO/IEC 14496-15); parameter sets
-//! live in the track's [`CodecConfig`], never only in-band. Codec helpers (H.264, H.265, AAC)
-//! live in their own modules.
+//! live in the track's [`CodecConfig`], never only in-band. Codec helpers (H.264, H.265, AAC,
+//! and the VP8, VP9 and AV1 headers that give a picture size) live in their own modules.
 //!
 //! This crate does no I/O and depends on nothing async, so every parser here is testable
 //! against captured bytes and fuzzable.
 
 pub mod aac;
+pub mod av1;
 pub mod bits;
 pub mod h264;
 pub mod h265;
+pub mod vp8;
+pub mod vp9;
 
 use bytes::Bytes;
 use std::fmt;
@@ -74,12 +77,12 @@ pub enum CodecConfig {
     H264(h264::AvcConfig),
     /// H.265 with its HEVCDecoderConfigurationRecord (ISO/IEC 14496-15 8.3.3).
     H265(h265::HevcConfig),
-    /// AV1 with its AV1CodecConfigurationRecord (av1C), kept opaque for now.
+    /// AV1 with its AV1CodecConfigurationRecord (av1C, AV1 ISOBMFF binding 2.3.3; see [`av1`]).
     Av1 { av1c: Bytes },
     /// VP8 needs no out-of-band configuration.
     Vp8,
-    /// VP9 with its VPCodecConfigurationRecord (vpcC), kept opaque for now: the box payload
-    /// with its version (1) and flags, as Enhanced RTMP carries it.
+    /// VP9 with its VPCodecConfigurationRecord (vpcC): the box payload with its version (1)
+    /// and flags, as Enhanced RTMP carries it (see [`vp9`]).
     Vp9 { vpcc: Bytes },
     /// AAC with its AudioSpecificConfig (ISO/IEC 14496-3 1.6.2.1).
     Aac(aac::AudioSpecificConfig),
@@ -129,8 +132,11 @@ impl CodecConfig {
             CodecConfig::H264(c) => c.rfc6381_codec(),
             CodecConfig::H265(c) => c.rfc6381_codec(),
             CodecConfig::Av1 { av1c } => av1_codec_string(av1c),
-            CodecConfig::Vp8 => "vp8".to_string(),
-            CodecConfig::Vp9 { .. } => "vp09".to_string(),
+            // VP8 has no levels of its own, but the VP codec binding's string has a level field;
+            // the picture size is not in this config, so 4.1 (VP9's table: up to 1080p) stands
+            // for any WebRTC-sized stream (Chromium takes no `vp08` in MP4 MSE at all).
+            CodecConfig::Vp8 => "vp08.00.41.08".to_string(),
+            CodecConfig::Vp9 { vpcc } => vp9::codec_string(vpcc),
             CodecConfig::Aac(c) => c.rfc6381_codec(),
             CodecConfig::Opus { .. } => "opus".to_string(),
             CodecConfig::G711 {
@@ -143,12 +149,30 @@ impl CodecConfig {
         }
     }
 
-    /// Picture size when the configuration tells it.
+    /// Picture size when the configuration tells it: H.264, H.265, and AV1 when its av1C has
+    /// the sequence header among its configOBUs. VP8 and VP9 have none (see
+    /// [`CodecConfig::keyframe_resolution`]).
     pub fn resolution(&self) -> Option<(u32, u32)> {
         match self {
             CodecConfig::H264(c) => Some((c.sps.width, c.sps.height)),
             CodecConfig::H265(c) => c.resolution,
+            CodecConfig::Av1 { av1c } => av1::picture_size(av1::av1c_config_obus(av1c)),
             _ => None,
+        }
+    }
+
+    /// Picture size as a keyframe of this codec tells it (VP8 and VP9 frame headers, an AV1
+    /// sequence header in the temporal unit), else as the configuration does. For a sample
+    /// entry or metadata of a stream whose configuration lacks it; the size may change at a
+    /// later keyframe, which decoders of these codecs follow in-band.
+    pub fn keyframe_resolution(&self, data: &[u8]) -> Option<(u32, u32)> {
+        match self {
+            CodecConfig::Vp8 => vp8::Vp8KeyframeInfo::parse(data).map(|i| (i.width, i.height)),
+            CodecConfig::Vp9 { .. } => {
+                vp9::Vp9KeyframeInfo::parse(data).map(|i| (i.width, i.height))
+            }
+            CodecConfig::Av1 { .. } => av1::picture_size(data).or_else(|| self.resolution()),
+            _ => self.resolution(),
         }
     }
 }
@@ -351,6 +375,41 @@ pub fn length_prefixed_to_annexb(data: &[u8]) -> Result<Bytes, MediaError> {
         out.extend_from_slice(nal?);
     }
     Ok(Bytes::from(out))
+}
+
+/// Readers of the capture files in `fixtures/` (see its README for where each came from).
+#[cfg(test)]
+mod test_fixtures {
+    /// The frames of an IVF file (32-byte file header; per frame a 12-byte header with the
+    /// frame size, little-endian, first).
+    pub fn read_ivf(data: &[u8]) -> Vec<&[u8]> {
+        let mut frames = Vec::new();
+        let mut rest = &data[32..];
+        while rest.len() >= 12 {
+            let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+            frames.push(&rest[12..12 + len]);
+            rest = &rest[12 + len..];
+        }
+        frames
+    }
+
+    /// The temporal units of `fixtures/ffmpeg9-av1-426x240.obu` (an AV1 low overhead
+    /// bitstream), split at temporal delimiters, delimiters removed: MP4 `av01` samples.
+    pub fn svtav1_temporal_units() -> Vec<Vec<u8>> {
+        const OBU: &[u8] = include_bytes!("../../../fixtures/ffmpeg9-av1-426x240.obu");
+        let mut units: Vec<Vec<u8>> = Vec::new();
+        let mut rest = OBU;
+        while !rest.is_empty() {
+            let (obu, used) = crate::av1::Obu::parse_sized(rest).unwrap();
+            if obu.kind == crate::av1::OBU_TEMPORAL_DELIMITER {
+                units.push(Vec::new());
+            } else {
+                units.last_mut().unwrap().extend_from_slice(&rest[..used]);
+            }
+            rest = &rest[used..];
+        }
+        units
+    }
 }
 
 #[cfg(test)]

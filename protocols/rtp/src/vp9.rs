@@ -24,13 +24,14 @@
 //! that drops to a keyframe after loss needs), and on keyframes the scalability structure
 //! with the picture size, which Chromium uses to size its decoder.
 //!
-//! [`Vp9KeyframeInfo`] reads a keyframe's uncompressed header (VP9 bitstream specification
-//! 6.2) for the `vpcC` record (VP Codec ISO Media File Format Binding 2.2).
+//! [`Vp9KeyframeInfo`] (from `switchyard_media::vp9`) reads a keyframe's uncompressed header
+//! (VP9 bitstream specification 6.2) for the `vpcC` record (VP Codec ISO Media File Format
+//! Binding 2.2).
 
 use crate::assembler::Assembler;
 use crate::{malformed, CodedFrame, PacketRef, Payload, RtpError};
-use bytes::{BufMut, Bytes, BytesMut};
-use switchyard_media::bits::BitReader;
+use bytes::{BufMut, BytesMut};
+pub use switchyard_media::vp9::Vp9KeyframeInfo;
 
 /// RTP packets (in order, see [`crate::reorder`]) -> VP9 frames. See the module documentation.
 #[derive(Default)]
@@ -255,136 +256,6 @@ impl Vp9Packetizer {
             });
         }
         Ok(())
-    }
-}
-
-/// What a VP9 keyframe's uncompressed header (VP9 bitstream specification 6.2, 7.2) says
-/// about the stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Vp9KeyframeInfo {
-    pub profile: u8,
-    pub bit_depth: u8,
-    /// (subsampling_x, subsampling_y): (1, 1) is 4:2:0.
-    pub subsampling: (u8, u8),
-    pub full_range: bool,
-    /// `color_space` (0 unknown, 1 BT.601, 2 BT.709, ..., 7 sRGB).
-    pub color_space: u8,
-    pub width: u32,
-    pub height: u32,
-}
-
-impl Vp9KeyframeInfo {
-    /// Reads the header of a keyframe; `None` when `frame` is not a keyframe or is cut short.
-    pub fn parse(frame: &[u8]) -> Option<Self> {
-        let mut r = BitReader::new(frame, "VP9 uncompressed header");
-        if r.bits(2).ok()? != 2 {
-            return None; // frame_marker
-        }
-        let low = r.bits(1).ok()?;
-        let high = r.bits(1).ok()?;
-        let profile = (high << 1 | low) as u8;
-        if profile == 3 {
-            r.skip(1).ok()?;
-        }
-        if r.flag().ok()? {
-            return None; // show_existing_frame
-        }
-        if r.bits(1).ok()? != 0 {
-            return None; // frame_type: not KEY_FRAME
-        }
-        r.skip(2).ok()?; // show_frame, error_resilient_mode
-        if r.bits(24).ok()? != 0x49_83_42 {
-            return None; // frame_sync_code
-        }
-        let bit_depth = if profile >= 2 {
-            if r.flag().ok()? {
-                12
-            } else {
-                10
-            }
-        } else {
-            8
-        };
-        let color_space = r.bits(3).ok()? as u8;
-        let (full_range, subsampling);
-        if color_space != 7 {
-            full_range = r.flag().ok()?;
-            subsampling = if profile == 1 || profile == 3 {
-                let s = (r.bits(1).ok()? as u8, r.bits(1).ok()? as u8);
-                r.skip(1).ok()?;
-                s
-            } else {
-                (1, 1)
-            };
-        } else {
-            full_range = true;
-            subsampling = (0, 0);
-            if profile == 1 || profile == 3 {
-                r.skip(1).ok()?;
-            }
-        }
-        let width = r.bits(16).ok()? + 1;
-        let height = r.bits(16).ok()? + 1;
-        Some(Vp9KeyframeInfo {
-            profile,
-            bit_depth,
-            subsampling,
-            full_range,
-            color_space,
-            width,
-            height,
-        })
-    }
-
-    /// The `vpcC` box payload (VP Codec ISO Media File Format Binding 2.2: version 1, flags 0,
-    /// then the VPCodecConfigurationRecord), as MP4 writers and Enhanced RTMP carry it. The
-    /// level is the smallest whose picture size fits (the frame rate is not known here).
-    pub fn vpcc(&self) -> Bytes {
-        let samples = u64::from(self.width) * u64::from(self.height);
-        // VP9 levels by maximum picture size (VP9 bitstream specification, Annex A).
-        const LEVELS: [(u64, u8); 8] = [
-            (36_864, 10),
-            (73_728, 11),
-            (122_880, 20),
-            (245_760, 21),
-            (552_960, 30),
-            (983_040, 31),
-            (2_228_224, 41),
-            (8_912_896, 52),
-        ];
-        let level = LEVELS
-            .iter()
-            .find(|(max, _)| samples <= *max)
-            .map_or(62, |(_, l)| *l);
-        let chroma = match self.subsampling {
-            (1, 1) => 1, // 4:2:0, siting unknown: "colocated with luma" as ffmpeg assumes
-            (1, 0) => 2,
-            _ => 3,
-        };
-        // color_space -> (primaries, transfer, matrix) of ISO/IEC 23091-4; 2 = unspecified.
-        let (primaries, transfer, matrix) = match self.color_space {
-            1 => (6, 6, 6),  // BT.601
-            2 => (1, 1, 1),  // BT.709
-            3 => (6, 6, 6),  // SMPTE 170
-            4 => (7, 7, 7),  // SMPTE 240
-            5 => (9, 14, 9), // BT.2020
-            7 => (1, 13, 0), // sRGB
-            _ => (2, 2, 2),
-        };
-        Bytes::from(vec![
-            1, // version
-            0,
-            0,
-            0, // flags
-            self.profile,
-            level,
-            self.bit_depth << 4 | chroma << 1 | u8::from(self.full_range),
-            primaries,
-            transfer,
-            matrix,
-            0,
-            0, // codecIntializationDataSize
-        ])
     }
 }
 

@@ -8,20 +8,9 @@ use support::*;
 
 use support::browser::play;
 
+/// [`assert_plays_fmp4`](support::browser::assert_plays_fmp4), at the published 640x360.
 fn assert_plays(report: &serde_json::Value, what: &str) {
-    assert_eq!(
-        report["advanced"], true,
-        "{what}: currentTime advances: {report}"
-    );
-    assert!(
-        report["totalVideoFrames"].as_u64().unwrap_or(0) > 50,
-        "{what}: frames decoded: {report}"
-    );
-    assert_eq!(
-        report["errors"].as_array().map(Vec::len),
-        Some(0),
-        "{what}: {report}"
-    );
+    support::browser::assert_plays_fmp4(report, what);
     assert_eq!(
         (
             report["videoWidth"].as_u64(),

@@ -41,28 +41,6 @@ fn video_track(info: &serde_json::Value) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no video track: {info}"))
 }
 
-/// The player page played fMP4 (`what`: MSE or HLS): time advanced, frames decoded at a
-/// picture size, no errors.
-fn assert_plays_fmp4(report: &serde_json::Value, what: &str) {
-    assert_eq!(
-        report["advanced"], true,
-        "{what}: currentTime advances: {report}"
-    );
-    assert!(
-        report["totalVideoFrames"].as_u64().unwrap_or(0) > 50,
-        "{what}: frames decoded: {report}"
-    );
-    assert!(
-        report["videoWidth"].as_u64().unwrap_or(0) > 0,
-        "{what}: {report}"
-    );
-    assert_eq!(
-        report["errors"].as_array().map(Vec::len),
-        Some(0),
-        "{what}: {report}"
-    );
-}
-
 /// The stream's HLS as Debian's ffprobe (5.1) sees it: a `codec` video stream with a picture
 /// size, and an Opus one; ffmpeg decodes it without an error.
 fn assert_hls_carries(server: &Switchyard, name: &str, codec: &str) {
@@ -125,9 +103,9 @@ fn chromium_publishes_and_plays(codec: &str, mime: &str, rtmp: bool, fmp4: Chrom
             );
         }
         ChromiumFmp4::MseAndHlsJs => {
-            assert_plays_fmp4(&mse, "MSE");
+            support::browser::assert_plays_fmp4(&mse, "MSE");
             let hls = play(&server.api(&format!("/play/{name}?mode=hls")), 12);
-            assert_plays_fmp4(&hls, "HLS (hls.js)");
+            support::browser::assert_plays_fmp4(&hls, "HLS (hls.js)");
         }
     }
 

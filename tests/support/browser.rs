@@ -114,3 +114,25 @@ pub fn assert_webrtc_video(report: &serde_json::Value, mime: &str) {
         "{report}"
     );
 }
+
+/// The player page (`play.mjs`) played fMP4 (`what`: MSE or HLS): time advanced, more than 50
+/// frames decoded at a picture size, no errors.
+pub fn assert_plays_fmp4(report: &serde_json::Value, what: &str) {
+    assert_eq!(
+        report["advanced"], true,
+        "{what}: currentTime advances: {report}"
+    );
+    assert!(
+        report["totalVideoFrames"].as_u64().unwrap_or(0) > 50,
+        "{what}: frames decoded: {report}"
+    );
+    assert!(
+        report["videoWidth"].as_u64().unwrap_or(0) > 0,
+        "{what}: {report}"
+    );
+    assert_eq!(
+        report["errors"].as_array().map(Vec::len),
+        Some(0),
+        "{what}: {report}"
+    );
+}

@@ -143,9 +143,7 @@ mod vpx_av1 {
     use bytes::Bytes;
     use switchyard_fmp4::{fragment, init_segment, init_segment_with_keyframes, needs_keyframe};
     use switchyard_fmp4::{Sample, TrackFragment};
-    use switchyard_media::av1::{
-        Av1SequenceInfo, Obu, OBU_SEQUENCE_HEADER, OBU_TEMPORAL_DELIMITER,
-    };
+    use switchyard_media::av1::{Av1SequenceInfo, Obu, OBU_SEQUENCE_HEADER};
     use switchyard_media::vp9::Vp9KeyframeInfo;
     use switchyard_media::{CodecConfig, Frame, Track, TrackId};
 
@@ -166,18 +164,11 @@ mod vpx_av1 {
 
     /// Temporal units without their temporal delimiters (MP4 `av01` samples).
     fn temporal_units(data: &[u8]) -> Vec<Bytes> {
-        let mut units: Vec<Vec<u8>> = Vec::new();
-        let mut rest = data;
-        while !rest.is_empty() {
-            let (obu, used) = Obu::parse_sized(rest).unwrap();
-            if obu.kind == OBU_TEMPORAL_DELIMITER {
-                units.push(Vec::new());
-            } else {
-                units.last_mut().unwrap().extend_from_slice(&rest[..used]);
-            }
-            rest = &rest[used..];
-        }
-        units.into_iter().map(Bytes::from).collect()
+        switchyard_media::av1::temporal_units(data)
+            .unwrap()
+            .into_iter()
+            .map(Bytes::from)
+            .collect()
     }
 
     /// An av1C as the WebRTC ingest writes it: the sequence header OBU among the configOBUs

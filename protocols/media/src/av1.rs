@@ -101,6 +101,25 @@ pub fn obus(mut data: &[u8]) -> impl Iterator<Item = Result<Obu<'_>, String>> {
     })
 }
 
+/// A low-overhead OBU stream (an `.obu` capture) split at its temporal delimiters into
+/// temporal units without them (MP4 `av01` samples, AV1 ISOBMFF binding 2.4).
+pub fn temporal_units(mut data: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let mut units: Vec<Vec<u8>> = Vec::new();
+    while !data.is_empty() {
+        let (obu, used) = Obu::parse_sized(data)?;
+        if obu.kind == OBU_TEMPORAL_DELIMITER {
+            units.push(Vec::new());
+        } else {
+            units
+                .last_mut()
+                .ok_or("the stream does not start with a temporal delimiter")?
+                .extend_from_slice(&data[..used]);
+        }
+        data = &data[used..];
+    }
+    Ok(units)
+}
+
 /// Reads a LEB128 value (AV1 4.10.5): at most 8 bytes, value below 2^32. Returns it and
 /// its length.
 pub fn leb128(data: &[u8]) -> Option<(u64, usize)> {

@@ -430,18 +430,7 @@ mod tests {
 
     /// The encoder's temporal units, split at temporal delimiters, delimiters removed.
     fn temporal_units() -> Vec<Vec<u8>> {
-        let mut units: Vec<Vec<u8>> = Vec::new();
-        let mut rest = AOM_OBU;
-        while !rest.is_empty() {
-            let (obu, used) = Obu::parse_sized(rest).unwrap();
-            if obu.kind == OBU_TEMPORAL_DELIMITER {
-                units.push(Vec::new());
-            } else {
-                units.last_mut().unwrap().extend_from_slice(&rest[..used]);
-            }
-            rest = &rest[used..];
-        }
-        units
+        switchyard_media::av1::temporal_units(AOM_OBU).unwrap()
     }
 
     fn send(

@@ -10,7 +10,8 @@
 //! Encoder delay (AAC's 1024 priming samples, Opus's lookahead) is taken out by libavcodec's
 //! packet timestamps, so a sample comes out with the time it went in with.
 
-use super::{AudioCodec, AudioSettings};
+use super::need::AudioCodec;
+use super::settings::AudioSettings;
 use bytes::Bytes;
 use ff::codec::Id;
 use ff::format::sample::Type as SampleType;

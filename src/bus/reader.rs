@@ -1,7 +1,7 @@
 //! The reading end of a stream.
 
+use super::peer::Peer;
 use super::stream::{BusFrame, BusItem, Stream, TrackSet};
-use super::Peer;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

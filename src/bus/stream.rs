@@ -1,10 +1,12 @@
 //! One stream on the bus: its publisher side, GOP cache and counters.
 
-use super::{BusConfig, EndedTotals, Peer, RegistryInner};
+use super::peer::Peer;
+use super::settings::BusConfig;
 use bytes::Bytes;
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 use switchyard_media::{Frame, MediaKind, Track};
 use tokio::sync::{broadcast, watch};
@@ -110,27 +112,28 @@ pub(crate) struct Shared {
 
 /// A named stream: one publisher, many readers.
 pub struct Stream {
-    name: String,
+    pub(super) name: String,
     publisher: Peer,
     started: Instant,
     started_wall: SystemTime,
-    gop_cache_max_bytes: usize,
+    pub(super) gop_cache_max_bytes: usize,
     pub(crate) shared: Mutex<Shared>,
-    tracks_watch: watch::Sender<Arc<TrackSet>>,
-    kicked: watch::Sender<bool>,
+    pub(super) tracks_watch: watch::Sender<Arc<TrackSet>>,
+    pub(super) kicked: watch::Sender<bool>,
     pub(crate) counters: AtomicCounters,
     /// Keyframe requests from readers, counted; publishers that can ask their source for a
     /// keyframe (WebRTC) watch it.
     keyframe_requests: AtomicU64,
     /// Set once a video frame's pts differed from its dts (B-frames).
-    b_frames: std::sync::atomic::AtomicBool,
+    pub(super) b_frames: std::sync::atomic::AtomicBool,
     pub(crate) readers: Mutex<HashMap<&'static str, usize>>,
     rate: Mutex<RateSampler>,
-    /// Set on a converted view (see `audio`): the stream it converts, where its readers,
-    /// bytes out and keyframe requests are counted.
+    /// Set on a derived view ([`Stream::derived`]): the stream it is derived from, where its
+    /// readers, bytes out and keyframe requests are counted.
     parent: Option<Arc<Stream>>,
-    /// Conversions of this stream's audio (see `audio`).
-    pub(crate) conversions: Mutex<Vec<Arc<crate::audio::Conversion>>>,
+    /// State that layers above the bus keep with this stream, one value per type
+    /// ([`Stream::attached`]).
+    attached: Mutex<Vec<Arc<dyn Any + Send + Sync>>>,
 }
 
 /// A point-in-time view of a stream, for the API.
@@ -147,8 +150,6 @@ pub struct StreamSnapshot {
     pub bitrate_out_bps: u64,
     /// The video has B-frames (frames presented in another order than decoded).
     pub b_frames: bool,
-    /// Conversions of the stream's audio that readers asked for.
-    pub audio_conversions: Vec<crate::audio::ConversionInfo>,
 }
 
 impl Stream {
@@ -177,13 +178,13 @@ impl Stream {
             readers: Mutex::new(HashMap::new()),
             rate: Mutex::new(RateSampler::default()),
             parent: None,
-            conversions: Mutex::new(Vec::new()),
+            attached: Mutex::new(Vec::new()),
         }
     }
 
-    /// A view of `parent` off the registry, fed by a converter: same name, publisher and time
-    /// origin; its readers and their bytes count as the parent's.
-    #[cfg_attr(not(feature = "transcode"), allow(dead_code))]
+    /// A view of `parent` off the registry, fed by a layer above the bus that transforms the
+    /// parent's frames for readers that need something else (audio in another codec, ...):
+    /// same name, publisher and time origin; its readers and their bytes count as the parent's.
     pub(crate) fn derived(parent: &Arc<Stream>, config: &BusConfig) -> Self {
         let mut s = Stream::new(parent.name.clone(), parent.publisher.clone(), config);
         s.started = parent.started;
@@ -192,7 +193,7 @@ impl Stream {
         s
     }
 
-    /// Where readers of this stream are counted: the parent of a converted view, else itself.
+    /// Where readers of this stream are counted: the parent of a derived view, else itself.
     pub(crate) fn accounting(&self) -> &Stream {
         self.parent.as_deref().unwrap_or(self)
     }
@@ -272,8 +273,20 @@ impl Stream {
             bitrate_in_bps,
             bitrate_out_bps,
             b_frames: self.b_frames.load(Ordering::Relaxed),
-            audio_conversions: crate::audio::conversions(self),
         }
+    }
+
+    /// The value of type `T` that a layer above the bus keeps with this stream (for example the
+    /// derived views readers asked for), made with `T::default()` on first use. One value per
+    /// type, so each layer keys its own state by what its readers need.
+    pub fn attached<T: Any + Default + Send + Sync>(&self) -> Arc<T> {
+        let mut all = self.attached.lock().unwrap();
+        if let Some(found) = all.iter().find_map(|a| a.clone().downcast::<T>().ok()) {
+            return found;
+        }
+        let made = Arc::new(T::default());
+        all.push(made.clone());
+        made
     }
 
     /// When the stream was published: the origin of its timestamps for inputs that count
@@ -282,7 +295,7 @@ impl Stream {
         self.started
     }
 
-    /// Whether the video has had B-frames (a converted view answers for its source).
+    /// Whether the video has had B-frames (a derived view answers for its source).
     pub fn has_b_frames(&self) -> bool {
         self.accounting().b_frames.load(Ordering::Relaxed)
     }
@@ -310,134 +323,5 @@ impl RateSampler {
             None => self.last = Some((now, *c)),
         }
         self.rates
-    }
-}
-
-/// The publishing end of a stream. Dropping it ends the stream.
-pub struct Publisher {
-    stream: Arc<Stream>,
-    registry: Weak<RegistryInner>,
-    kicked: watch::Receiver<bool>,
-    next_track_generation: u64,
-}
-
-impl Publisher {
-    pub(crate) fn new(stream: Arc<Stream>, registry: Weak<RegistryInner>) -> Self {
-        let kicked = stream.kicked.subscribe();
-        Publisher {
-            stream,
-            registry,
-            kicked,
-            next_track_generation: 1,
-        }
-    }
-
-    pub fn stream(&self) -> &Arc<Stream> {
-        &self.stream
-    }
-
-    /// Replaces the stream's tracks. Readers see the change in order with frames; the GOP
-    /// cache restarts, since its frames belong to the old configuration.
-    pub fn set_tracks(&mut self, tracks: Vec<Track>) {
-        let set = Arc::new(TrackSet {
-            generation: self.next_track_generation,
-            tracks,
-        });
-        self.next_track_generation += 1;
-        let mut shared = self.stream.shared.lock().unwrap();
-        shared.tracks = set.clone();
-        shared.gop.clear();
-        shared.gop_bytes = 0;
-        if let Some(tx) = &shared.tx {
-            let _ = tx.send(BusItem::Tracks(set.clone()));
-        }
-        self.stream.tracks_watch.send_replace(set);
-    }
-
-    pub fn tracks(&self) -> Arc<TrackSet> {
-        self.stream.tracks_watch.borrow().clone()
-    }
-
-    /// Publishes one frame to every reader. Never blocks on readers.
-    pub fn push(&self, frame: Frame) {
-        let len = frame.data.len();
-        let stream = &self.stream;
-        stream
-            .counters
-            .bytes_in
-            .fetch_add(len as u64, Ordering::Relaxed);
-        stream.counters.frames_in.fetch_add(1, Ordering::Relaxed);
-        let mut shared = stream.shared.lock().unwrap();
-        let kind = shared.tracks.get(frame.track).map(|t| t.kind());
-        let has_video = shared.tracks.video().is_some();
-        let starts_gop = kind == Some(MediaKind::Video) && frame.keyframe;
-        if kind == Some(MediaKind::Video) && frame.pts != frame.dts {
-            stream.b_frames.store(true, Ordering::Relaxed);
-        }
-        let item = Arc::new(BusFrame::new(frame, starts_gop, shared.next_sequence));
-        shared.next_sequence += 1;
-        if starts_gop {
-            shared.gop.clear();
-            shared.gop_bytes = 0;
-            shared.gop_caching = true;
-        }
-        // Cache from a video keyframe on; audio-only streams need no cache (every frame is a
-        // random access point).
-        if has_video && shared.gop_caching && (starts_gop || !shared.gop.is_empty()) {
-            if shared.gop_bytes + len > stream.gop_cache_max_bytes {
-                tracing::warn!(stream = %stream.name, bytes = shared.gop_bytes, "GOP cache full; late joiners wait for the next keyframe");
-                shared.gop.clear();
-                shared.gop_bytes = 0;
-                shared.gop_caching = false;
-            } else {
-                shared.gop_bytes += len;
-                shared.gop.push(item.clone());
-            }
-        }
-        if let Some(tx) = &shared.tx {
-            let _ = tx.send(BusItem::Frame(item));
-        }
-    }
-
-    /// Whether the publisher must stop (kicked through the API or taken over).
-    pub fn is_kicked(&self) -> bool {
-        *self.kicked.borrow()
-    }
-
-    /// Resolves when the publisher must stop (kicked through the API or taken over).
-    pub async fn kicked(&mut self) {
-        while !*self.kicked.borrow_and_update() {
-            if self.kicked.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
-    }
-}
-
-impl Drop for Publisher {
-    fn drop(&mut self) {
-        self.stream.shared.lock().unwrap().tx = None;
-        let Some(registry) = self.registry.upgrade() else {
-            return;
-        };
-        let mut streams = registry.streams.lock().unwrap();
-        if streams
-            .get(&self.stream.name)
-            .is_some_and(|s| Arc::ptr_eq(s, &self.stream))
-        {
-            streams.remove(&self.stream.name);
-        }
-        drop(streams);
-        let c = self.stream.counters();
-        let EndedTotals {
-            bytes_in,
-            bytes_out,
-            frames_dropped,
-        } = &registry.ended;
-        bytes_in.fetch_add(c.bytes_in, Ordering::Relaxed);
-        // Readers still draining add their last bytes to the stream, not here; close enough.
-        bytes_out.fetch_add(c.bytes_out, Ordering::Relaxed);
-        frames_dropped.fetch_add(c.frames_dropped, Ordering::Relaxed);
-        tracing::info!(stream = %self.stream.name, "stream ended");
     }
 }

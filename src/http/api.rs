@@ -1,7 +1,7 @@
 //! `/api/v1`: streams on the bus.
 
 use super::{ApiError, AppState};
-use crate::bus::{validate_name, StreamSnapshot};
+use crate::bus::{validate_name, Stream, StreamSnapshot};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -135,8 +135,9 @@ impl From<&Track> for TrackInfo {
     }
 }
 
-impl From<StreamSnapshot> for StreamInfo {
-    fn from(s: StreamSnapshot) -> Self {
+impl StreamInfo {
+    fn of(stream: &Stream) -> Self {
+        let s = stream.snapshot();
         let readers: BTreeMap<_, _> = s.readers_by_protocol.clone().into_iter().collect();
         let webrtc = WebRtcInfo::new(&s);
         let mut tracks: Vec<TrackInfo> = s.tracks.tracks.iter().map(TrackInfo::from).collect();
@@ -145,7 +146,7 @@ impl From<StreamSnapshot> for StreamInfo {
         }
         StreamInfo {
             webrtc,
-            audio_conversions: s.audio_conversions,
+            audio_conversions: crate::audio::conversions(stream),
             name: s.name,
             publisher: PeerInfo {
                 protocol: s.publisher.protocol,
@@ -181,7 +182,7 @@ async fn list_streams(State(state): State<AppState>) -> Json<Vec<StreamInfo>> {
             .registry
             .list()
             .iter()
-            .map(|s| s.snapshot().into())
+            .map(|s| StreamInfo::of(s))
             .collect(),
     )
 }
@@ -195,7 +196,7 @@ async fn get_stream(
         .registry
         .get(&name)
         .ok_or(crate::bus::BusError::NotFound(name))?;
-    Ok(Json(stream.snapshot().into()))
+    Ok(Json(StreamInfo::of(&stream)))
 }
 
 async fn delete_stream(

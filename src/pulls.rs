@@ -26,6 +26,7 @@
 
 use crate::bus::{BusError, Peer, Publisher, Registry};
 use crate::config::{Config, PullSection};
+use crate::inputs::pull::{one_line, redact, PullError, PullSink};
 use crate::inputs::rtsp_pull::{self, RtspSettings, RtspSource, RtspTransport};
 use crate::inputs::whep_pull::{self, WhepClient, WhepSettings, WhepSource};
 use crate::rtmp::client::{RtmpUrl, TlsTrust};
@@ -36,43 +37,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
-
-/// What a pull input needs from the manager (a test can hand it a double).
-pub trait PullSink: Send {
-    /// Claims the pull's local name on the bus.
-    fn publish(&mut self) -> Result<Publisher, BusError>;
-    /// Media flows: the tracks are on the bus.
-    fn running(&mut self);
-    /// A WebRTC attempt's counters (loss, round-trip time), for the API.
-    fn counters(&mut self, _counters: Arc<ClientCounters>) {}
-    /// The attempt ended but its publisher (with tracks) can continue in the next one: kept
-    /// for up to `pull.hold_secs` so readers stay attached. Dropped by default.
-    fn hold(&mut self, _publisher: Publisher) {}
-}
-
-/// Why a pull attempt ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PullError {
-    pub message: String,
-    /// Retrying cannot help (e.g. 401 Unauthorized); the pull stops in state `failed`.
-    pub permanent: bool,
-}
-
-impl PullError {
-    pub fn retry(message: impl Into<String>) -> Self {
-        PullError {
-            message: message.into(),
-            permanent: false,
-        }
-    }
-
-    pub fn permanent(message: impl Into<String>) -> Self {
-        PullError {
-            message: message.into(),
-            permanent: true,
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -184,20 +148,6 @@ impl Pull {
     }
 }
 
-/// The first line of an error, at most `max` characters: retina appends hex dumps of what it
-/// could not parse, which belong in the log, not in the API.
-pub(crate) fn one_line(text: &str, max: usize) -> String {
-    let line = text
-        .lines()
-        .next()
-        .unwrap_or("")
-        .trim_end_matches([' ', ';', ':']);
-    match line.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}...", &line[..cut]),
-        None => line.to_string(),
-    }
-}
-
 fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -255,10 +205,10 @@ impl PullManager {
                 entry.token.clone(),
             ) {
                 Ok(id) => {
-                    tracing::info!(id, source = %rtsp_pull::redact(&entry.source), name = %entry.name, "configured pull started")
+                    tracing::info!(id, source = %redact(&entry.source), name = %entry.name, "configured pull started")
                 }
                 Err(e) => {
-                    tracing::error!(source = %rtsp_pull::redact(&entry.source), name = %entry.name, error = %e, "configured pull not started")
+                    tracing::error!(source = %redact(&entry.source), name = %entry.name, error = %e, "configured pull not started")
                 }
             }
         }
@@ -275,7 +225,7 @@ impl PullManager {
         on_demand: bool,
         token: Option<String>,
     ) -> Result<String, PullApiError> {
-        let shown = rtsp_pull::redact(source);
+        let shown = redact(source);
         crate::bus::validate_name(name).map_err(|e| PullApiError::BadRequest(e.to_string()))?;
         let scheme = source
             .split_once("://")
@@ -730,15 +680,6 @@ async fn run_pull_attempts(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn errors_shown_are_one_short_line() {
-        assert_eq!(
-            one_line("framing error; buffered:\n00 01 02", 300),
-            "framing error; buffered"
-        );
-        assert_eq!(one_line("abcdef", 3), "abc...");
-    }
 
     #[test]
     fn backoff_doubles_within_bounds_with_jitter() {

@@ -7,7 +7,7 @@
 //! checked, and anything malformed is an error that ends the session.
 
 use crate::bus::Publisher;
-use crate::pulls::{PullError, PullSink};
+use crate::inputs::pull::{PullError, PullSink};
 use crate::rtmp::client::{ClientError, RtmpClient, RtmpUrl, TlsTrust};
 use bytes::Bytes;
 use rml_rtmp::sessions::ClientSessionEvent;

@@ -18,7 +18,7 @@
 //! [`Credentials`]) and everything shown or logged uses [`redact`].
 
 use crate::bus::Publisher;
-use crate::pulls::{PullError, PullSink};
+use crate::inputs::pull::{redact, PullError, PullSink};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use retina::client::{
@@ -58,24 +58,6 @@ impl std::str::FromStr for RtspTransport {
             "udp" => Ok(RtspTransport::Udp),
             _ => Err(format!("transport must be tcp or udp, not {s:?}")),
         }
-    }
-}
-
-/// Replaces the `user:pass@` of a URL with `***@`, so a source can be shown and logged.
-/// Works on any string, parseable or not.
-pub fn redact(source: &str) -> String {
-    let Some(scheme_end) = source.find("://") else {
-        return source.to_string();
-    };
-    let rest = &source[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!(
-            "{}***{}",
-            &source[..scheme_end + 3],
-            &rest[at..] // keeps the '@' and everything after it
-        ),
-        None => source.to_string(),
     }
 }
 
@@ -723,14 +705,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn credentials_are_redacted_everywhere() {
-        assert_eq!(
-            redact("rtsp://admin:s3cret@10.0.0.5:554/Streaming/101"),
-            "rtsp://***@10.0.0.5:554/Streaming/101"
-        );
-        assert_eq!(redact("rtsp://cam/live?a=b@c"), "rtsp://cam/live?a=b@c");
-        assert_eq!(redact("not a url"), "not a url");
-        assert_eq!(redact("rtsp://u:p@w@host/x"), "rtsp://***@host/x");
+    fn sources_are_parsed_without_their_credentials() {
         let s =
             RtspSource::parse("rtsp://admin:p%40ss@cam.local/live", RtspTransport::Tcp).unwrap();
         assert_eq!(s.url.as_str(), "rtsp://cam.local/live");

@@ -23,7 +23,7 @@
 //! the same stream and its readers stay attached through the gap.
 
 use crate::bus::{BusError, Publisher};
-use crate::pulls::{PullError, PullSink};
+use crate::inputs::pull::{PullError, PullSink};
 use crate::webrtc::{ClientCounters, ClientRole, SessionError, WebRtc, WebRtcSettings};
 use reqwest::{StatusCode, Url};
 use std::net::SocketAddr;
@@ -43,7 +43,7 @@ pub struct WhepSource {
 impl WhepSource {
     /// Checks the URL; credentials belong in the token, not in the URL (they would be shown).
     pub fn parse(source: &str, token: Option<String>) -> Result<Self, String> {
-        let shown = crate::inputs::rtsp_pull::redact(source);
+        let shown = crate::inputs::pull::redact(source);
         let url = Url::parse(source).map_err(|e| format!("malformed source URL {shown:?}: {e}"))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(format!("not a WHEP URL (http or https): {shown:?}"));
@@ -275,7 +275,7 @@ async fn session(
         Err(_) => return PullError::retry(format!("POST {url}: the answer did not complete")),
     };
     if status != StatusCode::CREATED {
-        let detail = crate::pulls::one_line(body.trim(), 200);
+        let detail = crate::inputs::pull::one_line(body.trim(), 200);
         let message = format!("POST {url}: {status} {detail}");
         // Not a session: nothing to DELETE.
         guard.location = None;

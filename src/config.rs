@@ -3,6 +3,7 @@
 //! Precedence, highest first: command-line flag, environment variable (`SWITCHYARD_*`),
 //! config file, built-in default. `switchyard config` prints the effective configuration.
 
+pub use crate::rtmp::RtmpConfig;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -41,36 +42,6 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: ([0, 0, 0, 0], 8080).into(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RtmpConfig {
-    /// RTMP publish and play. Port 0 picks a free port.
-    pub listen: SocketAddr,
-    /// Chunk size announced to and used towards every RTMP client (128..=65536). One size for
-    /// all players lets each message be chunked once and shared.
-    pub chunk_size: u32,
-    /// A player whose socket accepts nothing for this long is disconnected.
-    pub write_timeout_secs: u64,
-    /// Handshake and connect/publish/play must complete within this time.
-    pub handshake_timeout_secs: u64,
-    /// A player's writes are gathered for up to this long and sent together (at most one frame
-    /// of added delay at 30 fps); fewer, larger writes cost less CPU per player. 0 writes each
-    /// message as it comes.
-    pub coalesce_ms: u64,
-}
-
-impl Default for RtmpConfig {
-    fn default() -> Self {
-        RtmpConfig {
-            listen: ([0, 0, 0, 0], 1935).into(),
-            chunk_size: 4096,
-            write_timeout_secs: 30,
-            handshake_timeout_secs: 10,
-            coalesce_ms: 30,
         }
     }
 }

@@ -24,8 +24,8 @@ const LAYERS: &[(&str, &[&str])] = &[
         "protocol adapters",
         &["inputs", "outputs", "webrtc", "rtmp"],
     ),
-    ("pull and push managers", &["pulls", "pushes"]),
     ("configuration", &["config"]),
+    ("pull and push managers", &["pulls", "pushes"]),
     ("HTTP, load generator", &["http", "loadtest"]),
     ("server", &["server"]),
 ];

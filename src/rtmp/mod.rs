@@ -9,7 +9,6 @@ pub mod client;
 
 use crate::audio::AudioNeed;
 use crate::bus::{Peer, Registry};
-use crate::config::RtmpConfig;
 use crate::inputs::rtmp::RtmpIngest;
 use crate::outputs::rtmp::{Pending, RtmpPlayer};
 use bytes::{Buf, Bytes};
@@ -17,6 +16,7 @@ use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
     ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
 };
+use serde::{Deserialize, Serialize};
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -24,6 +24,37 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// The `[rtmp]` section of the configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RtmpConfig {
+    /// RTMP publish and play. Port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Chunk size announced to and used towards every RTMP client (128..=65536). One size for
+    /// all players lets each message be chunked once and shared.
+    pub chunk_size: u32,
+    /// A player whose socket accepts nothing for this long is disconnected.
+    pub write_timeout_secs: u64,
+    /// Handshake and connect/publish/play must complete within this time.
+    pub handshake_timeout_secs: u64,
+    /// A player's writes are gathered for up to this long and sent together (at most one frame
+    /// of added delay at 30 fps); fewer, larger writes cost less CPU per player. 0 writes each
+    /// message as it comes.
+    pub coalesce_ms: u64,
+}
+
+impl Default for RtmpConfig {
+    fn default() -> Self {
+        RtmpConfig {
+            listen: ([0, 0, 0, 0], 1935).into(),
+            chunk_size: 4096,
+            write_timeout_secs: 30,
+            handshake_timeout_secs: 10,
+            coalesce_ms: 30,
+        }
+    }
+}
 
 /// Why a connection ended early; logged once per connection.
 #[derive(Debug, thiserror::Error)]

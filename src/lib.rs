@@ -1,4 +1,4 @@
-//! Switchyard: a live-media gateway. See ARCHITECTURE.md for the layout.
+//! Switchyard: a live-media gateway. See ARCHITECTURE.md for the layout and its layers.
 
 pub mod audio;
 pub mod bus;

@@ -1,5 +1,6 @@
 use super::*;
 use bytes::Bytes;
+use std::sync::Arc;
 use switchyard_media::{aac::AudioSpecificConfig, CodecConfig, Frame, Track, TrackId};
 
 const VIDEO: TrackId = TrackId(1);
@@ -249,4 +250,40 @@ fn stream_names_are_checked() {
     for bad in ["", "/a", "a/", "a//b", "a/../b", "a b", "a?b", "é"] {
         assert!(validate_name(bad).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn state_attached_by_a_layer_above_is_one_value_per_type() {
+    #[derive(Default)]
+    struct Views(std::sync::Mutex<Vec<&'static str>>);
+    #[derive(Default)]
+    struct Other(u8);
+    let registry = Registry::new(BusConfig::default());
+    let publisher = registry.publish("live/cam", peer()).unwrap();
+    let stream = publisher.stream();
+    stream.attached::<Views>().0.lock().unwrap().push("opus");
+    assert_eq!(*stream.attached::<Views>().0.lock().unwrap(), ["opus"]);
+    assert_eq!(stream.attached::<Other>().0, 0);
+    assert!(Arc::ptr_eq(
+        &stream.attached::<Views>(),
+        &stream.attached::<Views>()
+    ));
+}
+
+#[test]
+fn readers_of_a_derived_view_count_on_its_source() {
+    let registry = Registry::new(BusConfig::default());
+    let mut publisher = registry.publish("live/cam", peer()).unwrap();
+    publisher.set_tracks(tracks());
+    let mut view = registry.derived_publisher(publisher.stream());
+    view.set_tracks(tracks());
+    assert!(registry
+        .get("live/cam")
+        .is_some_and(|s| Arc::ptr_eq(&s, publisher.stream())));
+    let mut reader = Reader::new(view.stream().clone(), Peer::new("rtmp", None));
+    assert_eq!(publisher.stream().readers_by_protocol(), [("rtmp", 1)]);
+    view.push(video(0, 30));
+    assert_eq!(video_seqs(&drain(&mut reader)), [0]);
+    drop(reader);
+    assert!(publisher.stream().readers_by_protocol().is_empty());
 }

@@ -7,7 +7,6 @@
 //! address, so sessions to one server must not share a port. The session is closed with a
 //! `DELETE` of its WHEP resource at the end.
 
-use super::{keep_earliest, RtmpLoadReport, Tally};
 use crate::webrtc::{ClientCounters, ClientRole, WebRtcSettings};
 use anyhow::Result;
 use std::sync::atomic::Ordering;
@@ -15,18 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-/// Outcome of a [`whep_load`] run: the fields of [`RtmpLoadReport`] (bytes are SRTP bytes)
-/// plus packet counts.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct WebRtcLoadReport {
-    pub protocol: &'static str,
-    #[serde(flatten)]
-    pub totals: RtmpLoadReport,
-    /// RTP packets received, all sessions.
-    pub packets_total: u64,
-    /// Fewest packets received by one playing session.
-    pub packets_min: u64,
-}
+use super::report::{keep_earliest, Tally, WebRtcLoadReport};
+use super::session::ramp_step;
 
 /// Opens `sessions` WHEP sessions on `url` (`http://HOST:PORT/whep/{name}`), keeps them
 /// receiving for `duration`, then closes them and reports.
@@ -42,7 +31,7 @@ pub async fn whep_load(url: &str, sessions: usize, duration: Duration) -> Result
     let started = Instant::now();
     let stop = CancellationToken::new();
     let deadline = tokio::time::Instant::now() + duration;
-    let step = super::ramp_step(sessions);
+    let step = ramp_step(sessions);
     let mut tasks = Vec::with_capacity(sessions);
     for i in 0..sessions {
         let (http, url, stop) = (http.clone(), url.to_string(), stop.clone());

@@ -10,7 +10,7 @@
 //! gives the video its configuration (at once for audio-only publishers).
 
 use crate::bus::Publisher;
-use crate::webrtc::VideoCodec;
+use crate::webrtc::peer::VideoCodec;
 use bytes::Bytes;
 use std::time::{Duration, Instant};
 use switchyard_media::h264::AvcConfig;

@@ -1,22 +1,27 @@
 //! The event loop that owns the UDP socket and every peer connection (see the module docs
-//! of [`super`]).
+//! of [`super`]): the socket, the connections' timers and events, housekeeping, and media
+//! fanned out to viewers. The commands from [`WebRtc`] (open, offer, answer, trickle, close,
+//! list sessions) are handled in [`sessions`].
 
-use super::peer::{self, Direction, Local, SendTrack};
+mod sessions;
+
+use super::client::{self, ClientCounters};
+use super::handle::{Command, WebRtc};
+use super::outbox::{drain_writes, Outbox, FLUSH_AT};
+use super::peer::{self, Local};
+use super::settings::WebRtcSettings;
 use super::srtp::{KeyCapture, SrtpSender};
-use super::udp::{self, Outgoing, Received, Receiver};
-use super::{
-    ClientRole, Command, EngineStats, Opened, Role, SessionError, SessionInfo, WebRtc,
-    WebRtcSettings,
-};
-use crate::bus::{Peer as BusPeer, Reader, ReaderEvent, Stream};
+use super::stats::EngineStats;
+use super::stun;
+use super::udp::{self, Received, Receiver};
+use crate::bus::{Reader, ReaderEvent, Stream};
 use crate::inputs::whip::WhipIngest;
-use crate::outputs::whep::{Feed, OutPacket, Packetized, TrackOut, Viewer};
+use crate::outputs::whep::{Feed, OutPacket, Packetized, Viewer};
 use bytes::BytesMut;
 use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::state::{RTCIceConnectionState, RTCPeerConnectionState};
-use rtc::peer_connection::transport::RTCIceCandidateInit;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -44,14 +49,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 /// Media events taken from the feeds per loop turn before flushing.
 const MEDIA_BATCH: usize = 256;
-/// Outgoing datagrams are sent once this many are pending, even mid-turn: bounds the memory
-/// a burst (a keyframe to many viewers, GOP catch-up) holds at once.
-const FLUSH_AT: usize = 128;
 
 type PeerKey = u64;
 type FeedKey = u64;
 
-/// Starts the loop on a socket from [`bind`] (called inside a tokio runtime). With
+/// Starts the loop on a socket from [`udp::bind`] (called inside a tokio runtime). With
 /// `settings.own_thread` the loop gets a thread of its own (a current-thread runtime): the
 /// server's media path then never migrates between worker threads, and its allocations stay
 /// in one malloc arena.
@@ -146,30 +148,13 @@ pub fn start(
     })
 }
 
-/// Binds the WebRTC UDP socket (non-blocking, large buffers, `IP_PKTINFO` on IPv4).
-pub fn bind(addr: SocketAddr) -> anyhow::Result<std::net::UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    // Big buffers: a keyframe for a few hundred viewers leaves in one burst.
-    let _ = socket.set_send_buffer_size(8 << 20);
-    let _ = socket.set_recv_buffer_size(8 << 20);
-    socket
-        .bind(&addr.into())
-        .map_err(|e| anyhow::anyhow!("cannot listen for webrtc on udp {addr}: {e}"))?;
-    socket.set_nonblocking(true)?;
-    if addr.is_ipv4() {
-        udp::enable_pktinfo(&socket)?;
-    }
-    Ok(socket.into())
-}
-
 enum PeerRole {
     Publisher {
         ingest: Box<WhipIngest>,
         /// rtc track id -> (kind, receiver)
         tracks: HashMap<String, (MediaKind, RTCRtpReceiverId)>,
         /// A WHEP pull (we offered): what it receives and whether it lives.
-        client: Option<Arc<super::ClientCounters>>,
+        client: Option<Arc<ClientCounters>>,
     },
     Viewer {
         viewer: Box<Viewer>,
@@ -178,7 +163,7 @@ enum PeerRole {
         _counted: Reader,
     },
     /// We offered, as a WHEP client that only counts what it receives.
-    Client(Arc<super::ClientCounters>),
+    Client(Arc<ClientCounters>),
 }
 
 struct PeerEntry {
@@ -327,7 +312,7 @@ impl Engine {
         let key = match self.by_addr.get(&received.from) {
             Some(key) => *key,
             None => {
-                let Some(key) = super::stun::local_ufrag(&data)
+                let Some(key) = stun::local_ufrag(&data)
                     .and_then(|ufrag| self.by_ufrag.get(ufrag))
                     .copied()
                 else {
@@ -491,7 +476,7 @@ impl Engine {
                 ..
             } = &peer.role
             {
-                peer::client_stats(&mut peer.pc, counters, now);
+                client::client_stats(&mut peer.pc, counters, now);
             }
         }
     }
@@ -572,346 +557,6 @@ impl Engine {
                 }
             }
         }
-    }
-
-    // ---- commands -----------------------------------------------------------------------
-
-    fn command(&mut self, command: Command) {
-        match command {
-            Command::Open { role, offer, reply } => {
-                let _ = reply.send(self.open(role, &offer));
-            }
-            Command::Offer { role, reply } => {
-                let _ = reply.send(self.offer(role));
-            }
-            Command::Answer {
-                session,
-                answer,
-                reply,
-            } => {
-                let result = match self.by_session.get(&session).copied() {
-                    Some(key) => {
-                        let now = Instant::now();
-                        let peer = self.peers.get_mut(&key).expect("indexed");
-                        let result = peer::apply_answer(&mut peer.pc, &answer, now);
-                        if let (Ok(()), Some(senders)) = (&result, peer.senders.take()) {
-                            let (video, audio) = peer::negotiated_tracks(&mut peer.pc, senders);
-                            if let PeerRole::Viewer { viewer, .. } = &mut peer.role {
-                                **viewer = new_viewer(video, audio);
-                            }
-                        }
-                        if let (Ok(()), PeerRole::Publisher { ingest, .. }) =
-                            (&result, &mut peer.role)
-                        {
-                            ingest.set_video_codec(peer::answered_video(&answer));
-                        }
-                        if result.is_ok() {
-                            // The answer's candidates are where the peer is.
-                            for addr in answer_candidates(&answer) {
-                                self.by_addr.insert(addr, key);
-                                peer.addrs.push(addr);
-                            }
-                        }
-                        self.service(key, now);
-                        result
-                    }
-                    None => Err(SessionError::NotFound),
-                };
-                let _ = reply.send(result);
-            }
-            Command::Trickle {
-                session,
-                if_match,
-                fragment,
-                reply,
-            } => {
-                let _ = reply.send(self.trickle(&session, if_match, &fragment));
-            }
-            Command::Close { session, reply } => {
-                let result = match self.by_session.get(&session) {
-                    Some(key) => {
-                        self.remove(*key, "closed by the client (DELETE)");
-                        Ok(())
-                    }
-                    None => Err(SessionError::NotFound),
-                };
-                let _ = reply.send(result);
-            }
-            Command::List { reply } => {
-                let _ = reply.send(self.list());
-            }
-        }
-    }
-
-    fn open(&mut self, role: Role, offer: &str) -> Result<Opened, SessionError> {
-        let now = Instant::now();
-        let direction = match role {
-            Role::Publish(_) => Direction::Receive,
-            Role::Play(_) => Direction::Send,
-        };
-        let stream_video = match &role {
-            Role::Play(reader) => peer::VideoCodec::of_stream(reader.stream()),
-            Role::Publish(_) => None,
-        };
-        let built = peer::build(&self.local, offer, direction, stream_video, now)?;
-        let key = self.next_key;
-        self.next_key += 1;
-        let (stream, role) = match role {
-            Role::Publish(publisher) => {
-                let video = built
-                    .video_codec
-                    .filter(|_| built.sdp.contains("m=video") && offer_sends_video(offer));
-                self.publisher_role(key, publisher, video, None)
-            }
-            Role::Play(reader) => {
-                let viewer = new_viewer(built.video, built.audio);
-                self.viewer_role(key, reader, viewer)
-            }
-        };
-        let name = stream.clone();
-        let answer = built.sdp.clone();
-        let (session, etag) = self.insert_peer(key, stream, built, role, None, now);
-        tracing::info!(session = %session, stream = %name, role = ?direction, "webrtc session opened");
-        Ok(Opened {
-            session,
-            answer,
-            etag,
-        })
-    }
-
-    fn offer(&mut self, role: ClientRole) -> Result<(String, String), SessionError> {
-        let now = Instant::now();
-        let direction = match role {
-            ClientRole::Push(_) => Direction::Send,
-            ClientRole::Count(_) | ClientRole::Pull(..) => Direction::Receive,
-        };
-        let stream_video = match &role {
-            ClientRole::Push(reader) => peer::VideoCodec::of_stream(reader.stream()),
-            _ => None,
-        };
-        let (built, senders) = peer::build_offer(&self.local, direction, stream_video, now)?;
-        let key = self.next_key;
-        self.next_key += 1;
-        let (stream, role) = match role {
-            ClientRole::Count(counters) => (String::new(), PeerRole::Client(counters)),
-            // The video codec is known from the answer.
-            ClientRole::Pull(publisher, counters) => {
-                self.publisher_role(key, publisher, None, Some(counters))
-            }
-            // Tracks are set when the answer says what was negotiated.
-            ClientRole::Push(reader) => self.viewer_role(key, reader, Viewer::new(None, None)),
-        };
-        let offer = built.sdp.clone();
-        let (session, _) = self.insert_peer(key, stream, built, role, Some(senders), now);
-        Ok((session, offer))
-    }
-
-    /// A peer whose media goes to `publisher` (WHIP ingest, WHEP pull).
-    fn publisher_role(
-        &mut self,
-        key: PeerKey,
-        publisher: crate::bus::Publisher,
-        video: Option<peer::VideoCodec>,
-        client: Option<Arc<super::ClientCounters>>,
-    ) -> (String, PeerRole) {
-        let name = publisher.stream().name().to_string();
-        self.publishers.insert(name.clone(), key);
-        let role = PeerRole::Publisher {
-            ingest: Box::new(WhipIngest::new(publisher, video)),
-            tracks: HashMap::new(),
-            client,
-        };
-        (name, role)
-    }
-
-    /// A peer fed from `reader`'s stream through its feed (WHEP viewer, WHIP push).
-    fn viewer_role(&mut self, key: PeerKey, reader: Reader, viewer: Viewer) -> (String, PeerRole) {
-        let stream = reader.stream().clone();
-        let name = stream.name().to_string();
-        if stream.has_b_frames() {
-            tracing::warn!(stream = %name, "a WebRTC viewer joined a stream with B-frames: browsers decode it but may stutter; publish without B-frames (x264 -bf 0, baseline) for WebRTC");
-        }
-        let feed = self.feed_for(&stream);
-        self.feeds
-            .get_mut(&feed)
-            .expect("just made")
-            .viewers
-            .push(key);
-        let role = PeerRole::Viewer {
-            viewer: Box::new(viewer),
-            feed,
-            _counted: reader,
-        };
-        (name, role)
-    }
-
-    /// Registers a new connection; returns its session id and ETag.
-    fn insert_peer(
-        &mut self,
-        key: PeerKey,
-        stream: String,
-        built: peer::Built,
-        role: PeerRole,
-        senders: Option<peer::Senders>,
-        now: Instant,
-    ) -> (String, String) {
-        let peer::Built {
-            pc, ufrag, keys, ..
-        } = built;
-        let session = peer::random_token(24);
-        let etag = format!("\"{ufrag}\"");
-        tracing::debug!(session = %session, stream = %stream, "webrtc session created");
-        self.by_ufrag.insert(ufrag.clone(), key);
-        self.by_session.insert(session.clone(), key);
-        self.peers.insert(
-            key,
-            Box::new(PeerEntry {
-                session: session.clone(),
-                stream,
-                pc,
-                ufrag,
-                etag: etag.clone(),
-                addrs: Vec::new(),
-                role,
-                timer: None,
-                state: RTCPeerConnectionState::New,
-                created: now,
-                connected: false,
-                senders,
-                keys,
-                srtp: None,
-                media_to: None,
-            }),
-        );
-        self.service(key, now);
-        (session, etag)
-    }
-
-    /// The feed of `stream`, started if this is its first viewer.
-    fn feed_for(&mut self, stream: &Arc<Stream>) -> FeedKey {
-        if let Some(key) = self.feeds_by_stream.get(stream.name()) {
-            if self
-                .feeds
-                .get(key)
-                .is_some_and(|f| Arc::ptr_eq(&f.stream, stream))
-            {
-                return *key;
-            }
-        }
-        let key = self.next_key;
-        self.next_key += 1;
-        let mut reader = Reader::new(stream.clone(), BusPeer::new("webrtc", None)).uncounted();
-        let tx = self.media_tx.clone();
-        let task = tokio::spawn(async move {
-            while let Some(event) = reader.recv().await {
-                if tx.send((key, Some(event))).await.is_err() {
-                    return;
-                }
-            }
-            let _ = tx.send((key, None)).await;
-        })
-        .abort_handle();
-        self.feeds.insert(
-            key,
-            FeedEntry {
-                stream: stream.clone(),
-                feed: Feed::new(stream.name()),
-                viewers: Vec::new(),
-                task,
-            },
-        );
-        self.feeds_by_stream.insert(stream.name().to_string(), key);
-        key
-    }
-
-    fn trickle(
-        &mut self,
-        session: &str,
-        if_match: Option<String>,
-        fragment: &str,
-    ) -> Result<String, SessionError> {
-        let key = *self.by_session.get(session).ok_or(SessionError::NotFound)?;
-        let peer = self.peers.get_mut(&key).ok_or(SessionError::NotFound)?;
-        if let Some(tag) = if_match {
-            let tag = tag.trim();
-            if tag != "*" && tag.trim_start_matches("W/") != peer.etag {
-                return Err(SessionError::PreconditionFailed {
-                    current: peer.etag.clone(),
-                });
-            }
-        }
-        let mut mid = None;
-        let mut added = 0;
-        for line in fragment.lines().map(str::trim) {
-            if let Some(ufrag) = line.strip_prefix("a=ice-ufrag:") {
-                if peer
-                    .pc
-                    .remote_description()
-                    .is_some_and(|d| !d.sdp.contains(&format!("a=ice-ufrag:{ufrag}")))
-                {
-                    return Err(SessionError::Unsupported(
-                        "ICE restart is not supported; start a new session".into(),
-                    ));
-                }
-            }
-            if let Some(m) = line.strip_prefix("a=mid:") {
-                mid = Some(m.to_string());
-            } else if let Some(candidate) = line.strip_prefix("a=") {
-                if !candidate.starts_with("candidate:") {
-                    continue;
-                }
-                let init = RTCIceCandidateInit {
-                    candidate: candidate.to_string(),
-                    sdp_mid: mid.clone(),
-                    sdp_mline_index: Some(0),
-                    ..Default::default()
-                };
-                peer.pc.add_remote_candidate(init).map_err(|e| {
-                    SessionError::BadRequest(format!("candidate {candidate:?} refused: {e}"))
-                })?;
-                added += 1;
-            }
-        }
-        if added == 0 && !fragment.contains("a=end-of-candidates") {
-            return Err(SessionError::BadRequest(
-                "the fragment has no a=candidate or a=end-of-candidates line".into(),
-            ));
-        }
-        let etag = peer.etag.clone();
-        self.service(key, Instant::now());
-        Ok(etag)
-    }
-
-    fn list(&self) -> Vec<SessionInfo> {
-        let mut out: Vec<SessionInfo> = self
-            .peers
-            .values()
-            .map(|p| SessionInfo {
-                id: p.session.clone(),
-                role: match p.role {
-                    PeerRole::Publisher {
-                        client: Some(_), ..
-                    } => "pull",
-                    PeerRole::Publisher { .. } => "publish",
-                    PeerRole::Viewer { .. } => "play",
-                    PeerRole::Client(_) => "client",
-                },
-                stream: p.stream.clone(),
-                state: p.state.to_string(),
-                remote: p.addrs.first().copied(),
-                age_secs: p.created.elapsed().as_secs(),
-                notes: match &p.role {
-                    PeerRole::Viewer { feed, .. } => self
-                        .feeds
-                        .get(feed)
-                        .map(|f| f.feed.notes.clone())
-                        .unwrap_or_default(),
-                    PeerRole::Publisher { .. } | PeerRole::Client(_) => Vec::new(),
-                },
-            })
-            .collect();
-        out.sort_by(|a, b| a.stream.cmp(&b.stream).then(a.id.cmp(&b.id)));
-        out
     }
 
     // ---- media out ----------------------------------------------------------------------
@@ -1038,134 +683,6 @@ impl Engine {
     }
 }
 
-/// Datagrams waiting to go out, in one buffer reused from flush to flush.
-struct Outbox {
-    fd: RawFd,
-    buffer: Vec<u8>,
-    /// (to, from, start, end) of each datagram in `buffer`.
-    datagrams: Vec<(SocketAddr, Option<IpAddr>, usize, usize)>,
-    stats: Arc<EngineStats>,
-    /// When the frame being fanned out entered the bus (for the send-delay statistics).
-    sending_frame: Option<Instant>,
-    /// `simulate_loss_one_in` and its count.
-    loss_one_in: u32,
-    media_count: u32,
-}
-
-impl Outbox {
-    fn new(fd: RawFd, stats: Arc<EngineStats>, loss_one_in: u32) -> Self {
-        Outbox {
-            fd,
-            buffer: Vec::with_capacity(FLUSH_AT * 1300),
-            datagrams: Vec::with_capacity(FLUSH_AT),
-            stats,
-            sending_frame: None,
-            loss_one_in,
-            media_count: 0,
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.datagrams.len()
-    }
-
-    fn push(&mut self, to: SocketAddr, from: Option<IpAddr>, data: &[u8]) {
-        let start = self.buffer.len();
-        self.buffer.extend_from_slice(data);
-        self.datagrams.push((to, from, start, self.buffer.len()));
-    }
-
-    /// Protects `packet` with `srtp` straight into the buffer; `again` for a retransmission.
-    fn push_media(
-        &mut self,
-        (to, from): (SocketAddr, Option<IpAddr>),
-        srtp: &mut SrtpSender,
-        packet: &OutPacket,
-        again: bool,
-    ) -> Result<(), rtc::crypto::CryptoError> {
-        if again {
-            self.stats.retransmitted.fetch_add(1, Ordering::Relaxed);
-        } else if self.loss_one_in > 0 {
-            self.media_count = self.media_count.wrapping_add(1);
-            if self.media_count.is_multiple_of(self.loss_one_in) {
-                self.stats.simulated_losses.fetch_add(1, Ordering::Relaxed);
-                return Ok(());
-            }
-        }
-        let start = self.buffer.len();
-        srtp.protect(
-            &packet.header,
-            &packet.payload,
-            packet.roc,
-            &mut self.buffer,
-        )?;
-        self.datagrams.push((to, from, start, self.buffer.len()));
-        Ok(())
-    }
-
-    fn flush(&mut self) {
-        if self.datagrams.is_empty() {
-            return;
-        }
-        let batch: Vec<Outgoing<'_>> = self
-            .datagrams
-            .iter()
-            .map(|&(to, from_ip, start, end)| Outgoing {
-                to,
-                from_ip,
-                data: &self.buffer[start..end],
-            })
-            .collect();
-        let sent = match udp::send(self.fd, &batch) {
-            Ok(sent) => sent,
-            Err(e) => {
-                tracing::debug!(error = %e, "webrtc send");
-                0
-            }
-        };
-        let dropped = batch.len() - sent;
-        drop(batch);
-        if dropped > 0 {
-            tracing::debug!(dropped, "webrtc socket full; datagrams dropped");
-        }
-        self.stats
-            .datagrams_sent
-            .fetch_add(sent as u64, Ordering::Relaxed);
-        self.stats
-            .datagrams_dropped
-            .fetch_add(dropped as u64, Ordering::Relaxed);
-        if let Some(published_at) = self.sending_frame {
-            self.stats.record_delay(published_at.elapsed(), sent);
-        }
-        self.datagrams.clear();
-        self.buffer.clear();
-    }
-}
-
-/// Moves a connection's pending datagrams to the outbox; whether there were any. The
-/// destination of its DTLS and RTCP is the selected ICE pair: `media_to` follows it (STUN goes
-/// to whichever address checked in, RFC 7983 tells them apart by the first byte).
-fn drain_writes(
-    pc: &mut RTCPeerConnection,
-    media_to: &mut Option<(SocketAddr, Option<IpAddr>)>,
-    outbox: &mut Outbox,
-) -> bool {
-    let mut any = false;
-    while let Some(out) = pc.poll_write() {
-        any = true;
-        let from = out.transport.local_addr.ip();
-        let from = (!from.is_unspecified()).then_some(from);
-        if matches!(out.message.first(), Some(20..=63 | 128..=191)) {
-            *media_to = Some((out.transport.peer_addr, from));
-        }
-        outbox.push(out.transport.peer_addr, from, &out.message);
-        if outbox.len() >= FLUSH_AT {
-            outbox.flush();
-        }
-    }
-    any
-}
-
 /// Protects and queues a viewer's RTP packets (emptying `packets`), once the connection has
 /// its SRTP keys; `again` for retransmissions.
 fn send_media(
@@ -1186,15 +703,6 @@ fn send_media(
             outbox.flush();
         }
     }
-}
-
-/// A viewer's sending state for the tracks its session negotiated.
-fn new_viewer(video: Option<SendTrack>, audio: Option<SendTrack>) -> Viewer {
-    let track = |t: SendTrack, kind| TrackOut::new(t.sender, t.ssrc, t.payload_type, kind);
-    Viewer::new(
-        video.map(|t| track(t, MediaKind::Video)),
-        audio.map(|t| track(t, MediaKind::Audio)),
-    )
 }
 
 /// A wall-clock time as a 64-bit NTP timestamp (RFC 5905 6: seconds since 1900, 32.32).
@@ -1366,37 +874,4 @@ fn is_rtp(datagram: &[u8]) -> bool {
     datagram.len() >= 12
         && (128..=191).contains(&datagram[0])
         && !(192..=223).contains(&datagram[1])
-}
-
-/// Host candidates listed in an answer (`a=candidate:... udp ... IP PORT typ host`).
-fn answer_candidates(answer: &str) -> Vec<SocketAddr> {
-    answer
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("a=candidate:"))
-        .filter_map(|c| {
-            let fields: Vec<&str> = c.split_whitespace().collect();
-            if fields.len() < 6 || !fields[2].eq_ignore_ascii_case("udp") {
-                return None;
-            }
-            let ip: IpAddr = fields[4].parse().ok()?;
-            Some(SocketAddr::new(ip, fields[5].parse().ok()?))
-        })
-        .collect()
-}
-
-fn offer_sends_video(offer: &str) -> bool {
-    let mut in_video = false;
-    let mut sends = false;
-    for line in offer.lines().map(str::trim_end) {
-        if let Some(m) = line.strip_prefix("m=") {
-            if in_video && sends {
-                return true;
-            }
-            in_video = m.starts_with("video");
-            sends = true; // sendrecv by default
-        } else if in_video && (line == "a=recvonly" || line == "a=inactive") {
-            sends = false;
-        }
-    }
-    in_video && sends
 }

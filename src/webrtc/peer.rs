@@ -15,8 +15,8 @@
 //! that codec is put in the answer, so the publisher cannot switch to another mid-stream. A
 //! viewer (WHEP) is offered the codec the stream has: there is no transcoding.
 
+use super::handle::SessionError;
 use super::srtp::KeyCapture;
-use super::SessionError;
 use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 use rtc::interceptor::{Attribute, Interceptor, Packet, Registry, Slot, StreamInfo, TaggedPacket};
 use rtc::interceptor::{NackGeneratorBuilder, ReceiverReportBuilder};
@@ -845,33 +845,6 @@ impl Interceptor for DeliverControl {
     fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
-}
-
-/// Refreshes a pull's loss and round-trip time from the connection's statistics (W3C
-/// webrtc-stats: `inbound-rtp.packetsLost`, the candidate pair's `currentRoundTripTime`, which
-/// a full-ICE client measures with its own connectivity checks, RFC 8445 7.2.5).
-pub(super) fn client_stats(
-    pc: &mut RTCPeerConnection,
-    counters: &super::ClientCounters,
-    now: Instant,
-) {
-    use std::sync::atomic::Ordering;
-    let report = pc.get_stats(now, rtc::statistics::StatsSelector::None);
-    let lost: i64 = report
-        .inbound_rtp_streams()
-        .map(|s| s.received_rtp_stream_stats.packets_lost.max(0))
-        .sum();
-    counters.lost.store(lost as u64, Ordering::Relaxed);
-    let rtt = report
-        .candidate_pairs()
-        .filter(|p| p.current_round_trip_time > 0.0)
-        .max_by_key(|p| p.bytes_received)
-        .map(|p| p.current_round_trip_time);
-    if let Some(rtt) = rtt {
-        counters
-            .rtt_us
-            .store((rtt * 1e6).round().max(1.0) as u64, Ordering::Relaxed);
-    }
 }
 
 #[cfg(test)]

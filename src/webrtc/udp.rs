@@ -1,4 +1,5 @@
-//! Batched I/O on the one WebRTC UDP socket (Linux `recvmmsg(2)` / `sendmmsg(2)`).
+//! The one WebRTC UDP socket: binding it ([`bind`]), and batched I/O on it (Linux
+//! `recvmmsg(2)` / `sendmmsg(2)`).
 //!
 //! The socket is usually bound to `0.0.0.0`, and a peer may reach it on any of the host
 //! candidates we advertise (127.0.0.1, the LAN address, ...). ICE needs to know which one a
@@ -18,6 +19,23 @@ pub const MAX_DATAGRAM: usize = 2048;
 /// Datagrams per `recvmmsg` / `sendmmsg` call.
 const BATCH: usize = 64;
 const CONTROL_LEN: usize = 64;
+
+/// Binds the WebRTC UDP socket (non-blocking, large buffers, `IP_PKTINFO` on IPv4).
+pub fn bind(addr: SocketAddr) -> anyhow::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Big buffers: a keyframe for a few hundred viewers leaves in one burst.
+    let _ = socket.set_send_buffer_size(8 << 20);
+    let _ = socket.set_recv_buffer_size(8 << 20);
+    socket
+        .bind(&addr.into())
+        .map_err(|e| anyhow::anyhow!("cannot listen for webrtc on udp {addr}: {e}"))?;
+    socket.set_nonblocking(true)?;
+    if addr.is_ipv4() {
+        enable_pktinfo(&socket)?;
+    }
+    Ok(socket.into())
+}
 
 /// Turns on `IP_PKTINFO` so received datagrams carry their destination address.
 pub fn enable_pktinfo(socket: &impl AsRawFd) -> io::Result<()> {

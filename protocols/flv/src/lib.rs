@@ -4,7 +4,7 @@
 //! (veovera/enhanced-rtmp: `ExHeader` tags with FourCC `hvc1`, `av01`, `vp09`, `Opus`, `mp4a`).
 //!
 //! Parsing never copies a payload: frames are slices of the body's [`Bytes`]. RTMP chunking
-//! and sessions are not here (rml_rtmp does them); [`file`] reads FLV files for tests.
+//! and sessions are not here (rml_rtmp does them); [`file`](mod@file) reads FLV files for tests.
 
 mod error;
 pub mod file;

@@ -15,6 +15,8 @@
 //! are: 4-byte length-prefixed NAL units (H.264, H.265), VP8/VP9 frames, AV1 temporal units in
 //! the low overhead format, which are the MP4 sample formats of those codecs.
 //!
+//! [`TrackId`]: switchyard_media::TrackId
+//!
 //! Boxes are written with `mp4-atom`; the `moov` children and the `mdat` are arranged by hand
 //! (see the `init` and `fragment` modules for why).
 //! Pure code: bytes in, bytes out.

@@ -1,7 +1,7 @@
 //! Minimal FLV file reader (Adobe FLV spec v10.1, annex E.2-E.3), used to feed captured files
 //! to the tag parsers in tests and fuzzing.
 
-use crate::FlvError;
+use crate::error::FlvError;
 use bytes::Bytes;
 
 /// One FLV tag: type 8 audio, 9 video, 18 script data.

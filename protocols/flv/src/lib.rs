@@ -4,28 +4,17 @@
 //! (veovera/enhanced-rtmp: `ExHeader` tags with FourCC `hvc1`, `av01`, `vp09`, `Opus`, `mp4a`).
 //!
 //! Parsing never copies a payload: frames are slices of the body's [`Bytes`]. RTMP chunking
-//! and sessions are not here (rml_rtmp does them); [`file`] reads FLV files for tests.
+//! and sessions are not here (rml_rtmp does them); [`file`](mod@file) reads FLV files for tests.
 
+mod error;
 pub mod file;
 
 use bytes::{Buf, Bytes};
 use switchyard_media::{
-    aac::AudioSpecificConfig, h264::AvcConfig, h265::HevcConfig, CodecConfig, G711Law, MediaError,
+    aac::AudioSpecificConfig, h264::AvcConfig, h265::HevcConfig, CodecConfig, G711Law,
 };
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FlvError {
-    #[error("{what} tag: truncated (needed {needed} bytes, had {had})")]
-    Truncated {
-        what: &'static str,
-        needed: usize,
-        had: usize,
-    },
-    #[error("{what} tag: {reason}")]
-    Invalid { what: &'static str, reason: String },
-    #[error("bad codec configuration: {0}")]
-    Codec(#[from] MediaError),
-}
+pub use error::FlvError;
 
 /// A video codec as signalled in a tag header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,8 +11,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use mp4_atom::{Atom, Header, Mdat, Mfhd, Moof, Tfdt, Tfhd, Traf, Trun, TrunEntry};
 use switchyard_media::{MediaKind, Track, TrackId};
 
+use crate::error::{encode, Fmp4Error};
 use crate::init::{FLAGS_NON_SYNC, FLAGS_SYNC};
-use crate::{encode, Fmp4Error, TrackFragment};
+use crate::sample::TrackFragment;
 
 /// moof (mfhd with `sequence_number`, one traf per [`TrackFragment`]: tfhd with
 /// default-base-is-moof, tfdt = first sample's dts (version 1), trun with data offset and

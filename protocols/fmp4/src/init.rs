@@ -16,7 +16,8 @@ use switchyard_media::vp8::Vp8KeyframeInfo;
 use switchyard_media::{aac::AudioSpecificConfig, h264::AvcConfig, h265::HevcConfig};
 use switchyard_media::{CodecConfig, Frame, MediaKind, Track, TrackId};
 
-use crate::{encode, hevc, Fmp4Error};
+use crate::error::{encode, Fmp4Error};
+use crate::hevc;
 
 /// `trex` / `trun` sample flags (ISO/IEC 14496-12 8.8.3.1): `sample_depends_on` = 2, a sync
 /// sample that depends on no other.

@@ -15,80 +15,27 @@
 //! are: 4-byte length-prefixed NAL units (H.264, H.265), VP8/VP9 frames, AV1 temporal units in
 //! the low overhead format, which are the MP4 sample formats of those codecs.
 //!
+//! [`TrackId`]: switchyard_media::TrackId
+//!
 //! Boxes are written with `mp4-atom`; the `moov` children and the `mdat` are arranged by hand
 //! (see the `init` and `fragment` modules for why).
 //! Pure code: bytes in, bytes out.
+//!
+//! This file holds what no other module uses (which codecs fMP4 carries, the MIME type) and
+//! re-exports the rest: samples in `sample.rs`, errors in `error.rs`.
 
+mod error;
 mod fragment;
 mod hevc;
 mod init;
+mod sample;
 
-use bytes::Bytes;
-use switchyard_media::{CodecConfig, MediaKind, Track, TrackId};
+use switchyard_media::{CodecConfig, MediaKind, Track};
 
+pub use error::Fmp4Error;
 pub use fragment::fragment;
 pub use init::{init_segment, init_segment_with_keyframes, needs_keyframe};
-
-/// One sample (access unit) in a fragment. Timestamps in the track's clock rate (= the MP4
-/// timescale).
-#[derive(Debug, Clone)]
-pub struct Sample {
-    /// Decode time. Only the first sample's is written (as `tfdt`); later samples' decode times
-    /// follow from the durations, and each sample's composition offset is taken against that
-    /// implied decode time so its `pts` is kept exactly even if durations and `dts` disagree.
-    pub dts: i64,
-    pub pts: i64,
-    pub duration: u32,
-    pub keyframe: bool,
-    pub data: Bytes,
-}
-
-impl Sample {
-    /// A sample from a bus frame, with the duration the caller knows (usually next dts - dts).
-    pub fn from_frame(frame: &switchyard_media::Frame, duration: u32) -> Sample {
-        Sample {
-            dts: frame.dts,
-            pts: frame.pts,
-            duration,
-            keyframe: frame.keyframe,
-            data: frame.data.clone(),
-        }
-    }
-}
-
-/// The samples of one track in one fragment (in decode order).
-#[derive(Debug, Clone)]
-pub struct TrackFragment {
-    pub track: TrackId,
-    pub samples: Vec<Sample>,
-}
-
-/// Why an init segment or fragment could not be built.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Fmp4Error {
-    #[error("track {}: {codec} has no fMP4 mapping that browsers play", track.0)]
-    Unsupported { track: TrackId, codec: &'static str },
-    #[error("track {}: not among the init segment's tracks", .0 .0)]
-    UnknownTrack(TrackId),
-    #[error("track {}: listed twice", .0 .0)]
-    DuplicateTrack(TrackId),
-    #[error("track {}: {reason}", track.0)]
-    InvalidTrack { track: TrackId, reason: String },
-    #[error("track {}: negative decode time {dts} cannot be written as tfdt", track.0)]
-    NegativeDecodeTime { track: TrackId, dts: i64 },
-    #[error("track {}: sample {index}: {reason}", track.0)]
-    InvalidSample {
-        track: TrackId,
-        index: usize,
-        reason: String,
-    },
-    #[error("no tracks")]
-    NoTracks,
-    #[error("fragment has no samples")]
-    EmptyFragment,
-    #[error("writing {what}: {reason}")]
-    Encode { what: &'static str, reason: String },
-}
+pub use sample::{Sample, TrackFragment};
 
 /// Whether a track's codec can be carried in fMP4: H.264, H.265, VP8, VP9, AV1, AAC and Opus
 /// (VP8, VP9 and some AV1 tracks once a keyframe gives their picture size: see
@@ -118,18 +65,6 @@ pub fn mime_type(tracks: &[Track]) -> String {
     };
     let codecs: Vec<String> = carried.iter().map(|t| t.codec.rfc6381_codec()).collect();
     format!("{major}/mp4; codecs=\"{}\"", codecs.join(","))
-}
-
-/// Encodes one box (or any mp4-atom value) onto `buf`.
-fn encode<T: mp4_atom::Encode>(
-    what: &'static str,
-    atom: &T,
-    buf: &mut Vec<u8>,
-) -> Result<(), Fmp4Error> {
-    atom.encode(buf).map_err(|e| Fmp4Error::Encode {
-        what,
-        reason: e.to_string(),
-    })
 }
 
 #[cfg(test)]

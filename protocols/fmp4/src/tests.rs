@@ -1,4 +1,5 @@
 use super::*;
+use bytes::Bytes;
 use mp4_atom::{Any, Decode};
 use switchyard_media::{G711Law, Track, TrackId};
 

@@ -1,22 +1,24 @@
-//! The live window: parts and segments as they are pushed, eviction, and the blocking-reload
-//! decisions of spec 6.2.5.2.
+//! The playlist model: the live window of parts and segments as they are pushed, eviction,
+//! `EXT-X-TARGETDURATION` and `PART-TARGET`, and the blocking-reload decisions of spec 6.2.5.2.
+//! It knows nothing of playlist text: `render.rs` reads it, and [`crate::LivePlaylist`] renders
+//! and caches the text on every change.
 
 use std::collections::VecDeque;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::render;
-use crate::request::{PlaylistRequest, Skip};
-use crate::{HlsConfig, HlsError, Part, PlaylistAnswer};
+use crate::config::{HlsConfig, MAX_PARTS_PER_SEGMENT, MAX_SEGMENT_DURATION};
+use crate::error::HlsError;
 
-/// Longest segment accepted. A segment only ends when the caller cuts at a keyframe, so a
-/// source that stops sending keyframes would otherwise grow the in-progress segment without
-/// bound; past this the caller gets [`HlsError::SegmentTooLong`] and must cut.
-pub const MAX_SEGMENT_DURATION: Duration = Duration::from_secs(60);
-/// Most parts accepted in one segment, for the same reason (tiny parts, no keyframe).
-pub const MAX_PARTS_PER_SEGMENT: usize = 2000;
+/// A finished part (a CMAF chunk: moof+mdat).
+#[derive(Debug, Clone)]
+pub struct Part {
+    pub data: bytes::Bytes,
+    pub duration: Duration,
+    /// The part starts with a keyframe (`INDEPENDENT=YES`).
+    pub independent: bool,
+}
 
 #[derive(Debug)]
 pub(crate) struct StoredPart {
@@ -52,7 +54,7 @@ impl Segment {
 
 /// Where a requested (segment, part) stands relative to the live edge (spec 6.2.5.2).
 #[derive(Debug, PartialEq, Eq)]
-enum Position {
+pub(crate) enum Position {
     /// The playlist already contains it (or something later).
     Listed,
     /// Not produced yet but within the blocking limits.
@@ -61,17 +63,10 @@ enum Position {
     TooFar(String),
 }
 
-/// Index of a playlist variant in the render cache.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Variant {
-    Full = 0,
-    SkipYes = 1,
-    SkipV2 = 2,
-}
-
-/// A live (LL-)HLS media playlist with the segments and parts it lists. See the crate docs.
+/// The segments and parts a live (LL-)HLS media playlist lists, and the values its tags
+/// take. See the crate docs.
 #[derive(Debug)]
-pub struct LivePlaylist {
+pub(crate) struct LiveWindow {
     pub(crate) config: HlsConfig,
     init: Bytes,
     /// Complete segments, oldest first, consecutive msns.
@@ -84,11 +79,9 @@ pub struct LivePlaylist {
     pub(crate) target_duration: u64,
     /// `PART-TARGET`; only ever raised.
     pub(crate) part_target: Duration,
-    /// Rendered playlists, one per [`Variant`], cleared on every push.
-    cache: [OnceLock<Bytes>; 3],
 }
 
-impl LivePlaylist {
+impl LiveWindow {
     /// `init` is served as `init.mp4` (EXT-X-MAP). URIs in the playlist are relative:
     /// `init.mp4`, `seg{msn}.m4s`, `part{msn}.{index}.m4s`.
     pub fn new(mut config: HlsConfig, init: Bytes) -> Self {
@@ -101,7 +94,7 @@ impl LivePlaylist {
         }
         let target_duration = round_secs(config.segment_target).max(1);
         let part_target = config.part_target;
-        LivePlaylist {
+        LiveWindow {
             config,
             init,
             complete: VecDeque::new(),
@@ -109,7 +102,6 @@ impl LivePlaylist {
             current: Segment::new(0),
             target_duration,
             part_target,
-            cache: Default::default(),
         }
     }
 
@@ -167,7 +159,6 @@ impl LivePlaylist {
             duration: part.duration,
             independent: part.independent,
         });
-        self.cache = Default::default();
         Ok(())
     }
 
@@ -219,28 +210,6 @@ impl LivePlaylist {
     /// when to cut.
     pub fn current_segment_duration(&self) -> Duration {
         self.current.duration
-    }
-
-    /// Answers a playlist request. `Ready(bytes)` when it can be answered now (each variant is
-    /// rendered once per change and cached, so answering is a reference count); `NotYet` for a
-    /// blocking request for a segment or part that does not exist yet but is within reach
-    /// (wait for the next push and ask again, up to a timeout); `Invalid(reason)` for a request
-    /// too far ahead or malformed (spec 6.2.5.2: answer 400).
-    pub fn playlist(&self, request: &PlaylistRequest) -> PlaylistAnswer {
-        match (request.msn, request.part) {
-            (None, Some(_)) => {
-                return PlaylistAnswer::Invalid(
-                    "_HLS_part without _HLS_msn (spec 6.2.5.2)".to_string(),
-                )
-            }
-            (Some(msn), part) => match self.position(msn, part) {
-                Position::Listed => {}
-                Position::Upcoming => return PlaylistAnswer::NotYet,
-                Position::TooFar(reason) => return PlaylistAnswer::Invalid(reason),
-            },
-            (None, None) => {}
-        }
-        PlaylistAnswer::Ready(self.rendered(request.skip))
     }
 
     /// The init segment (`init.mp4`).
@@ -309,7 +278,7 @@ impl LivePlaylist {
     }
 
     /// Spec 6.2.5.2 for `_HLS_msn=msn` (and `_HLS_part=part`).
-    fn position(&self, msn: u64, part: Option<u32>) -> Position {
+    pub(crate) fn position(&self, msn: u64, part: Option<u32>) -> Position {
         // The in-progress segment: every part of it is listed, its EXTINF is not.
         let building = self.current.msn;
         // "_HLS_msn greater than the last Media Sequence Number in the Playlist plus two";
@@ -353,24 +322,6 @@ impl LivePlaylist {
         } else {
             Position::Upcoming
         }
-    }
-
-    /// The playlist for `skip`, rendered on first use after a change.
-    fn rendered(&self, skip: Skip) -> Bytes {
-        let variant = match skip {
-            Skip::No => Variant::Full,
-            Skip::Yes => Variant::SkipYes,
-            Skip::V2 => Variant::SkipV2,
-        };
-        self.cache[variant as usize]
-            .get_or_init(|| match variant {
-                Variant::Full => render::render(self, variant),
-                // Without a delta to give (skip not advertised, or nothing old enough yet) a
-                // delta request gets the full playlist (6.2.5.1), the very same buffer.
-                _ if render::skipped_segments(self) == 0 => self.rendered(Skip::No),
-                _ => render::render(self, variant),
-            })
-            .clone()
     }
 }
 

@@ -1,13 +1,13 @@
-//! Writing the media playlist text (spec 4.4), full or as a delta update (6.2.5.1).
+//! Writing the media playlist text (spec 4.4), full or as a delta update (6.2.5.1), from the
+//! model in `live.rs`, which it only reads.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::live::{LivePlaylist, Segment, Variant};
-use crate::request::Resource;
-use crate::INIT_URI;
+use crate::live::{LiveWindow, Segment};
+use crate::request::{Resource, INIT_URI};
 
 /// Parts are listed for segments that start within this many target durations of the end of
 /// the playlist; older ones keep only their segment line (spec 6.2.2: remove EXT-X-PART tags
@@ -20,27 +20,36 @@ const HOLD_BACK_TARGETS: u32 = 3;
 /// `PART-HOLD-BACK` in part targets (4.4.3.8: at least two, three recommended).
 const PART_HOLD_BACK_PARTS: u32 = 3;
 
-fn target(p: &LivePlaylist) -> Duration {
+/// Which playlist [`render`] writes: the full one, or a delta update for `_HLS_skip=YES` or
+/// `_HLS_skip=v2`. The value is the variant's index in the cache of rendered playlists.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Variant {
+    Full = 0,
+    SkipYes = 1,
+    SkipV2 = 2,
+}
+
+fn target(p: &LiveWindow) -> Duration {
     Duration::from_secs(p.target_duration)
 }
 
 /// The skip boundary (`CAN-SKIP-UNTIL`), when delta updates are offered: only if the window
 /// can hold more than the boundary, or a delta would never skip anything.
-fn skip_until(p: &LivePlaylist) -> Option<Duration> {
+fn skip_until(p: &LiveWindow) -> Option<Duration> {
     let until = target(p) * SKIP_UNTIL_TARGETS as u32;
     let window = p.config.segment_target * p.config.window_segments as u32;
     (window > until).then_some(until)
 }
 
 /// Duration from the start of the oldest listed segment to the end of the last part.
-fn listed_duration(p: &LivePlaylist) -> Duration {
+fn listed_duration(p: &LiveWindow) -> Duration {
     p.complete.iter().map(|s| s.duration).sum::<Duration>() + p.current.duration
 }
 
 /// How many of the oldest segments a delta update replaces with EXT-X-SKIP: those that end
 /// at least the skip boundary before the end of the playlist (6.2.5.1; a segment straddling
 /// the boundary stays). 0 when delta updates are not offered.
-pub(crate) fn skipped_segments(p: &LivePlaylist) -> usize {
+pub(crate) fn skipped_segments(p: &LiveWindow) -> usize {
     let Some(until) = skip_until(p) else {
         return 0;
     };
@@ -56,7 +65,7 @@ pub(crate) fn skipped_segments(p: &LivePlaylist) -> usize {
 }
 
 /// Renders one variant of the playlist.
-pub(crate) fn render(p: &LivePlaylist, variant: Variant) -> Bytes {
+pub(crate) fn render(p: &LiveWindow, variant: Variant) -> Bytes {
     let skipped = match variant {
         Variant::Full => 0,
         Variant::SkipYes | Variant::SkipV2 => skipped_segments(p),

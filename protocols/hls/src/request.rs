@@ -1,7 +1,10 @@
 //! Delivery directives of a playlist request (spec 6.2.5: `_HLS_msn`, `_HLS_part`,
 //! `_HLS_skip`) and the names of the resources a playlist points to.
 
-use crate::{HlsError, INIT_URI};
+use crate::error::HlsError;
+
+/// The URI of the init segment (`EXT-X-MAP`), relative to the playlist.
+pub const INIT_URI: &str = "init.mp4";
 
 /// What a playlist request asks for (spec 6.2.5). Validation against the live state (e.g.
 /// `_HLS_part` without `_HLS_msn`) happens in [`crate::LivePlaylist::playlist`].

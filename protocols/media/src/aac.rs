@@ -1,7 +1,7 @@
 //! AAC's AudioSpecificConfig (ISO/IEC 14496-3 1.6.2.1): object type, sample rate, channels.
 
 use crate::bits::BitReader;
-use crate::MediaError;
+use crate::error::MediaError;
 use bytes::Bytes;
 
 const SAMPLE_RATES: [u32; 13] = [

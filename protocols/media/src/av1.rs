@@ -313,18 +313,25 @@ pub fn av1c_config_obus(av1c: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
 
+    /// The temporal units of `fixtures/ffmpeg9-av1-426x240.obu` (an AV1 low overhead
+    /// bitstream), split at temporal delimiters, delimiters removed: MP4 `av01` samples.
+    fn svtav1_temporal_units() -> Vec<Vec<u8>> {
+        const OBU: &[u8] = include_bytes!("../../../fixtures/ffmpeg9-av1-426x240.obu");
+        temporal_units(OBU).unwrap()
+    }
+
     /// The first temporal unit of FFmpeg 9.0.2 + libsvtav1, 426x240 (coded as 432x240):
     /// its sequence header gives the picture size.
     #[test]
     fn svtav1_keyframe_gives_its_picture_size() {
-        let units = crate::test_fixtures::svtav1_temporal_units();
+        let units = svtav1_temporal_units();
         assert_eq!(picture_size(&units[0]), Some((426, 240)));
         assert_eq!(picture_size(&units[1]), None, "no sequence header");
     }
 
     #[test]
     fn cut_short_or_missing_sequence_headers_give_no_size() {
-        let tu = crate::test_fixtures::svtav1_temporal_units().swap_remove(0);
+        let tu = svtav1_temporal_units().swap_remove(0);
         for n in 0..24.min(tu.len()) {
             let _ = picture_size(&tu[..n]);
         }

@@ -1,7 +1,7 @@
 //! Bit reader for codec headers: MSB-first bits and Exp-Golomb codes (H.264 9.1), over a
 //! NAL unit payload from which emulation prevention bytes have been removed (H.264 7.4.1).
 
-use crate::MediaError;
+use crate::error::MediaError;
 
 /// Removes `emulation_prevention_three_byte`s (`00 00 03` -> `00 00`), H.264 7.4.1.
 pub fn unescape_rbsp(nal: &[u8]) -> Vec<u8> {

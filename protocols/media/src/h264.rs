@@ -3,7 +3,8 @@
 //! RFC 6381 codec strings and keyframe detection.
 
 use crate::bits::{unescape_rbsp, BitReader};
-use crate::{nal_units, MediaError};
+use crate::error::MediaError;
+use crate::nal::nal_units;
 use bytes::{BufMut, Bytes, BytesMut};
 
 pub const NAL_SLICE: u8 = 1;

@@ -1,7 +1,7 @@
 //! H.265 helpers: the HEVCDecoderConfigurationRecord (ISO/IEC 14496-15 8.3.3.1) and its
 //! RFC 6381 codec string (ISO/IEC 14496-15 E.3).
 
-use crate::MediaError;
+use crate::error::MediaError;
 use bytes::Bytes;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

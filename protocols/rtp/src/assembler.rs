@@ -6,8 +6,9 @@
 //! could resume earlier on frames that only use intact references; telling which needs the
 //! reference structure of every frame, and a keyframe request costs one round trip.)
 
+use crate::error::RtpError;
 use crate::h264::MAX_ACCESS_UNIT_BYTES;
-use crate::{CodedFrame, PacketRef, RtpError};
+use crate::packet::{CodedFrame, PacketRef};
 use bytes::BytesMut;
 
 pub(crate) struct Assembler {

@@ -27,8 +27,9 @@
 //! splitting OBUs across packets with Z/Y, N on the first packet of a keyframe, and the
 //! track's sequence header before keyframes that lack one.
 
+use crate::error::{malformed, RtpError};
 use crate::h264::MAX_ACCESS_UNIT_BYTES;
-use crate::{malformed, CodedFrame, PacketRef, Payload, RtpError};
+use crate::packet::{CodedFrame, PacketRef, Payload};
 use bytes::{BufMut, Bytes, BytesMut};
 
 pub use switchyard_media::av1::{

@@ -29,7 +29,8 @@
 //! [`H264Packetizer`] does the reverse for one access unit, sharing the frame's bytes for
 //! every NAL unit that fits one packet.
 
-use crate::{PacketRef, Payload, RtpError};
+use crate::error::RtpError;
+use crate::packet::{PacketRef, Payload};
 use bytes::{BufMut, Bytes, BytesMut};
 use std::ops::Range;
 use switchyard_media::h264::{is_keyframe, nal_type, NAL_AUD, NAL_IDR, NAL_PPS, NAL_SPS};
@@ -532,7 +533,8 @@ fn nal_ranges(data: &[u8]) -> impl Iterator<Item = Result<Range<usize>, RtpError
 mod tests {
     use super::*;
     use crate::reorder::ReorderBuffer;
-    use crate::testutil::{read_rfc4571, xorshift, Captured};
+    use crate::test_rng::xorshift;
+    use crate::testutil::{read_rfc4571, Captured};
     use switchyard_media::h264::AvcConfig;
     use switchyard_media::{annexb_nal_units, nal_units, validate_length_prefixed};
 

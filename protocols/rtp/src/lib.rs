@@ -23,86 +23,17 @@
 mod assembler;
 pub mod av1;
 pub mod clock;
+mod error;
 pub mod h264;
 pub mod opus;
+mod packet;
 pub mod reorder;
+#[cfg(test)]
+mod test_rng;
 #[cfg(test)]
 mod testutil;
 pub mod vp8;
 pub mod vp9;
 
-use bytes::Bytes;
-
-/// Why a packet (or a frame to packetize) could not be used. Depacketizers stay usable after
-/// an error: the access unit the packet belonged to is dropped and output resumes at the next
-/// keyframe.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RtpError {
-    /// The payload contradicts itself: a length overruns the packet, a header is cut short.
-    #[error("RTP packet seq={sequence} ts={timestamp}: {what}: {reason}")]
-    Malformed {
-        sequence: u16,
-        timestamp: u32,
-        what: &'static str,
-        reason: String,
-    },
-    /// A valid payload structure that this crate does not implement (e.g. H.264 interleaved
-    /// mode), so every packet like it will fail the same way.
-    #[error("RTP packet seq={sequence} ts={timestamp}: {what} is not supported")]
-    Unsupported {
-        sequence: u16,
-        timestamp: u32,
-        what: &'static str,
-    },
-    /// An access unit grew past the size any real encoder produces (a sender that never ends
-    /// its frames); it is dropped rather than kept in memory.
-    #[error("RTP packet seq={sequence} ts={timestamp}: access unit of {size} bytes exceeds the limit of {max} bytes")]
-    TooLarge {
-        sequence: u16,
-        timestamp: u32,
-        size: usize,
-        max: usize,
-    },
-    /// A frame handed to a packetizer is not well-formed 4-byte length-prefixed NAL units.
-    #[error("frame to packetize, byte {offset}: {reason}")]
-    BadFrame { offset: usize, reason: String },
-}
-
-/// One RTP packet as the depacketizers see it (header fields already parsed by the caller,
-/// padding and header extensions already removed from `payload`).
-#[derive(Clone, Copy, Debug)]
-pub struct PacketRef<'a> {
-    pub sequence: u16,
-    pub timestamp: u32,
-    pub marker: bool,
-    pub payload: &'a [u8],
-}
-
-/// One payload produced by a packetizer, shared by every receiver ([`Bytes`], never copied per
-/// receiver). The caller adds the RTP header (sequence number, timestamp, SSRC) per receiver.
-#[derive(Clone, Debug)]
-pub struct Payload {
-    pub data: Bytes,
-    /// The RTP marker bit: set on the last packet of a video access unit.
-    pub marker: bool,
-}
-
-/// One coded picture out of the VP8, VP9 and AV1 depacketizers: the bytes a WebM or MP4
-/// sample of that codec holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CodedFrame {
-    /// The RTP timestamp of its packets (90 kHz).
-    pub timestamp: u32,
-    pub data: Bytes,
-    /// Decodable without any earlier frame.
-    pub keyframe: bool,
-}
-
-pub(crate) fn malformed(packet: &PacketRef<'_>, what: &'static str, reason: String) -> RtpError {
-    RtpError::Malformed {
-        sequence: packet.sequence,
-        timestamp: packet.timestamp,
-        what,
-        reason,
-    }
-}
+pub use error::RtpError;
+pub use packet::{CodedFrame, PacketRef, Payload};

@@ -3,7 +3,7 @@
 //! a receiver needs. Depacketizing is the identity; what a receiver wants to know is how long
 //! a packet lasts, which its TOC byte tells (RFC 6716 3.1).
 
-use crate::Payload;
+use crate::packet::Payload;
 use bytes::Bytes;
 
 /// Longest duration of one Opus packet: 120 ms at 48 kHz (RFC 6716 3.2.5).

@@ -190,7 +190,7 @@ impl<T> ReorderBuffer<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::xorshift;
+    use crate::test_rng::xorshift;
 
     fn drain(b: &mut ReorderBuffer<u16>) -> Vec<(u16, u16)> {
         std::iter::from_fn(|| b.pop()).collect()

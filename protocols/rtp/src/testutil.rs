@@ -1,4 +1,9 @@
-//! Helpers shared by the unit tests: reading the captures in `testdata/`, a seeded PRNG.
+//! Helpers shared by the unit tests: reading the captures in `testdata/` and feeding them
+//! through a reorder buffer into a depacketizer.
+
+use crate::error::RtpError;
+use crate::packet::{CodedFrame, PacketRef};
+use crate::reorder::ReorderBuffer;
 
 /// One RTP packet of a capture.
 #[derive(Clone, Debug)]
@@ -10,8 +15,8 @@ pub struct Captured {
 }
 
 impl Captured {
-    pub fn packet(&self) -> crate::PacketRef<'_> {
-        crate::PacketRef {
+    pub fn packet(&self) -> PacketRef<'_> {
+        PacketRef {
             sequence: self.sequence,
             timestamp: self.timestamp,
             marker: self.marker,
@@ -25,9 +30,9 @@ impl Captured {
 pub fn depacketize_all<T>(
     packets: &[Captured],
     window: usize,
-    mut push: impl FnMut(crate::PacketRef<'_>, u16, &mut Vec<T>) -> Result<(), crate::RtpError>,
+    mut push: impl FnMut(PacketRef<'_>, u16, &mut Vec<T>) -> Result<(), RtpError>,
 ) -> Vec<T> {
-    let mut reorder = crate::reorder::ReorderBuffer::new(window);
+    let mut reorder = ReorderBuffer::new(window);
     let mut out = Vec::new();
     for p in packets {
         reorder.push(p.sequence, p);
@@ -40,7 +45,7 @@ pub fn depacketize_all<T>(
 
 /// Asserts that `frames` are the IVF file's frames, byte for byte, with a keyframe every
 /// `gop` frames.
-pub fn assert_frames_are_ivf(frames: &[crate::CodedFrame], ivf: &[u8], gop: usize) {
+pub fn assert_frames_are_ivf(frames: &[CodedFrame], ivf: &[u8], gop: usize) {
     let golden = read_ivf(ivf);
     assert_eq!(frames.len(), golden.len());
     for (i, (f, g)) in frames.iter().zip(&golden).enumerate() {
@@ -75,14 +80,6 @@ pub fn read_rfc4571(mut data: &[u8]) -> Vec<Captured> {
         });
     }
     packets
-}
-
-/// Xorshift64: a deterministic pseudo-random sequence without a dependency.
-pub fn xorshift(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
 }
 
 /// The frames of an IVF file (as GStreamer's `avmux_ivf` writes it): a 32-byte file header,

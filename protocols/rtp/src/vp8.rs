@@ -21,7 +21,8 @@
 //! first packet.
 
 use crate::assembler::Assembler;
-use crate::{malformed, CodedFrame, PacketRef, Payload, RtpError};
+use crate::error::{malformed, RtpError};
+use crate::packet::{CodedFrame, PacketRef, Payload};
 use bytes::{BufMut, Bytes, BytesMut};
 
 /// Length of the descriptor [`Vp8Packetizer`] writes.
@@ -177,8 +178,9 @@ pub fn is_keyframe(frame: &Bytes) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rng::xorshift;
     use crate::testutil::{
-        assert_frames_are_ivf, depacketize_all, read_ivf, read_rfc4571, xorshift, Captured,
+        assert_frames_are_ivf, depacketize_all, read_ivf, read_rfc4571, Captured,
     };
 
     const GST_RTP: &[u8] = include_bytes!("../testdata/gst-vp8.rtp");

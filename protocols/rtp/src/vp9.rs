@@ -29,7 +29,8 @@
 //! Binding 2.2).
 
 use crate::assembler::Assembler;
-use crate::{malformed, CodedFrame, PacketRef, Payload, RtpError};
+use crate::error::{malformed, RtpError};
+use crate::packet::{CodedFrame, PacketRef, Payload};
 use bytes::{BufMut, BytesMut};
 pub use switchyard_media::vp9::Vp9KeyframeInfo;
 
@@ -262,8 +263,9 @@ impl Vp9Packetizer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rng::xorshift;
     use crate::testutil::{
-        assert_frames_are_ivf, depacketize_all, read_ivf, read_rfc4571, xorshift, Captured,
+        assert_frames_are_ivf, depacketize_all, read_ivf, read_rfc4571, Captured,
     };
 
     const GST_RTP: &[u8] = include_bytes!("../testdata/gst-vp9.rtp");

@@ -105,12 +105,8 @@ impl LiveWindow {
         }
     }
 
-    /// Appends a finished part. `starts_segment` = the caller cut a new segment here (then
-    /// `part.independent` must be true, else an error). The first part pushed always starts
-    /// segment 0. `program_date_time_ms` = wall-clock time (ms since the Unix epoch) of the
-    /// part's first frame, used for EXT-X-PROGRAM-DATE-TIME on the segment it starts.
-    ///
-    /// A rejected part changes nothing.
+    /// Appends a finished part to the window (what [`crate::LivePlaylist::push_part`] says);
+    /// a rejected part changes nothing.
     pub fn push_part(
         &mut self,
         part: Part,

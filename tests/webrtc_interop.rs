@@ -14,12 +14,6 @@ use support::*;
 
 const INSTALL_HINT: &str = "run scripts/test, which installs the test peers";
 
-fn interop_script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/interop")
-        .join(name)
-}
-
 /// Debian's Python (python3-gi), once `gst_common.py` has checked that webrtcbin, libnice's
 /// elements, the codecs and the GObject-introspection data are all there.
 fn gst_python() -> PathBuf {
@@ -36,28 +30,6 @@ fn gst_python() -> PathBuf {
         ),
         Err(e) => panic!("{}: {e}; {INSTALL_HINT}", python.display()),
     }
-}
-
-/// The Python of aiortc's virtualenv: `$AIORTC_PYTHON`, or what `scripts/test` installed.
-fn aiortc_python() -> PathBuf {
-    let python = std::env::var_os("AIORTC_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-peers/aiortc/bin/python")
-        });
-    let imports = Command::new(&python)
-        .args(["-c", "import aiortc"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        imports,
-        "aiortc is not installed at {}; {INSTALL_HINT}",
-        python.display()
-    );
-    python
 }
 
 /// A peer script running in the background; its stdout and stderr go to files.

@@ -1,12 +1,14 @@
 """WHEP player built on aiortc (Python's WebRTC stack): plays URL for SECONDS and reports.
 
     target/test-peers/aiortc/bin/python tests/interop/aiortc_whep.py \\
-        http://127.0.0.1:8080/whep/live/cam 8
+        http://127.0.0.1:8080/whep/live/cam 8 [RECORDING.mp4]
 
 Offers receive-only video and audio (aiortc offers H.264 and VP8, Opus and G.711), lets
 aiortc gather its candidates (setLocalDescription returns once gathering is complete, so the
 offer is non-trickle), POSTs it, applies the answer and pulls decoded frames from each track
-with track.recv(). At the end it DELETEs the session and prints one JSON line:
+with track.recv(); with a third argument it records the tracks into that file instead
+(aiortc's MediaRecorder: decoded, then encoded again by PyAV), so the frames can be counted
+and checked by ffprobe afterwards. At the end it DELETEs the session and prints one JSON line:
 
     {"connected": true, "video_frames": 200, "audio_buffers": 400, "width": 640,
      "height": 360, "video_codec": "H264", "errors": [], "warnings": []}
@@ -24,6 +26,7 @@ import urllib.request
 
 import aioice.ice
 from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.contrib.media import MediaRecorder
 from aiortc.mediastreams import MediaStreamError
 
 
@@ -71,8 +74,9 @@ def answered_video_codec(answer):
     return codec.split("/")[0] if codec else None
 
 
-async def play(url, seconds, report):
+async def play(url, seconds, report, recording=None):
     pc = RTCPeerConnection()
+    recorder = MediaRecorder(recording) if recording else None
     counts = {"video": 0, "audio": 0}
     readers = []
 
@@ -98,7 +102,10 @@ async def play(url, seconds, report):
     @pc.on("track")
     def on_track(track):
         print(f"aiortc peer: receiving {track.kind}", file=sys.stderr, flush=True)
-        readers.append(asyncio.ensure_future(read(track)))
+        if recorder:
+            recorder.addTrack(track)
+        else:
+            readers.append(asyncio.ensure_future(read(track)))
 
     pc.addTransceiver("video", direction="recvonly")
     pc.addTransceiver("audio", direction="recvonly")
@@ -118,8 +125,12 @@ async def play(url, seconds, report):
         print(f"aiortc peer: answer:\n{answer}", file=sys.stderr, flush=True)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         report["video_codec"] = answered_video_codec(answer)
+        if recorder:
+            await recorder.start()
         await asyncio.sleep(seconds)
     finally:
+        if recorder:
+            await recorder.stop()
         if session_url:
             try:
                 await asyncio.to_thread(http, "DELETE", session_url)
@@ -133,10 +144,11 @@ async def play(url, seconds, report):
 
 
 def main():
-    if len(sys.argv) != 3:
-        print("usage: aiortc_whep.py URL SECONDS", file=sys.stderr)
+    if len(sys.argv) not in (3, 4):
+        print("usage: aiortc_whep.py URL SECONDS [RECORDING.mp4]", file=sys.stderr)
         sys.exit(2)
     url, seconds = sys.argv[1], float(sys.argv[2])
+    recording = sys.argv[3] if len(sys.argv) == 4 else None
     warnings = Collect()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger().addHandler(warnings)
@@ -150,7 +162,7 @@ def main():
         "errors": [],
     }
     try:
-        asyncio.run(play(url, seconds, report))
+        asyncio.run(play(url, seconds, report, recording))
     except Exception as e:  # noqa: BLE001 - every failure goes into the report
         report["errors"].append(f"{type(e).__name__}: {e}")
     report["warnings"] = warnings.messages

@@ -767,3 +767,33 @@ pub fn assert_gst_pipeline_ends(pipeline: &str, timeout_secs: u32) {
     );
     assert!(!stdout.contains("ERROR"), "{stdout}");
 }
+
+/// A peer script of tests/interop.
+pub fn interop_script(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop")
+        .join(name)
+}
+
+/// The Python of aiortc's virtualenv: `$AIORTC_PYTHON`, or what `scripts/test` installed.
+pub fn aiortc_python() -> std::path::PathBuf {
+    let python = std::env::var_os("AIORTC_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("target/test-peers/aiortc/bin/python")
+        });
+    let imports = Command::new(&python)
+        .args(["-c", "import aiortc"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        imports,
+        "aiortc is not installed at {}; run scripts/test, which installs the test peers",
+        python.display()
+    );
+    python
+}

@@ -9,7 +9,7 @@ mod pulls;
 mod pushes;
 mod webrtc;
 
-pub use conn::{ConnTimeouts, MakeConnService, TimedListener};
+pub use conn::{ConnService, ConnTimeouts, MakeConnService, TimedIo, TimedListener};
 
 use crate::bus::Registry;
 use crate::config::Config;

@@ -25,6 +25,10 @@ pub struct Config {
     /// wants and nobody here publishes: the first whose `/whep/{name}` answers is pulled from,
     /// until the stream has had no reader for `pull.on_demand_idle_secs`.
     pub origins: Vec<String>,
+    /// This node's id in the `Switchyard-Via` chain of origin pulls (origin loops are refused
+    /// at once with it): letters, digits, `.`, `_`, `-`, at most 64. Empty: a random id per
+    /// process.
+    pub node_id: String,
     /// Push rules (`[[pushes]]` tables): every stream whose name matches `stream` (`*` matches
     /// within a path segment, e.g. `live/*`) is pushed to `url` (`{name}` is replaced by the
     /// stream name).
@@ -36,12 +40,21 @@ pub struct Config {
 pub struct HttpConfig {
     /// Console, REST API, WHIP/WHEP, HLS, MSE and metrics. Port 0 picks a free port.
     pub listen: SocketAddr,
+    /// A keep-alive connection with no request in progress for this long is closed (a
+    /// request in progress, such as an LL-HLS blocking playlist request, and a WebSocket never
+    /// count as idle).
+    pub idle_timeout_secs: u64,
+    /// A request head must be complete within this time of the accept (first request) or of
+    /// its first byte (later requests): slow-headers clients are cut off.
+    pub header_timeout_secs: u64,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: ([0, 0, 0, 0], 8080).into(),
+            idle_timeout_secs: 60,
+            header_timeout_secs: 10,
         }
     }
 }
@@ -300,6 +313,16 @@ impl Config {
 
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
+            (1..=3600).contains(&self.http.idle_timeout_secs),
+            "http.idle_timeout_secs must be within 1..=3600, not {}",
+            self.http.idle_timeout_secs
+        );
+        anyhow::ensure!(
+            (1..=600).contains(&self.http.header_timeout_secs),
+            "http.header_timeout_secs must be within 1..=600, not {}",
+            self.http.header_timeout_secs
+        );
+        anyhow::ensure!(
             (128..=65536).contains(&self.rtmp.chunk_size),
             "rtmp.chunk_size must be within 128..=65536, not {}",
             self.rtmp.chunk_size
@@ -350,6 +373,15 @@ impl Config {
         anyhow::ensure!(
             self.pull.on_demand_idle_secs >= 1,
             "pull.on_demand_idle_secs must be at least 1"
+        );
+        anyhow::ensure!(
+            self.node_id.len() <= 64
+                && self
+                    .node_id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')),
+            "node_id must be at most 64 letters, digits, '.', '_' or '-', not {:?}",
+            self.node_id
         );
         for origin in &self.origins {
             let url = reqwest::Url::parse(origin)
@@ -410,6 +442,14 @@ mod tests {
         assert!(Config::parse("[audio]\naac_bitrate = 128").is_err());
         assert!(Config::parse("[audio]\nopus_bitrate = 1000000").is_err());
         assert!(Config::parse("[hls]\naudio_codec = \"mp3\"").is_err());
+        assert!(Config::parse("[http]\nidle_timeout_secs = 0").is_err());
+        assert!(Config::parse("[http]\nheader_timeout_secs = 0").is_err());
+        assert!(Config::parse("node_id = \"a, b\"").is_err());
+        let c = Config::parse("node_id = \"edge-1.eu\"\n[http]\nidle_timeout_secs = 5").unwrap();
+        assert_eq!(
+            (c.node_id.as_str(), c.http.idle_timeout_secs),
+            ("edge-1.eu", 5)
+        );
         let c = Config::parse("[http]\nlisten = \"127.0.0.1:0\"").unwrap();
         assert_eq!(c.http.listen.port(), 0);
         let c =

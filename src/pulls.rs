@@ -22,6 +22,12 @@
 //! and removed once its stream has had no reader for the idle timeout, or when no origin has
 //! the stream.
 //!
+//! Loops: every WHEP pull's POST lists the ids of the nodes it came through, this node's last
+//! ([`whep_pull::VIA_HEADER`]); an origin pull started for such a POST carries its chain on.
+//! A node that finds its own id in an incoming chain answers `508 Loop Detected` at once
+//! (`http/webrtc.rs`), so origins configured in a loop give their reader a quick 404 instead
+//! of a wait of `pull.connect_timeout_secs`.
+//!
 //! Sources are shown with their credentials redacted, in the API and in logs.
 
 use crate::bus::{BusError, Peer, Publisher, Registry};
@@ -165,6 +171,8 @@ pub struct PullManager {
     whep: Arc<OnceLock<WhepClient>>,
     /// Base URLs of the origins asked for streams nobody here has.
     origins: Vec<String>,
+    /// This node's id in `Switchyard-Via` chains.
+    node_id: String,
 }
 
 type Pulls = Arc<Mutex<BTreeMap<String, Arc<Pull>>>>;
@@ -192,6 +200,11 @@ impl PullManager {
                 .iter()
                 .map(|o| o.trim_end_matches('/').to_string())
                 .collect(),
+            node_id: if config.node_id.is_empty() {
+                format!("{:08x}", rand::random::<u32>())
+            } else {
+                config.node_id.clone()
+            },
         };
         if !config.pulls.is_empty() && tokio::runtime::Handle::try_current().is_err() {
             tracing::error!("no tokio runtime; configured pulls not started");
@@ -240,7 +253,9 @@ impl PullManager {
                 RtmpUrl::parse(source).map_err(|e| PullApiError::BadRequest(e.to_string()))?,
             ),
             "http" | "https" => Source::Whep(
-                WhepSource::parse(source, token.clone()).map_err(PullApiError::BadRequest)?,
+                WhepSource::parse(source, token.clone())
+                    .map_err(PullApiError::BadRequest)?
+                    .with_via(std::slice::from_ref(&self.node_id)),
             ),
             "rtsps" => {
                 return Err(PullApiError::BadRequest(format!(
@@ -336,15 +351,29 @@ impl PullManager {
         ));
     }
 
-    /// Starts an origin pull of `name` if origins are configured: true if one will try.
-    fn demand_from_origins(&self, name: &str) -> bool {
+    /// This node's id, the last in the `Switchyard-Via` chain of its WHEP pulls.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// The base URLs of the configured origins.
+    pub fn origins(&self) -> &[String] {
+        &self.origins
+    }
+
+    /// Starts an origin pull of `name` if origins are configured: true if one will try. `via`:
+    /// the nodes the request for it came through (empty for a reader of this node).
+    fn demand_from_origins(&self, name: &str, via: &[String]) -> bool {
         if self.origins.is_empty() || crate::bus::validate_name(name).is_err() {
             return false;
         }
+        let mut chain = via.to_vec();
+        chain.push(self.node_id.clone());
         let sources: Vec<WhepSource> = self
             .origins
             .iter()
             .filter_map(|o| WhepSource::parse(&format!("{o}/whep/{name}"), None).ok())
+            .map(|s| s.with_via(&chain))
             .collect();
         if sources.is_empty() {
             return false;
@@ -352,7 +381,7 @@ impl PullManager {
         let shown = self.origins.join(" ");
         match self.insert(Source::Origins(sources), shown, name, true, true) {
             Ok(id) => {
-                tracing::info!(id, name, origins = ?self.origins, "origin pull started by a reader");
+                tracing::info!(id, name, origins = ?self.origins, via = %chain.join(", "), "origin pull started by a reader");
                 true
             }
             // Someone else publishes or pulls it meanwhile: the reader finds it.
@@ -364,6 +393,12 @@ impl PullManager {
     /// A reader wants `name`: starts its on-demand pull if it is idle. True if a pull will
     /// (or already does) publish `name`.
     pub fn demand(&self, name: &str) -> bool {
+        self.demand_via(name, &[])
+    }
+
+    /// Like [`PullManager::demand`] for a WHEP pull of another node whose POST came through
+    /// the nodes `via`: an origin pull it starts carries the chain on.
+    pub fn demand_via(&self, name: &str, via: &[String]) -> bool {
         let Some(pull) = self
             .pulls
             .lock()
@@ -372,7 +407,7 @@ impl PullManager {
             .find(|p| p.name == name)
             .cloned()
         else {
-            return self.demand_from_origins(name);
+            return self.demand_from_origins(name, via);
         };
         let mut status = pull.status.lock().unwrap();
         match status.state {
@@ -572,7 +607,9 @@ async fn run_pull(
     run_pull_attempts(&pull, registry, settings, &whep).await;
     if pull.origin_pull && pull.status.lock().unwrap().state == PullState::Failed {
         // Kept a while as the answer to readers of a name no origin has (they get their 404
-        // at once instead of starting the probe again).
+        // at once instead of starting the probe again). Also when the miss came from a loop
+        // refusal: the request of the other node that started it is still waiting, and a
+        // probe it restarted without the chain would go round the loop until the timeout.
         tokio::select! {
             _ = pull.cancel.cancelled() => {}
             _ = tokio::time::sleep(ORIGIN_MISS_KEPT) => {}

@@ -2,7 +2,7 @@
 
 use crate::bus::Registry;
 use crate::config::Config;
-use crate::http::{router, AppState};
+use crate::http::{router, AppState, ConnTimeouts, MakeConnService, TimedListener};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -68,13 +68,11 @@ impl Server {
         state.webrtc = Some(webrtc);
         let app = router(state);
         let http_shutdown = shutdown.clone();
+        let listener = TimedListener::new(self.http, ConnTimeouts::from_config(&self.config.http));
         let http = tokio::spawn(async move {
-            axum::serve(
-                self.http,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(http_shutdown.cancelled_owned())
-            .await
+            axum::serve(listener, MakeConnService(app))
+                .with_graceful_shutdown(http_shutdown.cancelled_owned())
+                .await
         });
         shutdown.cancelled().await;
         tracing::info!("shutting down");

@@ -533,3 +533,99 @@ fn an_on_demand_whep_pull_starts_for_an_rtmp_player_and_idles_after() {
         || play_sessions(&origin, "live/od") == 0,
     );
 }
+
+/// A node that is its own origin's origin (A's origin B, B's origin A): a name neither has is
+/// a 404 within about a second, not after `pull.connect_timeout_secs` (10 here), for a WHEP
+/// POST (curl), for a WHEP pull of a third node (our own client) and for an HLS reader; each
+/// `Switchyard-Via` chain comes back to a node that refuses it with 508 Loop Detected. A stream
+/// one of them has is still pulled through the loop's configuration.
+#[test]
+fn origins_in_a_loop_answer_a_missing_name_with_a_quick_404() {
+    require("curl");
+    let b_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let a = Switchyard::start_with_config(&format!(
+        "node_id = \"node-a\"\norigins = [\"http://127.0.0.1:{b_port}\"]\n"
+    ));
+    let b = Switchyard::start_at(
+        &format!("origins = [\"{}\"]\n", a.api("")),
+        &format!("127.0.0.1:{b_port}"),
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+    );
+    assert_eq!(a.get_json("/api/v1/node").1["node_id"], "node-a");
+    let (_, b_node) = b.get_json("/api/v1/node");
+    let b_id = b_node["node_id"].as_str().unwrap().to_string();
+    assert!(
+        b_id.len() == 8 && b_id.bytes().all(|c| c.is_ascii_hexdigit()),
+        "a random id by default: {b_node}"
+    );
+    assert_eq!(b_node["origins"], serde_json::json!([a.api("")]));
+
+    // A WHEP POST to A: A asks B (via node-a), B asks A (via node-a, B), A refuses at once.
+    let started = Instant::now();
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "20",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .args(["-H", "content-type: application/sdp", "--data-binary"])
+        .arg("v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n")
+        .arg(a.api("/whep/live/none"))
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    eprintln!("WHEP POST to A for a name neither has: {took:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "404");
+    assert!(took < Duration::from_secs(2), "404 after {took:?}");
+    let refusal = a.wait_for_log("origin loop", Duration::from_secs(2));
+    assert!(
+        refusal.contains(&format!("node-a, {b_id}")),
+        "the chain came back whole: {refusal}"
+    );
+
+    // A third node's WHEP pull of A (our own client): its POST gets the 404 as quickly.
+    let c = Switchyard::start();
+    let started = Instant::now();
+    let id = start_pull(
+        &c,
+        serde_json::json!({ "source": a.api("/whep/live/none2"), "name": "c/none2" }),
+    );
+    let info = loop {
+        let (_, info) = c.get_json(&format!("/api/v1/pulls/{id}"));
+        if info["last_error"].is_string() {
+            break info;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{info}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let took = started.elapsed();
+    eprintln!("WHEP pull of A by C: first error after {took:?}: {info}");
+    assert!(
+        info["last_error"].as_str().unwrap().contains("404"),
+        "{info}"
+    );
+    assert!(took < Duration::from_secs(2), "{took:?}");
+
+    // An HLS reader of B: B asks A (via B), A asks B (via B, node-a), B refuses.
+    let started = Instant::now();
+    let (status, _) = b.request("GET", "/hls/live/none3/index.m3u8", None);
+    let took = started.elapsed();
+    eprintln!("HLS on B for a name neither has: {took:?}");
+    assert_eq!(status, 404);
+    assert!(took < Duration::from_secs(2), "404 after {took:?}");
+    b.wait_for_log("origin loop", Duration::from_secs(2));
+
+    // A stream A has: B's reader gets it through the same configuration.
+    let _publisher = ffmpeg_publish(&a.rtmp_url("live/real"), Encoding::Baseline, 25, 60);
+    a.wait_for_stream("live/real", true);
+    assert_decodes(&b.rtmp_url("live/real"), 3, 45);
+}

@@ -2,11 +2,14 @@
 //! `{"error": "..."}` with a 4xx/5xx status.
 
 mod api;
+mod conn;
 mod media;
 mod metrics;
 mod pulls;
 mod pushes;
 mod webrtc;
+
+pub use conn::{ConnService, ConnTimeouts, MakeConnService, TimedIo, TimedListener};
 
 use crate::bus::Registry;
 use crate::config::Config;

@@ -9,6 +9,8 @@
 //!   (`idle|connecting|running|retrying|failed`), since, retries, last error, bitrate in,
 //!   and for WHEP pulls packets lost and round-trip time.
 //! - `DELETE /pulls/{id}` -> 204 (404 for an unknown id).
+//! - `GET /node`: this node's id in the `Switchyard-Via` chain of its WHEP pulls, and its
+//!   configured origins.
 //!
 //! WCS mapping (POST with JSON; see the README):
 //! - `/rest-api/pull/startup` `{"uri", "remoteStreamName", "localStreamName"?}` pulls
@@ -33,6 +35,14 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/pulls", get(list).post(create))
         .route("/pulls/{id}", get(show).delete(remove))
+        .route("/node", get(node))
+}
+
+async fn node(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "node_id": state.pulls.node_id(),
+        "origins": state.pulls.origins().iter().map(|o| crate::inputs::pull::redact(o)).collect::<Vec<_>>(),
+    }))
 }
 
 /// The WCS-compatible routes, mounted at `/rest-api/pull`.

@@ -6,6 +6,9 @@
 //! - `PATCH {Location}` with `application/trickle-ice-sdpfrag` (RFC 8840): trickled candidates;
 //!   `If-Match` must carry the session's ETag (or `*`), else `412` (RFC 9725 4.3.1).
 //! - `DELETE {Location}` ends the session; `OPTIONS` lists what is allowed.
+//! - A WHEP `POST` of another node's pull lists the nodes it came through in `Switchyard-Via`
+//!   ([`crate::inputs::whep_pull::VIA_HEADER`]): one that lists this node is an origin loop and
+//!   gets `508 Loop Detected` at once; an origin pull it starts carries the chain on.
 //!
 //! The session id is the last path segment of the session URL; stream names may contain `/`.
 
@@ -122,6 +125,11 @@ async fn whep(
 ) -> Result<Response, ApiError> {
     let (engine, offer) = post_offer(&state, &headers, body)?;
     crate::bus::validate_name(&name)?;
+    let via = via_chain(&state, &name, &headers)?;
+    if !via.is_empty() && state.registry.get(&name).is_none() {
+        // Another node's pull: an origin pull started here carries its chain on.
+        state.pulls.demand_via(&name, &via);
+    }
     // A stream that an on-demand pull can bring is waited for, like on every other output.
     if state.registry.wait_for_stream(&name).await.is_none() {
         return Err(ApiError::new(
@@ -134,6 +142,39 @@ async fn whep(
     let reader = crate::audio::subscribe(&state.registry, &name, peer, AudioNeed::Opus).await?;
     let opened = engine.open(Role::Play(reader), offer).await?;
     Ok(created("whep", &name, opened, engine.ice_servers()))
+}
+
+/// The nodes a WHEP POST came through; refused when this node is one of them (an origin
+/// loop) or the chain is too long.
+fn via_chain(state: &AppState, name: &str, headers: &HeaderMap) -> Result<Vec<String>, ApiError> {
+    use crate::inputs::whep_pull::{parse_via, MAX_VIA, VIA_HEADER};
+    let via = parse_via(
+        headers
+            .get_all(VIA_HEADER)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
+    let me = state.pulls.node_id();
+    if via.iter().any(|id| id == me) {
+        tracing::info!(stream = name, via = %via.join(", "), node = me, "origin loop: refusing a pull that came through this node");
+        return Err(ApiError::new(
+            StatusCode::LOOP_DETECTED,
+            format!(
+                "origin loop: {name:?} was asked for through {} and this node ({me}) is one of them",
+                via.join(", ")
+            ),
+        ));
+    }
+    if via.len() >= MAX_VIA {
+        return Err(ApiError::new(
+            StatusCode::LOOP_DETECTED,
+            format!(
+                "the pull of {name:?} came through {} nodes; at most {MAX_VIA} are followed",
+                via.len()
+            ),
+        ));
+    }
+    Ok(via)
 }
 
 fn created(

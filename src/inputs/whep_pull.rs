@@ -3,10 +3,11 @@
 //!
 //! One attempt ([`run`]): claim the local name, start a WebRTC engine of its own (the same
 //! loop as the server's, as a task, on an ephemeral UDP port), have it make a receive-only
-//! offer (its client role), `POST` it as
-//! `application/sdp` with an optional `Authorization: Bearer` token (RFC 9725 4.1, 4.5), apply
-//! the `201 Created` answer and keep the `Location` of the session resource. Media then goes
-//! into the bus publisher exactly as a WHIP publisher's does ([`crate::inputs::whip`]).
+//! offer (its client role), `POST` it as `application/sdp` with an optional
+//! `Authorization: Bearer` token (RFC 9725 4.1, 4.5) and the chain of nodes the pull came
+//! through ([`VIA_HEADER`], which lets origins in a loop refuse at once), apply the
+//! `201 Created` answer and keep the `Location` of the session resource. Media then goes into
+//! the bus publisher exactly as a WHIP publisher's does ([`crate::inputs::whip`]).
 //!
 //! Why not the server's own socket: every session between two Switchyard nodes would then
 //! share one 5-tuple (one UDP socket on each side), and DTLS records carry nothing that tells
@@ -33,11 +34,34 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+/// The request header of a pull's WHEP `POST` that lists, oldest first, the ids of the nodes
+/// the request came through (`Switchyard-Via: a1b2c3d4, edge-2`; our own extension, in the
+/// spirit of HTTP's `Via`, RFC 9110 7.6.3). A node that finds its own id in it is asked, through
+/// a loop of origins, for a stream it is itself looking for: it answers `508 Loop Detected`
+/// at once instead of pulling again.
+pub const VIA_HEADER: &str = "switchyard-via";
+
+/// The longest chain a node accepts (a longer one is refused like a loop).
+pub const MAX_VIA: usize = 16;
+
+/// The node ids of `Switchyard-Via` header values (comma-separated, in order).
+pub fn parse_via<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    values
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// A parsed `http(s)://host[:port]/path` WHEP endpoint and its optional bearer token.
 #[derive(Clone)]
 pub struct WhepSource {
     url: Url,
     token: Option<String>,
+    /// The `Switchyard-Via` value sent with the POST.
+    via: Option<String>,
 }
 
 impl WhepSource {
@@ -62,7 +86,18 @@ impl WhepSource {
                 return Err("the token must be printable ASCII without spaces".to_string());
             }
         }
-        Ok(WhepSource { url, token })
+        Ok(WhepSource {
+            url,
+            token,
+            via: None,
+        })
+    }
+
+    /// The same source, its POST listing `chain` (ending with this node's id) in
+    /// [`VIA_HEADER`].
+    pub fn with_via(mut self, chain: &[String]) -> Self {
+        self.via = (!chain.is_empty()).then(|| chain.join(", "));
+        self
     }
 
     pub fn url(&self) -> &Url {
@@ -253,6 +288,9 @@ async fn session(
     if let Some(token) = &source.token {
         post = post.bearer_auth(token);
     }
+    if let Some(via) = &source.via {
+        post = post.header(VIA_HEADER, via);
+    }
     let response = match tokio::time::timeout_at(deadline, post.send()).await {
         Err(_) => {
             return PullError::retry(format!(
@@ -391,6 +429,19 @@ mod tests {
             .unwrap();
         assert!(!e.contains("secret") && e.contains("token"), "{e}");
         assert!(WhepSource::parse("http://h/whep/x", Some("a b".into())).is_err());
+    }
+
+    #[test]
+    fn via_chains_are_read_from_every_header_line() {
+        assert_eq!(
+            parse_via(["a1, edge-2", " ,c.3 "]),
+            vec!["a1", "edge-2", "c.3"]
+        );
+        assert!(parse_via([""]).is_empty());
+        let source = WhepSource::parse("http://h/whep/x", None).unwrap();
+        assert_eq!(source.clone().with_via(&[]).via, None);
+        let chain = ["a".to_string(), "b".to_string()];
+        assert_eq!(source.with_via(&chain).via.as_deref(), Some("a, b"));
     }
 
     #[test]

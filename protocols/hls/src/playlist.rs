@@ -76,8 +76,7 @@ impl LivePlaylist {
     /// parameters: spec 6.2.1): the segment being built ends here, and the next part, which
     /// must be independent, starts a segment with EXT-X-DISCONTINUITY. Media sequence numbers
     /// go on growing; EXT-X-DISCONTINUITY-SEQUENCE counts the tags as their segments leave the
-    /// window (6.2.2). No EXT-X-PRELOAD-HINT is given until that part comes. Nothing happens
-    /// before the first part.
+    /// window (6.2.2). Nothing happens before the first part.
     pub fn discontinuity(&mut self) {
         self.window.discontinuity();
         self.cache = Default::default();

@@ -149,17 +149,15 @@ pub(crate) fn render(p: &LiveWindow, variant: Variant) -> Bytes {
             Resource::Init(p.current.init).uri()
         );
     }
-    // A segment that starts a new configuration is not hinted before its first part: a client
-    // that preloaded it would feed it to the decoder set up by the previous init segment
-    // (6.2.6 allows hints to be left out).
-    if !(p.current.parts.is_empty() && p.current.discontinuity) {
-        let (msn, index) = p.next_part();
-        let _ = writeln!(
-            out,
-            "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\"",
-            Resource::Part(msn, index).uri()
-        );
-    }
+    // Also when the next part starts a new configuration: hls.js 1.7 takes the last segment
+    // of a playlist that ends with a segment line for the segment in progress, and then finds
+    // its discontinuity sequence changed (a "discontinuity sequence mismatch" that stalls it).
+    let (msn, index) = p.next_part();
+    let _ = writeln!(
+        out,
+        "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\"",
+        Resource::Part(msn, index).uri()
+    );
     Bytes::from(out)
 }
 

@@ -28,12 +28,12 @@ fn a_new_configuration_goes_on_with_a_discontinuity_and_its_own_init_segment() {
 
     s.set_init(b"moov 480p");
     // Segment 2 ends at once (1 s), so plain players get it now; 3 will start the new
-    // configuration and is not hinted before its first part exists.
+    // configuration. The playlist still ends with a hint (hls.js needs one: see render.rs).
     let c = check_against_source(&s, &full(&s.playlist));
     assert_eq!(c.parsed.media_sequence, 0);
     assert_eq!(c.parsed.segments.len(), 3);
     assert!((c.parsed.segments[2].duration - 1.0).abs() < 1e-6);
-    assert_eq!(c.preload_hint, None);
+    assert_eq!(c.preload_hint, Some((3, 0)));
     assert_eq!(s.playlist.discontinuity_sequence(), Some(0));
     assert!(text(&full(&s.playlist)).contains("#EXT-X-DISCONTINUITY-SEQUENCE:0\n"));
     assert!(!text(&full(&s.playlist)).contains("#EXT-X-DISCONTINUITY\n"));
@@ -215,7 +215,7 @@ fn a_publisher_that_comes_back_with_the_same_configuration_keeps_its_init_segmen
     s.discontinuity();
     assert_eq!(
         check_against_source(&s, &full(&s.playlist)).preload_hint,
-        None
+        Some((3, 0))
     );
     // Leaving twice before coming back is one discontinuity.
     s.discontinuity();

@@ -767,3 +767,6 @@ pub fn assert_gst_pipeline_ends(pipeline: &str, timeout_secs: u32) {
     );
     assert!(!stdout.contains("ERROR"), "{stdout}");
 }
+
+/// Publishers that change codec or picture size under one name, and a reader of sizes.
+pub mod changes;

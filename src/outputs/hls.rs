@@ -16,9 +16,12 @@
 //! EXT-X-DISCONTINUITY and, if the init segment changed, an EXT-X-MAP with a URI of its own
 //! (`init{n}.mp4`). Players that keep the old init segment's decoder configuration across the
 //! change (ffmpeg's HLS demuxer skips a second `moov`) still get the new H.264 parameter sets:
-//! the first keyframe after a change carries its SPS and PPS in band too (ISO/IEC 14496-15
-//! allows parameter sets in `avc1` samples). After the publisher leaves, the muxer keeps its
-//! playlist for `hls.idle_timeout_secs` at most, waiting for the name to be published again.
+//! the first keyframe after a change carries its SPS and PPS in band too, the same ones as the
+//! new `avcC` (ISO/IEC 14496-15 names in-band parameter sets as the mark of `avc3`; ffmpeg,
+//! GStreamer and Chromium's MSE take them in `avc1` samples too; without them ffmpeg decodes
+//! the new picture size with the old SPS, measured). After the publisher leaves, the muxer
+//! keeps its playlist for `hls.idle_timeout_secs` at most, waiting for the name to be
+//! published again.
 
 use super::fmp4::{PendingInit, SampleClock};
 use crate::audio::AudioNeed;
@@ -581,8 +584,8 @@ impl PartCutter {
 }
 
 /// An H.264 access unit with the SPS and PPS of `codec` in front, unless it has an SPS
-/// already (ISO/IEC 14496-15 5.3.2: parameter sets may also be in the samples of an `avc1`
-/// track; the copy is made once per change of configuration). Other codecs: as it is.
+/// already (see the module docs for why; the copy is made once per change of configuration).
+/// Other codecs: as it is (an `hvc1` sample entry declares its parameter sets complete).
 fn with_parameter_sets(codec: &CodecConfig, data: Bytes) -> Bytes {
     let CodecConfig::H264(avc) = codec else {
         return data;

@@ -387,6 +387,7 @@ fn assert_decoded_across(decoded: &changes::SizedDecode) {
 fn hls_goes_on_across_a_publisher_takeover_at_another_resolution() {
     let dir = TempDir::new("takeover");
     let (hd, sd) = h264_files(&dir, 20);
+    // (`sd` is looped for as long as the test needs.)
     let server = Switchyard::start_with_config("[bus]\npublisher_takeover = true\n");
     let url = server.rtmp_url("live/to");
     let _first = publish_file(Path::new("ffmpeg"), &url, &hd);
@@ -399,12 +400,33 @@ fn hls_goes_on_across_a_publisher_takeover_at_another_resolution() {
         std::thread::spawn(move || decode_with_sizes(Path::new("ffmpeg"), &playlist, 16))
     };
     std::thread::sleep(Duration::from_secs(5));
-    let _second = publish_file(Path::new("ffmpeg"), &url, &sd);
+    let _second = FlvFeed::start(Path::new("ffmpeg"), &url, &sd, None);
     server.wait_for_log("publisher takeover", Duration::from_secs(10));
     assert_decoded_across(&reader.join().unwrap());
     let seen = poller.finish();
     let changed_at = assert_playlist_goes_on(&seen, Some("init1.mp4"));
     assert!(changed_at >= 2, "{changed_at}");
+    // Once the segment with EXT-X-DISCONTINUITY leaves the window, the tag is counted by
+    // EXT-X-DISCONTINUITY-SEQUENCE (6.2.2).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = playlist_text(&server, "/hls/live/to/index.m3u8");
+        let p = parse_media_playlist(&text);
+        if p.media_sequence > changed_at {
+            assert_eq!(p.discontinuity_sequence, 1, "{text}");
+            assert!(p.segments.iter().all(|s| !s.discontinuity), "{text}");
+            assert_eq!(p.segments[0].map.as_ref().unwrap().uri, "init1.mp4");
+            assert_eq!(
+                get(&server, "/hls/live/to/init.mp4").0,
+                404,
+                "no longer used"
+            );
+            break;
+        }
+        assert!(p.segments.iter().any(|s| s.discontinuity), "{text}");
+        assert!(Instant::now() < deadline, "{text}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
     // The new init segment is served under its own name, the old one while it is listed.
     let (status, init1, ct) = get(&server, "/hls/live/to/init1.mp4");
     assert_eq!((status, ct.as_deref()), (200, Some("video/mp4")));

@@ -146,13 +146,14 @@ impl HlsOutputs {
             m.last_request_ms.store(self.now_ms(), Ordering::Relaxed);
             return Ok(m.clone());
         }
+        // Before subscribing: a takeover in between then only makes the muxer look once more.
+        let started = self.registry.get(name).map(|s| s.started());
         let reader = crate::audio::subscribe_now(
             &self.registry,
             name,
             Peer::new("hls", None),
             self.audio_need(),
         )?;
-        let started = self.registry.get(name).map(|s| s.started());
         let muxer = Arc::new(HlsMuxer {
             playlist: Mutex::new(None),
             version: watch::channel(0).0,

@@ -129,3 +129,96 @@ fn malformed_client_frames_close_only_that_client() {
     }
     assert!(binary > 40);
 }
+
+use std::path::Path;
+use support::changes::{self, decode_with_sizes, encode_flv, FlvFeed};
+
+/// 720p then, from `switch` on, 480p H.264 on one RTMP connection: ffmpeg sends the new
+/// parameter sets as a new sequence header.
+fn resolution_change(dir: &TempDir, server: &Switchyard, name: &str) -> FlvFeed {
+    let ffmpeg = Path::new("ffmpeg");
+    let hd = encode_flv(ffmpeg, &dir.path, "1280x720", 4, changes::H264);
+    let sd = encode_flv(ffmpeg, &dir.path, "854x480", 4, changes::H264);
+    let feed = FlvFeed::start(ffmpeg, &server.rtmp_url(name), &hd, Some(&sd));
+    server.wait_for_stream(name, true);
+    feed
+}
+
+#[test]
+fn mse_sends_a_new_mime_and_init_segment_when_the_resolution_changes() {
+    let dir = TempDir::new("mse-res");
+    let server = Switchyard::start();
+    let feed = resolution_change(&dir, &server, "live/res");
+    let mut ws = connect(&server, "live/res");
+    // (mime, init + fragments, fragments) per configuration.
+    let mut parts: Vec<(String, Vec<u8>, usize)> = Vec::new();
+    let started = Instant::now();
+    let mut switched = false;
+    while parts.len() < 2 || parts[1].2 < 75 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            parts.iter().map(|p| (&p.0, p.2)).collect::<Vec<_>>()
+        );
+        if !switched && started.elapsed() > Duration::from_secs(3) {
+            feed.switch();
+            switched = true;
+        }
+        match ws.read().unwrap() {
+            Message::Text(t) => {
+                let json: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+                let mime = json["mime"].as_str().expect("a mime message").to_string();
+                parts.push((mime, Vec::new(), 0));
+            }
+            Message::Binary(b) => {
+                let part = parts.last_mut().expect("mime first");
+                part.1.extend_from_slice(&b);
+                part.2 += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(parts.len(), 2);
+    // Level 3.1 for 720p, 3.0 for 480p (x264 picks them): the mime says which.
+    assert!(parts[0].0.contains("avc1.42C01F"), "{}", parts[0].0);
+    assert!(parts[1].0.contains("avc1.42C01E"), "{}", parts[1].0);
+    assert!(parts[0].2 > 50, "{} messages before the change", parts[0].2);
+    for ((_, bytes, _), (name, size)) in parts
+        .iter()
+        .zip([("720p.mp4", "1280x720"), ("480p.mp4", "854x480")])
+    {
+        let path = assert_mp4_decodes(&dir, name, bytes);
+        let decoded = decode_with_sizes(Path::new("ffmpeg"), path.to_str().unwrap(), 30);
+        assert!(decoded.decode.errors.is_empty(), "{name}: {decoded:?}");
+        assert_eq!(decoded.sizes.len(), 1, "{name}: {decoded:?}");
+        assert_eq!(decoded.sizes[0].0, size, "{name}: {decoded:?}");
+    }
+    feed.finish();
+}
+
+#[test]
+fn chromium_mse_keeps_playing_across_a_change_of_resolution() {
+    let dir = TempDir::new("mse-chromium");
+    let server = Switchyard::start();
+    let feed = resolution_change(&dir, &server, "live/msejs");
+    let player = support::browser::Playing::start(&server.api("/play/live/msejs?mode=mse"), 20);
+    assert!(
+        player.wait_until_playing(Duration::from_secs(25)),
+        "the MSE player did not start"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    feed.switch();
+    let report = player.finish();
+    support::browser::assert_plays_fmp4(&report, "MSE across the change");
+    assert_eq!(
+        report["videoSizesSeen"],
+        serde_json::json!(["1280x720", "854x480"]),
+        "{report}"
+    );
+    let (at_half, end) = (
+        report["currentTimeAtHalf"].as_f64().unwrap_or(0.0),
+        report["currentTime"].as_f64().unwrap_or(0.0),
+    );
+    assert!(end > at_half + 5.0, "time kept growing: {report}");
+    feed.finish();
+}

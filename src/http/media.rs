@@ -119,8 +119,11 @@ async fn hls_file(
                 .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
             playlist(&state, &muxer, &request).await
         }
-        Some(Resource::Init) => {
-            let init = wait_for(&state, &muxer, |p| Some(p.init()), |_| true).await?;
+        Some(Resource::Init(id)) => {
+            // `init.mp4`, or `init{n}.mp4` after n changes of configuration: listed (EXT-X-MAP)
+            // only once it exists, so never waited for once the playlist is there.
+            let init = wait_for(&state, &muxer, |p| p.init_segment(id), |_| false).await?;
+            // A muxer that stops and starts again reuses the names: not cached.
             Ok(media_response(init, "video/mp4", "no-cache"))
         }
         Some(Resource::Segment(msn)) => {

@@ -7,6 +7,21 @@
 //! keyframes (VP8/VP9 init segments wait for the first keyframe, which gives the picture size),
 //! builds each part once as an fMP4 fragment, and hands it to the playlist engine
 //! (`protocols/hls`), which renders playlists once per change. Requests are served by reference.
+//!
+//! The playlist outlives changes under the stream's name (draft-pantos-hls-rfc8216bis 6.2.1:
+//! changes of encoding parameters or timestamps are signalled with EXT-X-DISCONTINUITY): new
+//! parameter sets at another resolution, another codec, or a publisher that leaves and comes
+//! back (or is taken over) within `hls.idle_timeout_secs` continue the same playlist: the media
+//! sequence keeps growing, the first segment of the new configuration carries
+//! EXT-X-DISCONTINUITY and, if the init segment changed, an EXT-X-MAP with a URI of its own
+//! (`init{n}.mp4`). Players that keep the old init segment's decoder configuration across the
+//! change (ffmpeg's HLS demuxer skips a second `moov`) still get the new H.264 parameter sets:
+//! the first keyframe after a change carries its SPS and PPS in band too, the same ones as the
+//! new `avcC` (ISO/IEC 14496-15 names in-band parameter sets as the mark of `avc3`; ffmpeg,
+//! GStreamer and Chromium's MSE take them in `avc1` samples too; without them ffmpeg decodes
+//! the new picture size with the old SPS, measured). After the publisher leaves, the muxer
+//! keeps its playlist for `hls.idle_timeout_secs` at most, waiting for the name to be
+//! published again.
 
 use super::fmp4::{PendingInit, SampleClock};
 use crate::audio::AudioNeed;
@@ -18,6 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use switchyard_fmp4::{Sample, TrackFragment};
 use switchyard_hls::{HlsConfig, LivePlaylist, Part};
+use switchyard_media::{h264, CodecConfig};
 use switchyard_media::{MediaKind, Track, TrackId};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -130,12 +146,14 @@ impl HlsOutputs {
             m.last_request_ms.store(self.now_ms(), Ordering::Relaxed);
             return Ok(m.clone());
         }
-        let need = match self.settings.audio_codec {
-            HlsAudio::Source => AudioNeed::AacOrOpus,
-            HlsAudio::Aac => AudioNeed::Aac,
-        };
-        let reader =
-            crate::audio::subscribe_now(&self.registry, name, Peer::new("hls", None), need)?;
+        // Before subscribing: a takeover in between then only makes the muxer look once more.
+        let started = self.registry.get(name).map(|s| s.started());
+        let reader = crate::audio::subscribe_now(
+            &self.registry,
+            name,
+            Peer::new("hls", None),
+            self.audio_need(),
+        )?;
         let muxer = Arc::new(HlsMuxer {
             playlist: Mutex::new(None),
             version: watch::channel(0).0,
@@ -147,7 +165,7 @@ impl HlsOutputs {
         let (name, m) = (name.to_string(), muxer.clone());
         tracing::info!(stream = %name, "HLS muxer started");
         tokio::spawn(async move {
-            this.run_muxer(reader, &m).await;
+            this.run_muxer(&name, Source { reader, started }, &m).await;
             let mut muxers = this.muxers.lock().unwrap();
             if muxers.get(&name).is_some_and(|x| Arc::ptr_eq(x, &m)) {
                 muxers.remove(&name);
@@ -155,6 +173,29 @@ impl HlsOutputs {
             tracing::info!(stream = %name, "HLS muxer stopped");
         });
         Ok(muxer)
+    }
+
+    fn audio_need(&self) -> AudioNeed {
+        match self.settings.audio_codec {
+            HlsAudio::Source => AudioNeed::AacOrOpus,
+            HlsAudio::Aac => AudioNeed::Aac,
+        }
+    }
+
+    /// A reader of the stream now published as `name`, if it is another one than the stream
+    /// that started at `old` and its tracks are settled.
+    fn reattach(&self, name: &str, old: Option<Instant>) -> Option<Source> {
+        let stream = self.registry.get(name)?;
+        if Some(stream.started()) == old || !crate::audio::tracks_settled(&stream) {
+            return None;
+        }
+        let peer = Peer::new("hls", None);
+        let reader =
+            crate::audio::subscribe_now(&self.registry, name, peer, self.audio_need()).ok()?;
+        Some(Source {
+            reader,
+            started: Some(stream.started()),
+        })
     }
 
     async fn keep_all_on(&self) {
@@ -173,9 +214,14 @@ impl HlsOutputs {
         }
     }
 
-    async fn run_muxer(&self, mut reader: Reader, muxer: &HlsMuxer) {
+    async fn run_muxer(&self, name: &str, source: Source, muxer: &HlsMuxer) {
         let mut cutter = PartCutter::new(self.settings.playlist.clone());
         let mut idle_check = tokio::time::interval(Duration::from_secs(1));
+        let mut reattach = tokio::time::interval(REATTACH_INTERVAL);
+        let mut old_started = source.started;
+        let mut source = Some(source.reader);
+        // Since when the publisher is gone, while the muxer waits for the name to come back.
+        let mut detached_since: Option<Instant> = None;
         loop {
             let event = tokio::select! {
                 _ = self.shutdown.cancelled() => return,
@@ -187,46 +233,104 @@ impl HlsOutputs {
                     if !self.settings.always_on && idle > self.settings.idle_timeout {
                         return;
                     }
+                    if detached_since.is_some_and(|t| t.elapsed() > self.settings.idle_timeout) {
+                        tracing::info!(stream = %name, "the publisher did not come back; HLS playlist dropped");
+                        return;
+                    }
                     continue;
                 }
-                e = reader.recv() => e,
+                _ = reattach.tick(), if source.is_none() => {
+                    if let Some(new) = self.reattach(name, old_started) {
+                        tracing::info!(stream = %name, "published again; the HLS playlist goes on after a discontinuity");
+                        old_started = new.started;
+                        source = Some(new.reader);
+                        detached_since = None;
+                        cutter.reattach();
+                    }
+                    continue;
+                }
+                e = next_event(&mut source) => e,
             };
-            let Some(event) = event else { return };
+            let Some(event) = event else {
+                // The publisher left (or was taken over). Everything it sent is published,
+                // and whatever comes next under this name starts after a discontinuity.
+                let outputs = cutter.finish();
+                self.apply(name, muxer, outputs);
+                if let Some(p) = muxer.playlist.lock().unwrap().as_mut() {
+                    p.discontinuity();
+                }
+                muxer.version.send_modify(|v| *v += 1);
+                source = None;
+                detached_since = Some(Instant::now());
+                reattach.reset();
+                tracing::info!(stream = %name, timeout = ?self.settings.idle_timeout, "publisher gone; the HLS playlist waits for it to come back");
+                continue;
+            };
             if let ReaderEvent::Tracks(set) = &event {
                 for t in set
                     .tracks
                     .iter()
                     .filter(|t| !switchyard_fmp4::supports(&t.codec))
                 {
-                    tracing::warn!(stream = %reader.stream().name(), "{} {} is not carried in HLS: fMP4 players cannot play it", t.codec.name(), t.kind());
+                    tracing::warn!(stream = %name, "{} {} is not carried in HLS: fMP4 players cannot play it", t.codec.name(), t.kind());
                 }
             }
-            let mut produced = false;
-            for output in cutter.handle(event) {
-                let mut playlist = muxer.playlist.lock().unwrap();
-                match output {
-                    CutterOutput::Init(init) => {
-                        // A new codec configuration starts a new playlist (clients reload it).
-                        *playlist = Some(LivePlaylist::new(self.settings.playlist.clone(), init));
+            let outputs = cutter.handle(event);
+            self.apply(name, muxer, outputs);
+        }
+    }
+
+    /// Hands what the cutter made to the playlist, and wakes the requests waiting for it.
+    fn apply(&self, name: &str, muxer: &HlsMuxer, outputs: Vec<CutterOutput>) {
+        if outputs.is_empty() {
+            return;
+        }
+        let mut playlist = muxer.playlist.lock().unwrap();
+        for output in outputs {
+            match output {
+                CutterOutput::Init(init) => match playlist.as_mut() {
+                    None => {
+                        *playlist = Some(LivePlaylist::new(self.settings.playlist.clone(), init))
                     }
-                    CutterOutput::Part {
-                        part,
-                        starts_segment,
-                        wall_ms,
-                    } => {
-                        if let Some(p) = playlist.as_mut() {
-                            if let Err(e) = p.push_part(part, starts_segment, wall_ms) {
-                                tracing::warn!(stream = %reader.stream().name(), error = %e, "HLS part refused");
-                            }
+                    // The same configuration again (e.g. a repeated sequence header): nothing
+                    // changes for a player.
+                    Some(p) if p.init() == init => {}
+                    // A new configuration: a discontinuity and a new init segment URI.
+                    Some(p) => p.set_init(init),
+                },
+                CutterOutput::Part {
+                    part,
+                    starts_segment,
+                    wall_ms,
+                } => {
+                    if let Some(p) = playlist.as_mut() {
+                        if let Err(e) = p.push_part(part, starts_segment, wall_ms) {
+                            tracing::warn!(stream = %name, error = %e, "HLS part refused");
                         }
                     }
                 }
-                produced = true;
-            }
-            if produced {
-                muxer.version.send_modify(|v| *v += 1);
             }
         }
+        drop(playlist);
+        muxer.version.send_modify(|v| *v += 1);
+    }
+}
+
+/// How often a muxer whose publisher left looks for the name to be published again.
+const REATTACH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// What a muxer reads: a reader of the stream, and when that stream started (to tell it from
+/// a new stream under the same name).
+struct Source {
+    reader: Reader,
+    started: Option<Instant>,
+}
+
+/// The next event of the muxer's reader; never, while it has none.
+async fn next_event(source: &mut Option<Reader>) -> Option<ReaderEvent> {
+    match source {
+        Some(reader) => reader.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -257,6 +361,10 @@ struct PartCutter {
     started: bool,
     /// The init segment of `tracks` while it waits for a keyframe that gives a picture size.
     pending_init: Option<PendingInit>,
+    /// An init segment was made before: the next one is a change of configuration.
+    had_init: bool,
+    /// The next H.264 keyframe carries its parameter sets in band (see the module docs).
+    parameter_sets_in_band: bool,
 }
 
 impl PartCutter {
@@ -274,7 +382,31 @@ impl PartCutter {
             sequence: 0,
             started: false,
             pending_init: None,
+            had_init: false,
+            parameter_sets_in_band: false,
         }
+    }
+
+    /// Ends the part being built (what the publisher sent until now goes out) and starts
+    /// again at the next keyframe of a new reader of the stream.
+    fn finish(&mut self) -> Vec<CutterOutput> {
+        let part = self.flush_part();
+        self.restart();
+        part.into_iter().collect()
+    }
+
+    /// The part being built, if it has media of the leading track (a part must last).
+    fn flush_part(&mut self) -> Option<CutterOutput> {
+        if self.pending_duration.is_zero() {
+            return None;
+        }
+        self.finish_part()
+    }
+
+    /// A new publisher under the same name: its timestamps and parameter sets start afresh.
+    fn reattach(&mut self) {
+        self.restart();
+        self.parameter_sets_in_band = true;
     }
 
     fn leading_kind(&self) -> MediaKind {
@@ -296,6 +428,8 @@ impl PartCutter {
                     .cloned()
                     .collect();
                 if playable != self.tracks {
+                    // What came with the old configuration goes out with it.
+                    out.extend(self.flush_part());
                     self.tracks = playable;
                     self.restart();
                     self.pending_init = None;
@@ -342,10 +476,16 @@ impl PartCutter {
                     }
                     return out;
                 };
-                self.add_sample(
-                    previous.frame.track,
-                    Sample::from_frame(&previous.frame, duration),
-                );
+                let mut sample = Sample::from_frame(&previous.frame, duration);
+                if sample.keyframe && self.parameter_sets_in_band {
+                    if let Some(track) = self.tracks.iter().find(|t| t.id == previous.frame.track) {
+                        if track.kind() == MediaKind::Video {
+                            sample.data = with_parameter_sets(&track.codec, sample.data);
+                            self.parameter_sets_in_band = false;
+                        }
+                    }
+                }
+                self.add_sample(previous.frame.track, sample);
                 if leading {
                     self.pending_duration +=
                         Duration::from_secs_f64(duration as f64 / clock_rate as f64);
@@ -374,7 +514,11 @@ impl PartCutter {
         out: &mut Vec<CutterOutput>,
     ) {
         match init {
-            Ok(init) => out.push(CutterOutput::Init(init)),
+            Ok(init) => {
+                self.parameter_sets_in_band |= self.had_init;
+                self.had_init = true;
+                out.push(CutterOutput::Init(init));
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot build an fMP4 init segment for HLS");
                 self.tracks.clear();
@@ -438,4 +582,26 @@ impl PartCutter {
             wall_ms: self.pending_wall_ms,
         })
     }
+}
+
+/// An H.264 access unit with the SPS and PPS of `codec` in front, unless it has an SPS
+/// already (see the module docs for why; the copy is made once per change of configuration).
+/// Other codecs: as it is (an `hvc1` sample entry declares its parameter sets complete).
+fn with_parameter_sets(codec: &CodecConfig, data: Bytes) -> Bytes {
+    let CodecConfig::H264(avc) = codec else {
+        return data;
+    };
+    let has_sps = switchyard_media::nal_units(&data)
+        .any(|nal| nal.is_ok_and(|n| h264::nal_type(n) == h264::NAL_SPS));
+    if has_sps {
+        return data;
+    }
+    let sets = avc.sps_nals.iter().chain(&avc.pps_nals);
+    let mut out = Vec::with_capacity(data.len() + sets.clone().map(|n| n.len() + 4).sum::<usize>());
+    for nal in sets {
+        out.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+        out.extend_from_slice(nal);
+    }
+    out.extend_from_slice(&data);
+    Bytes::from(out)
 }

@@ -3,8 +3,8 @@
 //!
 //! Protocol: a text message `{"mime": "video/mp4; codecs=\"...\""}` (and `"skipped"`: codecs of
 //! tracks fMP4 cannot carry), then the init segment as a binary message, then one binary
-//! fragment (moof+mdat) per frame. A codec change repeats the text message and the init
-//! segment. For VP8 and VP9 (and AV1 without a sequence header in its av1C) the init segment
+//! fragment (moof+mdat) per frame. A change of the tracks (another codec, or new parameter
+//! sets at another picture size) repeats the text message and the init segment. For VP8 and VP9 (and AV1 without a sequence header in its av1C) the init segment
 //! waits for the track's first keyframe, which gives its picture size. Errors are a text message `{"error": "..."}` followed by a close.
 //!
 //! Each frame's fragment is built once and shared by every MSE client of the stream

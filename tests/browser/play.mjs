@@ -8,7 +8,8 @@
 //    "state","mode","errors","wallClockMs","bodyText","playingDateMs",
 //    "webrtc" (WebRTC mode: window.switchyardPlayer.webrtc, else null),
 //    "consoleErrors","advanced","currentTimeAtHalf","totalVideoFramesAtHalf",
-//    "framesDecodedAtHalf","audioSamplesAtHalf","audioLevelAtHalf" (WebRTC mode, else null)}
+//    "framesDecodedAtHalf","audioSamplesAtHalf","audioLevelAtHalf" (WebRTC mode, else null),
+//    "videoSizesSeen" (every "WxH" the <video> showed, in order, sampled every 250 ms)}
 // With SWITCHYARD_PLAY_UNMUTED=1 in the environment the <video> is unmuted once the page has
 // loaded: Chromium reports a WebRTC audio track's `audioLevel` (webrtc.audioLevel) only for
 // audio it plays out, and the page starts muted (autoplay).
@@ -40,14 +41,36 @@ function sample() {
   };
 }
 
+// Waits `ms`, noting every picture size the <video> shows (a stream can change resolution).
+// Writes `play.mjs: playing after N ms` on stderr once the video's time first advances, so a
+// caller can change the stream while it plays.
+const opened = Date.now();
+let announced = false;
+async function watchSizes(page, ms, sizes) {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    const { size, time } = await page.evaluate(() => {
+      const v = document.querySelector('video');
+      return { size: v && v.videoWidth ? v.videoWidth + 'x' + v.videoHeight : null, time: v ? v.currentTime : 0 };
+    });
+    if (size && sizes[sizes.length - 1] !== size) sizes.push(size);
+    if (!announced && time > 0) {
+      announced = true;
+      process.stderr.write(`play.mjs: playing after ${Date.now() - opened} ms\n`);
+    }
+    await sleep(Math.min(250, Math.max(0, until - Date.now())));
+  }
+}
+
 await runPage('play.mjs', async (page, seconds) => {
   const half = (seconds * 1000) / 2;
   if (process.env.SWITCHYARD_PLAY_UNMUTED === '1') {
     await page.evaluate(() => { const v = document.querySelector('video'); if (v) v.muted = false; });
   }
-  await sleep(half);
+  const videoSizesSeen = [];
+  await watchSizes(page, half, videoSizesSeen);
   const first = await page.evaluate(sample);
-  await sleep(seconds * 1000 - half);
+  await watchSizes(page, seconds * 1000 - half, videoSizesSeen);
   const last = await page.evaluate(sample);
   const advanced = typeof first.currentTime === 'number' && typeof last.currentTime === 'number' &&
     last.currentTime > first.currentTime;
@@ -56,5 +79,6 @@ await runPage('play.mjs', async (page, seconds) => {
     framesDecodedAtHalf: first.webrtc ? first.webrtc.framesDecoded : null,
     audioSamplesAtHalf: first.webrtc ? first.webrtc.audioSamplesReceived : null,
     audioLevelAtHalf: first.webrtc ? first.webrtc.audioLevel : null,
+    videoSizesSeen,
   };
 });

@@ -136,3 +136,73 @@ pub fn assert_plays_fmp4(report: &serde_json::Value, what: &str) {
         "{what}: {report}"
     );
 }
+
+/// A player page running in Chromium (`play.mjs`) in the background, for a test that changes
+/// the stream while it plays.
+pub struct Playing {
+    child: Option<Child>,
+    stderr: std::sync::mpsc::Receiver<String>,
+}
+
+impl Playing {
+    /// Opens the player page `url` for `seconds` in the background.
+    pub fn start(url: &str, seconds: u32) -> Self {
+        require("node");
+        require("chromium");
+        let mut child = Command::new("node")
+            .arg(script("play.mjs"))
+            .arg(url)
+            .arg(seconds.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Playing {
+            child: Some(child),
+            stderr: rx,
+        }
+    }
+
+    /// Waits until the page says its video plays (`play.mjs: playing after N ms`); false if
+    /// it did not within `timeout`.
+    pub fn wait_until_playing(&self, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.stderr.recv_timeout(left) {
+                Ok(line) if line.contains("playing after") => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    /// Waits for the page to finish and returns its report.
+    pub fn finish(mut self) -> serde_json::Value {
+        let child = self.child.take().unwrap();
+        report(child.wait_with_output().unwrap(), "play.mjs")
+    }
+}
+
+impl Drop for Playing {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

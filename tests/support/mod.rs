@@ -797,3 +797,6 @@ pub fn aiortc_python() -> std::path::PathBuf {
     );
     python
 }
+
+/// Publishers that change codec or picture size under one name, and a reader of sizes.
+pub mod changes;

@@ -24,6 +24,11 @@
 //!   `EXT-X-PROGRAM-DATE-TIME` (4.4.4.6) on every segment, `EXT-X-INDEPENDENT-SEGMENTS`
 //!   (4.4.2.1): every segment starts with an independent part, which [`LivePlaylist::push_part`]
 //!   enforces.
+//! - Changes of configuration ([`LivePlaylist::set_init`], [`LivePlaylist::discontinuity`]):
+//!   `EXT-X-DISCONTINUITY` (4.4.4.3) before the first segment of the new one, with an
+//!   `EXT-X-MAP` naming its own init segment (`init{n}.mp4`); the media sequence keeps growing
+//!   and `EXT-X-DISCONTINUITY-SEQUENCE` (4.4.3.3) counts the tags that left the window (6.2.2)
+//!   or that a delta update skipped.
 //! - Blocking playlist reload `_HLS_msn` / `_HLS_part` (6.2.5.2) and playlist delta updates
 //!   `_HLS_skip=YES|v2` with `EXT-X-SKIP` (6.2.5.1, 4.4.5.2).
 //!

@@ -1,5 +1,6 @@
 //! The playlist model: the live window of parts and segments as they are pushed, eviction,
-//! `EXT-X-TARGETDURATION` and `PART-TARGET`, and the blocking-reload decisions of spec 6.2.5.2.
+//! `EXT-X-TARGETDURATION` and `PART-TARGET`, discontinuities and the init segments they bring
+//! (spec 4.4.4.3, 4.4.4.5, 6.2.1, 6.2.2), and the blocking-reload decisions of spec 6.2.5.2.
 //! It knows nothing of playlist text: `render.rs` reads it, and [`crate::LivePlaylist`] renders
 //! and caches the text on every change.
 
@@ -38,16 +39,23 @@ pub(crate) struct Segment {
     pub program_date_time_ms: u64,
     /// The parts concatenated; empty until the segment is complete.
     pub data: Bytes,
+    /// The segment follows a change of encoding parameters or timestamps: EXT-X-DISCONTINUITY
+    /// (4.4.4.3).
+    pub discontinuity: bool,
+    /// The id of the init segment its parts need (EXT-X-MAP, 4.4.4.5).
+    pub init: u32,
 }
 
 impl Segment {
-    fn new(msn: u64) -> Self {
+    fn new(msn: u64, init: u32, discontinuity: bool) -> Self {
         Segment {
             msn,
             parts: Vec::new(),
             duration: Duration::ZERO,
             program_date_time_ms: 0,
             data: Bytes::new(),
+            discontinuity,
+            init,
         }
     }
 }
@@ -68,7 +76,14 @@ pub(crate) enum Position {
 #[derive(Debug)]
 pub(crate) struct LiveWindow {
     pub(crate) config: HlsConfig,
-    init: Bytes,
+    /// Init segments by id, oldest first: the one the segment being built uses (the last) and
+    /// those that segments still in the window use.
+    inits: VecDeque<(u32, Bytes)>,
+    /// EXT-X-DISCONTINUITY tags that left the window with their segments (6.2.2: counted by
+    /// EXT-X-DISCONTINUITY-SEQUENCE).
+    discontinuities_removed: u64,
+    /// A discontinuity happened: the playlist carries EXT-X-DISCONTINUITY-SEQUENCE from then on.
+    had_discontinuity: bool,
     /// Complete segments, oldest first, consecutive msns.
     pub(crate) complete: VecDeque<Segment>,
     /// Sum of the durations in `complete`.
@@ -82,8 +97,7 @@ pub(crate) struct LiveWindow {
 }
 
 impl LiveWindow {
-    /// `init` is served as `init.mp4` (EXT-X-MAP). URIs in the playlist are relative:
-    /// `init.mp4`, `seg{msn}.m4s`, `part{msn}.{index}.m4s`.
+    /// `init` is init segment 0, served as `init.mp4` (EXT-X-MAP).
     pub fn new(mut config: HlsConfig, init: Bytes) -> Self {
         config.window_segments = config.window_segments.max(1);
         if config.part_target.is_zero() {
@@ -96,10 +110,12 @@ impl LiveWindow {
         let part_target = config.part_target;
         LiveWindow {
             config,
-            init,
+            inits: VecDeque::from([(0, init)]),
+            discontinuities_removed: 0,
+            had_discontinuity: false,
             complete: VecDeque::new(),
             complete_duration: Duration::ZERO,
-            current: Segment::new(0),
+            current: Segment::new(0, 0, false),
             target_duration,
             part_target,
         }
@@ -158,10 +174,42 @@ impl LiveWindow {
         Ok(())
     }
 
+    /// What [`crate::LivePlaylist::discontinuity`] says.
+    pub fn discontinuity(&mut self) {
+        if !self.current.parts.is_empty() {
+            self.complete_current();
+        }
+        if !self.complete.is_empty() {
+            self.current.discontinuity = true;
+            self.had_discontinuity = true;
+        }
+    }
+
+    /// What [`crate::LivePlaylist::set_init`] says.
+    pub fn set_init(&mut self, init: Bytes) {
+        let id = self.current_init_id().wrapping_add(1);
+        self.inits.push_back((id, init));
+        self.discontinuity();
+        self.current.init = id;
+        self.prune_inits();
+    }
+
+    fn current_init_id(&self) -> u32 {
+        self.inits.back().map_or(0, |(id, _)| *id)
+    }
+
+    /// Forgets init segments that neither the segment being built nor a segment in the window
+    /// uses.
+    fn prune_inits(&mut self) {
+        let (current, complete) = (self.current.init, &self.complete);
+        self.inits
+            .retain(|(id, _)| *id == current || complete.iter().any(|s| s.init == *id));
+    }
+
     /// Closes the in-progress segment: one buffer with all its parts, which the parts then
     /// share (a part is a slice of it), so a segment costs its bytes once.
     fn complete_current(&mut self) {
-        let next = Segment::new(self.current.msn + 1);
+        let next = Segment::new(self.current.msn + 1, self.current_init_id(), false);
         let mut segment = std::mem::replace(&mut self.current, next);
         let len = segment.parts.iter().map(|p| p.data.len()).sum();
         let mut data = BytesMut::with_capacity(len);
@@ -197,9 +245,12 @@ impl LiveWindow {
             if self.complete.len() <= cap && self.complete_duration - front < min_listed {
                 break;
             }
-            self.complete.pop_front();
+            if let Some(gone) = self.complete.pop_front() {
+                self.discontinuities_removed += u64::from(gone.discontinuity);
+            }
             self.complete_duration -= front;
         }
+        self.prune_inits();
     }
 
     /// Duration of the segment being built (sum of its parts so far), so the caller can decide
@@ -208,9 +259,35 @@ impl LiveWindow {
         self.current.duration
     }
 
-    /// The init segment (`init.mp4`).
+    /// The init segment the next part needs.
     pub fn init(&self) -> Bytes {
-        self.init.clone()
+        self.inits
+            .back()
+            .map(|(_, b)| b.clone())
+            .unwrap_or_default()
+    }
+
+    /// Init segment `id`, while a segment in the window (or the one being built) uses it.
+    pub fn init_segment(&self, id: u32) -> Option<Bytes> {
+        self.inits
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, b)| b.clone())
+    }
+
+    /// The value of EXT-X-DISCONTINUITY-SEQUENCE for a playlist that lists the window from its
+    /// `skipped`-th complete segment on, or `None` before any discontinuity (the tag is then
+    /// left out). The tags of segments not listed, evicted or skipped by a delta update, are
+    /// counted, so every listed segment keeps its Discontinuity Sequence Number (6.2.1, 6.2.2).
+    pub fn discontinuity_sequence(&self, skipped: usize) -> Option<u64> {
+        let skipped_tags = self
+            .complete
+            .iter()
+            .take(skipped)
+            .filter(|s| s.discontinuity)
+            .count() as u64;
+        self.had_discontinuity
+            .then_some(self.discontinuities_removed + skipped_tags)
     }
 
     /// A complete segment (all its parts concatenated, built once when it completed), if still

@@ -36,7 +36,8 @@ pub struct LivePlaylist {
 
 impl LivePlaylist {
     /// `init` is served as `init.mp4` (EXT-X-MAP). URIs in the playlist are relative:
-    /// `init.mp4`, `seg{msn}.m4s`, `part{msn}.{index}.m4s`.
+    /// `init.mp4` (then `init{n}.mp4` after [`LivePlaylist::set_init`]), `seg{msn}.m4s`,
+    /// `part{msn}.{index}.m4s`.
     pub fn new(config: HlsConfig, init: Bytes) -> Self {
         LivePlaylist {
             window: LiveWindow::new(config, init),
@@ -60,6 +61,25 @@ impl LivePlaylist {
             .push_part(part, starts_segment, program_date_time_ms)?;
         self.cache = Default::default();
         Ok(())
+    }
+
+    /// The stream's configuration changed (codecs, picture size, a new publisher): the parts
+    /// pushed from now on need `init`, which gets a URI of its own (`init{n}.mp4`, n counting
+    /// the configurations). Once anything was pushed this is also a discontinuity (see
+    /// [`LivePlaylist::discontinuity`]); before that, `init` simply replaces the first one.
+    pub fn set_init(&mut self, init: Bytes) {
+        self.window.set_init(init);
+        self.cache = Default::default();
+    }
+
+    /// What comes next does not continue what came before (new timestamps, new encoding
+    /// parameters: spec 6.2.1): the segment being built ends here, and the next part, which
+    /// must be independent, starts a segment with EXT-X-DISCONTINUITY. Media sequence numbers
+    /// go on growing; EXT-X-DISCONTINUITY-SEQUENCE counts the tags as their segments leave the
+    /// window (6.2.2). Nothing happens before the first part.
+    pub fn discontinuity(&mut self) {
+        self.window.discontinuity();
+        self.cache = Default::default();
     }
 
     /// Duration of the segment being built (sum of its parts so far), so the caller can decide
@@ -90,9 +110,21 @@ impl LivePlaylist {
         PlaylistAnswer::Ready(self.rendered(request.skip))
     }
 
-    /// The init segment (`init.mp4`).
+    /// The init segment of the configuration in use (the last one set).
     pub fn init(&self) -> Bytes {
         self.window.init()
+    }
+
+    /// Init segment `id` (`init.mp4` is 0, `init{n}.mp4` is n), while a segment in the window
+    /// or the one being built uses it.
+    pub fn init_segment(&self, id: u32) -> Option<Bytes> {
+        self.window.init_segment(id)
+    }
+
+    /// The value of `EXT-X-DISCONTINUITY-SEQUENCE` in the full playlist: the discontinuities
+    /// that left the window. `None` (the tag is left out) until the first discontinuity.
+    pub fn discontinuity_sequence(&self) -> Option<u64> {
+        self.window.discontinuity_sequence(0)
     }
 
     /// A complete segment (all its parts concatenated, built once when it completed), if still

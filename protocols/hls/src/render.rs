@@ -1,5 +1,12 @@
 //! Writing the media playlist text (spec 4.4), full or as a delta update (6.2.5.1), from the
 //! model in `live.rs`, which it only reads.
+//!
+//! Across a change of configuration the playlist goes on (6.2.1: encoding parameters and
+//! timestamps may change, signalled by EXT-X-DISCONTINUITY): the media sequence keeps growing,
+//! the first segment of the new configuration carries EXT-X-DISCONTINUITY and an EXT-X-MAP
+//! with the new init segment's own URI (`init{n}.mp4`), so that neither players nor caches
+//! mix the two, and EXT-X-DISCONTINUITY-SEQUENCE counts the tags of segments no longer
+//! listed.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -7,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::live::{LiveWindow, Segment};
-use crate::request::{Resource, INIT_URI};
+use crate::request::Resource;
 
 /// Parts are listed for segments that start within this many target durations of the end of
 /// the playlist; older ones keep only their segment line (spec 6.2.2: remove EXT-X-PART tags
@@ -97,6 +104,11 @@ pub(crate) fn render(p: &LiveWindow, variant: Variant) -> Bytes {
         seconds_up(part_target)
     );
     let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{}", p.media_sequence());
+    // Before EXT-X-SKIP and any segment (4.4.3.3; hls.js 1.6.13 rejects it after EXT-X-SKIP,
+    // video-dev/hls.js#7554).
+    if let Some(sequence) = p.discontinuity_sequence(skipped) {
+        let _ = writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{sequence}");
+    }
     out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
     if skipped > 0 {
         let _ = write!(out, "#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}");
@@ -106,19 +118,20 @@ pub(crate) fn render(p: &LiveWindow, variant: Variant) -> Bytes {
         }
         out.push('\n');
     }
-    // After any EXT-X-SKIP, so a delta update is playable on its own.
-    let _ = writeln!(out, "#EXT-X-MAP:URI=\"{INIT_URI}\"");
 
     let total = listed_duration(p);
     let parts_from = td * PART_LISTING_TARGETS as u32;
     let mut start = Duration::ZERO;
+    // The init segment of the last segment written: EXT-X-MAP goes before the first one (after
+    // any EXT-X-SKIP, so a delta update is playable on its own) and wherever it changes.
+    let mut mapped = None;
     for (i, segment) in p.complete.iter().enumerate() {
         let seg_start = start;
         start += segment.duration;
         if i < skipped {
             continue;
         }
-        write_date_time(&mut out, segment);
+        write_segment_start(&mut out, segment, &mut mapped);
         if total - seg_start <= parts_from {
             write_parts(&mut out, segment);
         }
@@ -127,9 +140,18 @@ pub(crate) fn render(p: &LiveWindow, variant: Variant) -> Bytes {
         out.push('\n');
     }
     if !p.current.parts.is_empty() {
-        write_date_time(&mut out, &p.current);
+        write_segment_start(&mut out, &p.current, &mut mapped);
         write_parts(&mut out, &p.current);
+    } else if mapped.is_none() {
+        let _ = writeln!(
+            out,
+            "#EXT-X-MAP:URI=\"{}\"",
+            Resource::Init(p.current.init).uri()
+        );
     }
+    // Also when the next part starts a new configuration: hls.js 1.7 takes the last segment
+    // of a playlist that ends with a segment line for the segment in progress, and then finds
+    // its discontinuity sequence changed (a "discontinuity sequence mismatch" that stalls it).
     let (msn, index) = p.next_part();
     let _ = writeln!(
         out,
@@ -137,6 +159,25 @@ pub(crate) fn render(p: &LiveWindow, variant: Variant) -> Bytes {
         Resource::Part(msn, index).uri()
     );
     Bytes::from(out)
+}
+
+/// The tags that open a segment: EXT-X-DISCONTINUITY (4.4.4.3) where it follows a change,
+/// EXT-X-MAP (4.4.4.5) where its init segment differs from the previous segment's, and
+/// EXT-X-PROGRAM-DATE-TIME (4.4.4.6, on every segment; 6.2.1 asks for it on every segment
+/// with a discontinuity).
+fn write_segment_start(out: &mut String, segment: &Segment, mapped: &mut Option<u32>) {
+    if segment.discontinuity {
+        out.push_str("#EXT-X-DISCONTINUITY\n");
+    }
+    if *mapped != Some(segment.init) {
+        let _ = writeln!(
+            out,
+            "#EXT-X-MAP:URI=\"{}\"",
+            Resource::Init(segment.init).uri()
+        );
+        *mapped = Some(segment.init);
+    }
+    write_date_time(out, segment);
 }
 
 fn write_date_time(out: &mut String, segment: &Segment) {

@@ -3,7 +3,8 @@
 
 use crate::error::HlsError;
 
-/// The URI of the init segment (`EXT-X-MAP`), relative to the playlist.
+/// The URI of the first init segment (`EXT-X-MAP`), relative to the playlist; those after a
+/// change of configuration are `init{n}.mp4` ([`Resource::Init`]).
 pub const INIT_URI: &str = "init.mp4";
 
 /// What a playlist request asks for (spec 6.2.5). Validation against the live state (e.g.
@@ -95,8 +96,9 @@ fn parse_number<T: std::str::FromStr>(value: &str) -> Result<T, String> {
 /// A resource a playlist links to, by its relative URI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resource {
-    /// `init.mp4`
-    Init,
+    /// `init.mp4` for init segment 0, `init{n}.mp4` for init segment n (one per configuration
+    /// of the stream, see [`crate::LivePlaylist::set_init`]).
+    Init(u32),
     /// `seg{msn}.m4s`
     Segment(u64),
     /// `part{msn}.{index}.m4s`
@@ -107,7 +109,8 @@ impl Resource {
     /// The relative URI written in the playlist.
     pub fn uri(&self) -> String {
         match self {
-            Resource::Init => INIT_URI.to_string(),
+            Resource::Init(0) => INIT_URI.to_string(),
+            Resource::Init(n) => format!("init{n}.mp4"),
             Resource::Segment(msn) => format!("seg{msn}.m4s"),
             Resource::Part(msn, index) => format!("part{msn}.{index}.m4s"),
         }
@@ -118,7 +121,17 @@ impl Resource {
 /// [`Resource::uri`]; `None` for anything else (answer 404).
 pub fn parse_resource_name(name: &str) -> Option<Resource> {
     if name == INIT_URI {
-        return Some(Resource::Init);
+        return Some(Resource::Init(0));
+    }
+    if let Some(n) = name
+        .strip_prefix("init")
+        .and_then(|n| n.strip_suffix(".mp4"))
+    {
+        // One spelling per init segment: no `init0.mp4`, no leading zeros.
+        if n.starts_with('0') {
+            return None;
+        }
+        return Some(Resource::Init(parse_number(n).ok()?));
     }
     let stem = name.strip_suffix(".m4s")?;
     if let Some(msn) = stem.strip_prefix("seg") {
@@ -188,7 +201,9 @@ mod tests {
     #[test]
     fn resource_names_round_trip() {
         for r in [
-            Resource::Init,
+            Resource::Init(0),
+            Resource::Init(1),
+            Resource::Init(u32::MAX),
             Resource::Segment(0),
             Resource::Segment(u64::MAX),
             Resource::Part(12, 0),
@@ -204,6 +219,11 @@ mod tests {
             "segx.m4s",
             "index.m3u8",
             "part-1.0.m4s",
+            "init0.mp4",
+            "init01.mp4",
+            "init.m4s",
+            "init-1.mp4",
+            "init4294967296.mp4",
         ] {
             assert_eq!(parse_resource_name(bad), None, "{bad}");
         }

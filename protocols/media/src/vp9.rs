@@ -1,9 +1,11 @@
 //! VP9 keyframe headers (VP9 bitstream specification 6.2 `uncompressed_header`, 7.2) and the
-//! `vpcC` record (VP Codec ISO Media File Format Binding 2.2) built from them; the picture
+//! `vpcC` record (VP Codec ISO Media File Format Binding 2.2, see [`crate::vpcc`]) built from them; the picture
 //! size of a `vp09` sample entry. VP9 has no out-of-band configuration, so every keyframe
 //! tells its size (a stream may change it at any keyframe; decoders follow in-band).
 
 use crate::bits::BitReader;
+pub use crate::vpcc::level_for_picture_size;
+use crate::vpcc::VpccRecord;
 use bytes::Bytes;
 
 /// What a VP9 keyframe's uncompressed header (VP9 bitstream specification 6.2, 7.2) says
@@ -88,57 +90,34 @@ impl Vp9KeyframeInfo {
     /// then the VPCodecConfigurationRecord), as MP4 writers and Enhanced RTMP carry it. The
     /// level is the smallest whose picture size fits (the frame rate is not known here).
     pub fn vpcc(&self) -> Bytes {
-        let level = level_for_picture_size(self.width, self.height);
-        let chroma = match self.subsampling {
+        let chroma_subsampling = match self.subsampling {
             (1, 1) => 1, // 4:2:0, siting unknown: "colocated with luma" as ffmpeg assumes
             (1, 0) => 2,
             _ => 3,
         };
         // color_space -> (primaries, transfer, matrix) of ISO/IEC 23091-4; 2 = unspecified.
-        let (primaries, transfer, matrix) = match self.color_space {
-            1 => (6, 6, 6),  // BT.601
-            2 => (1, 1, 1),  // BT.709
-            3 => (6, 6, 6),  // SMPTE 170
-            4 => (7, 7, 7),  // SMPTE 240
-            5 => (9, 14, 9), // BT.2020
-            7 => (1, 13, 0), // sRGB
-            _ => (2, 2, 2),
-        };
-        Bytes::from(vec![
-            1, // version
-            0,
-            0,
-            0, // flags
-            self.profile,
-            level,
-            self.bit_depth << 4 | chroma << 1 | u8::from(self.full_range),
-            primaries,
-            transfer,
-            matrix,
-            0,
-            0, // codecIntializationDataSize
-        ])
+        let (colour_primaries, transfer_characteristics, matrix_coefficients) =
+            match self.color_space {
+                1 => (6, 6, 6),  // BT.601
+                2 => (1, 1, 1),  // BT.709
+                3 => (6, 6, 6),  // SMPTE 170
+                4 => (7, 7, 7),  // SMPTE 240
+                5 => (9, 14, 9), // BT.2020
+                7 => (1, 13, 0), // sRGB
+                _ => (2, 2, 2),
+            };
+        VpccRecord {
+            profile: self.profile,
+            level: level_for_picture_size(self.width, self.height),
+            bit_depth: self.bit_depth,
+            chroma_subsampling,
+            full_range: self.full_range,
+            colour_primaries,
+            transfer_characteristics,
+            matrix_coefficients,
+        }
+        .to_box_payload()
     }
-}
-
-/// The smallest VP9 level (VP9 bitstream specification Annex A, as 10 x level) whose maximum
-/// picture size holds `width` x `height`; the frame rate is not known, so it is not counted.
-pub fn level_for_picture_size(width: u32, height: u32) -> u8 {
-    const LEVELS: [(u64, u8); 8] = [
-        (36_864, 10),
-        (73_728, 11),
-        (122_880, 20),
-        (245_760, 21),
-        (552_960, 30),
-        (983_040, 31),
-        (2_228_224, 41),
-        (8_912_896, 52),
-    ];
-    let samples = u64::from(width) * u64::from(height);
-    LEVELS
-        .iter()
-        .find(|(max, _)| samples <= *max)
-        .map_or(62, |(_, l)| *l)
 }
 
 /// `vp09.PP.LL.DD` (VP Codec ISO Media File Format Binding, "Codecs Parameter String") from a

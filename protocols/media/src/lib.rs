@@ -27,6 +27,7 @@ mod test_fixtures;
 mod track;
 pub mod vp8;
 pub mod vp9;
+pub mod vp9_svc;
 pub mod vpcc;
 
 pub use codec::{CodecConfig, G711Law, MediaKind};

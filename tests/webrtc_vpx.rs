@@ -510,3 +510,106 @@ fn vp8_goes_out_in_rtmp_pushes_and_comes_back_in_over_rtmp_publish_and_pull() {
     );
     assert_decodes(&hls, 3, 20);
 }
+
+/// Chromium publishes VP9 with two spatial layers (`scalabilityMode: 'L2T1'`: 640x360 and
+/// 1280x720, the upper predicted from the lower): the layers are joined per picture, not
+/// dropped. Chromium plays it over WHEP at the top layer's size (our packetizer sends the
+/// layer frames with their layer indices), and FFmpeg's own VP9 decoder shows every picture
+/// once, at 1280x720, from the RTMP copy (FFmpeg 9) and the HLS copy (Debian's ffmpeg): the
+/// base layer is hidden in the superframe.
+#[test]
+fn chromium_publishes_vp9_svc_and_every_output_gets_the_top_layer() {
+    let server = Switchyard::start();
+    let name = "live/svc";
+    let publishing = Publishing::start_with_scalability_mode(
+        &server.api(&format!("/publish/{name}?codec=vp9")),
+        70,
+        "L2T1",
+    );
+    server.wait_for_stream(name, true);
+    // Chromium starts with its base layer and adds the upper one a moment later.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let info = loop {
+        let (_, info) = server.get_json(&format!("/api/v1/streams/{name}"));
+        if video_track(&info)["codec_string"] == "vp09.00.31.08" {
+            break info;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no 1280x720 keyframe: {info}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(info["webrtc"]["video"], "sent (vp9)", "{info}");
+
+    let report = play(&server.api(&format!("/play/{name}?mode=webrtc")), 10);
+    support::browser::assert_webrtc_video(&report, "video/VP9");
+    assert_eq!(
+        (
+            report["videoWidth"].as_u64(),
+            report["videoHeight"].as_u64()
+        ),
+        (Some(1280), Some(720)),
+        "{report}"
+    );
+
+    // One decoded picture per frame, all at the top layer's size.
+    let sizes = |ffmpeg: &Path, url: &str| -> (std::collections::BTreeMap<String, u32>, String) {
+        let out = Command::new(ffmpeg)
+            .args([
+                "-nostdin",
+                "-v",
+                "info",
+                "-rw_timeout",
+                "5000000",
+                "-i",
+                url,
+            ])
+            .args([
+                "-t", "3", "-map", "0:v", "-vf", "showinfo", "-f", "null", "-",
+            ])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        let mut sizes = std::collections::BTreeMap::new();
+        for line in stderr
+            .lines()
+            .filter(|l| l.contains("Parsed_showinfo") && l.contains(" s:"))
+        {
+            let size = line
+                .split(" s:")
+                .nth(1)
+                .unwrap_or("")
+                .split(' ')
+                .next()
+                .unwrap_or("");
+            *sizes.entry(size.to_string()).or_insert(0) += 1;
+        }
+        (sizes, stderr)
+    };
+    let rtmp = server.rtmp_url(name);
+    let hls = server.api(&format!("/hls/{name}/index.m3u8"));
+    for (ffmpeg, url) in [
+        (ffmpeg9(), rtmp.as_str()),
+        (Path::new("ffmpeg").to_path_buf(), hls.as_str()),
+    ] {
+        let (sizes, stderr) = sizes(&ffmpeg, url);
+        assert!(
+            sizes.len() == 1 && sizes.get("1280x720").is_some_and(|&n| n > 20),
+            "{url}: {sizes:?}\n{stderr}"
+        );
+        let decoded = ffmpeg_decode_with(&ffmpeg, url, 3);
+        assert!(
+            decoded.success && decoded.errors.is_empty() && decoded.video_frames > 20,
+            "{url}: {decoded:?}"
+        );
+    }
+
+    let published = publishing.finish();
+    assert_eq!(published["scalabilityMode"], "L2T1", "{published}");
+    assert_eq!(
+        published["errors"].as_array().map(Vec::len),
+        Some(0),
+        "{published}"
+    );
+}

@@ -320,7 +320,7 @@ impl Vp9Packetizer {
             }
         };
         let count = layers.len();
-        let ss = if keyframe || self.signalled_layers != Some(count) {
+        let ss = if keyframe || self.signalled_layers.is_some_and(|n| n != count) {
             self.signalled_layers = Some(count);
             let sizes: Option<Vec<(u32, u32)>> = sizes.iter().copied().collect();
             let mut ss = vec![(count as u8 - 1) << 5 | if sizes.is_some() { 0x10 } else { 0 }];

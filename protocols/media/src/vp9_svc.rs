@@ -405,9 +405,18 @@ pub type LayerFrame<'a> = (&'a [u8], (u32, u32));
 /// equal sizes, unreadable headers). `refs` follows the stream's frames: call it for every
 /// frame in order.
 pub fn svc_layers<'a>(data: &'a [u8], refs: &mut RefSizes) -> Option<Vec<LayerFrame<'a>>> {
-    let frames: Vec<&[u8]> = match superframe_frames(data) {
-        Some(ranges) => ranges.into_iter().map(|r| &data[r]).collect(),
-        None => vec![data],
+    let (frames, canonical) = match superframe_frames(data) {
+        Some(ranges) => {
+            let sizes: Vec<usize> = ranges.iter().map(|r| r.len()).collect();
+            let index = superframe_index(&sizes);
+            // Only as [`SvcPictures::join`] writes them: the frames fill the superframe, and
+            // the index has the fewest bytes per size.
+            let canonical = ranges.last().map(|r| r.end) == Some(data.len() - index.len())
+                && data.ends_with(&index);
+            let frames: Vec<&[u8]> = ranges.into_iter().map(|r| &data[r]).collect();
+            (frames, canonical)
+        }
+        None => (vec![data], false),
     };
     let mut headers = Vec::with_capacity(frames.len());
     for frame in &frames {
@@ -423,7 +432,8 @@ pub fn svc_layers<'a>(data: &'a [u8], refs: &mut RefSizes) -> Option<Vec<LayerFr
         }
     }
     let area = |h: &UncompressedHeader| u64::from(h.size.0) * u64::from(h.size.1);
-    let layered = frames.len() > 1
+    let layered = canonical
+        && frames.len() > 1
         && headers.last().is_some_and(|h| h.shown)
         && headers[..headers.len() - 1].iter().all(|h| !h.shown)
         && headers.windows(2).all(|w| area(&w[0]) < area(&w[1]));

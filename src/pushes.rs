@@ -401,10 +401,14 @@ async fn relay(
                     let base = *first_input.get_or_insert(f.timestamp);
                     last_output = start.wrapping_add(f.timestamp.wrapping_sub(base));
                     let ts = last_output;
-                    queued = match f.kind {
+                    if let Some(header) = f.sequence_header {
+                        // VP8's `vp08` sequence start, built from its first keyframe.
+                        queued = client.queue_video(header, ts);
+                    }
+                    queued = queued.and_then(|()| match f.kind {
                         MediaKind::Video => client.queue_video(body, ts),
                         MediaKind::Audio => client.queue_audio(body, ts),
-                    };
+                    });
                 }
             }
             ReaderEvent::Lost { frames } => {

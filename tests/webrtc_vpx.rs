@@ -1,9 +1,11 @@
 //! VP8, VP9 and AV1 passed through WebRTC: published over WHIP by headless Chromium (the
 //! publish page with `?codec=vp8` / `av1`) and by GStreamer's webrtcbin
-//! (`tests/interop/gst_whip.py --codec vp9`), played over WHEP by Chromium, for VP9 and AV1
-//! over Enhanced RTMP by FFmpeg 9, and as fMP4 (`vp08`/`vp09` with `vpcC`, `av01` with
-//! `av1C`) over HLS by ffmpeg and over MSE (and hls.js) by Chromium; and the plain 422 a viewer
-//! gets when its offer cannot receive the stream's codec (there is no transcoding of video).
+//! (`tests/interop/gst_whip.py --codec vp9`), played over WHEP by Chromium, over Enhanced RTMP
+//! by FFmpeg 9 (VP8 with its decoder named: FFmpeg's FLV demuxer does not know `vp08`), and as
+//! fMP4 (`vp08`/`vp09` with `vpcC`, `av01` with `av1C`) over HLS by ffmpeg and over MSE (and
+//! hls.js) by Chromium; VP8 pushed over Enhanced RTMP to another node and through nginx-rtmp,
+//! and read back by that node's RTMP publish and pull; and the plain 422 a viewer gets when its
+//! offer cannot receive the stream's codec (there is no transcoding of video).
 
 mod support;
 
@@ -71,10 +73,64 @@ enum ChromiumFmp4 {
     Unsupported,
 }
 
+/// FFmpeg 9 records `name`'s VP8 from our RTMP output (`vp08`, Enhanced RTMP v2) to an IVF
+/// file, and Debian's ffmpeg decodes the recording.
+///
+/// FFmpeg 9.0's FLV demuxer does not know the FourCC `vp08` (it reads the stream as codec
+/// `none (80pv)`: its table has `hvc1`, `av01`, `vp09`), but it splits Enhanced RTMP tags of
+/// any FourCC, so with the decoder named (`-c:v vp8` before `-i`) it takes the frames; it hands
+/// the sequence start's `vpcC` on as a first 12-byte packet, which the decoder rejects once
+/// ("Invalid data found when processing input"). Everything else must decode.
+fn ffmpeg9_records_vp8_over_rtmp(server: &Switchyard, name: &str) {
+    let dir = TempDir::new("vp8-rtmp");
+    let ivf = dir.path.join("rtmp.ivf");
+    let recorded = Command::new(ffmpeg9())
+        .args(["-nostdin", "-v", "error", "-rw_timeout", "5000000"])
+        .args(["-c:v", "vp8", "-i"])
+        .arg(server.rtmp_url(name))
+        .args(["-t", "4", "-map", "0:v", "-c", "copy", "-f", "ivf", "-y"])
+        .arg(&ivf)
+        .output()
+        .unwrap();
+    assert!(
+        recorded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&recorded.stderr)
+    );
+    let frames = ivf_frames(&std::fs::read(&ivf).unwrap());
+    assert!(frames.len() > 40, "{} packets recorded", frames.len());
+    // The `vpcC` of our sequence start (version 1, profile 0, 8-bit 4:2:0, BT.601 matrix).
+    assert_eq!(frames[0].len(), 12, "the vp08 sequence start");
+    assert_eq!(&frames[0][..5], &[1, 0, 0, 0, 0]);
+    assert_eq!(&frames[0][6..], &[0x82, 2, 2, 6, 0, 0]);
+    let keyframe = switchyard_media::vp8::Vp8KeyframeInfo::parse(&frames[1])
+        .unwrap_or_else(|| panic!("the first frame is a keyframe: {:02x?}", &frames[1][..10]));
+    assert_eq!(
+        frames[0][5],
+        switchyard_media::vpcc::level_for_picture_size(keyframe.width, keyframe.height),
+        "the level of {}x{}",
+        keyframe.width,
+        keyframe.height
+    );
+    let decoded = ffmpeg_decode(ivf.to_str().unwrap(), 10);
+    let rejected = decoded.errors.lines().filter(|l| !l.trim().is_empty());
+    assert!(
+        decoded.success
+            && decoded.video_frames + 1 >= frames.len() as u64
+            && rejected.count() <= 1
+            && (decoded.errors.trim().is_empty()
+                || decoded
+                    .errors
+                    .contains("Invalid data found when processing input")),
+        "{} packets: {decoded:?}",
+        frames.len()
+    );
+}
+
 /// Chromium publishes `codec` through the publish page (`?codec=`) and a second Chromium
-/// plays it over WHEP, and as fMP4 as `fmp4` says; ffmpeg decodes its HLS; with `rtmp`,
-/// FFmpeg 9 decodes it over Enhanced RTMP too.
-fn chromium_publishes_and_plays(codec: &str, mime: &str, rtmp: bool, fmp4: ChromiumFmp4) {
+/// plays it over WHEP, and as fMP4 as `fmp4` says; ffmpeg decodes its HLS; FFmpeg 9 decodes
+/// it over Enhanced RTMP too (VP8: records it, see [`ffmpeg9_records_vp8_over_rtmp`]).
+fn chromium_publishes_and_plays(codec: &str, mime: &str, fmp4: ChromiumFmp4) {
     let server = Switchyard::start();
     let name = format!("live/{codec}");
     let publishing = Publishing::start(&server.api(&format!("/publish/{name}?codec={codec}")), 60);
@@ -85,7 +141,9 @@ fn chromium_publishes_and_plays(codec: &str, mime: &str, rtmp: bool, fmp4: Chrom
 
     let report = play(&server.api(&format!("/play/{name}?mode=webrtc")), 10);
     support::browser::assert_webrtc_video(&report, mime);
-    if rtmp {
+    if codec == "vp8" {
+        ffmpeg9_records_vp8_over_rtmp(&server, &name);
+    } else {
         let decoded = ffmpeg_decode_with(&ffmpeg9(), &server.rtmp_url(&name), 3);
         assert!(
             decoded.success && decoded.errors.is_empty() && decoded.video_frames > 20,
@@ -123,24 +181,24 @@ fn chromium_publishes_and_plays(codec: &str, mime: &str, rtmp: bool, fmp4: Chrom
     );
 }
 
+/// VP8 over WHEP, over Enhanced RTMP (`vp08`, recorded by FFmpeg 9) and over HLS.
 #[test]
-fn chromium_publishes_vp8_and_chromium_plays_it_over_whep_and_ffmpeg_over_hls() {
-    // FLV has no VP8: not over RTMP.
-    chromium_publishes_and_plays("vp8", "video/VP8", false, ChromiumFmp4::Unsupported);
+fn chromium_publishes_vp8_and_chromium_plays_it_over_whep_ffmpeg_over_rtmp_and_hls() {
+    chromium_publishes_and_plays("vp8", "video/VP8", ChromiumFmp4::Unsupported);
 }
 
 /// libwebrtc's VP9 descriptors (non-flexible mode, SS on keyframes) in, ours out; fMP4 with
 /// the vpcC built from a keyframe's header, played by hls.js too.
 #[test]
 fn chromium_publishes_vp9_and_chromium_ffmpeg_play_it() {
-    chromium_publishes_and_plays("vp9", "video/VP9", true, ChromiumFmp4::MseAndHlsJs);
+    chromium_publishes_and_plays("vp9", "video/VP9", ChromiumFmp4::MseAndHlsJs);
 }
 
 /// AV1 both ways (Chromium encodes it with libaom in real-time mode), over Enhanced RTMP
 /// with the av1C built from the sequence header, and in fMP4 (`av01`) over MSE and hls.js.
 #[test]
 fn chromium_publishes_av1_and_chromium_ffmpeg_play_it() {
-    chromium_publishes_and_plays("av1", "video/AV1", true, ChromiumFmp4::MseAndHlsJs);
+    chromium_publishes_and_plays("av1", "video/AV1", ChromiumFmp4::MseAndHlsJs);
 }
 
 #[test]
@@ -395,4 +453,163 @@ fn vp9_pushed_over_whip_comes_back_over_rtmp_unchanged() {
 #[test]
 fn av1_pushed_over_whip_comes_back_over_rtmp_unchanged() {
     whip_push_comes_back_over_rtmp_unchanged("av1");
+}
+
+/// VP8 goes out in RTMP pushes as Enhanced RTMP (`vp08` with the `vpcC` of its first
+/// keyframe) and comes back in over RTMP: GStreamer publishes VP8 over WHIP to node A, which
+/// pushes it to node B's RTMP publish (Chromium plays B's copy over WHEP) and to nginx-rtmp,
+/// from which B pulls it over RTMP; ffmpeg decodes B's HLS of it.
+///
+/// nginx-rtmp 1.2.2 (Debian's) knows no Enhanced RTMP: it reads a video tag's frame type from
+/// the first byte's high nibble, which with the IsExHeader bit is 9 for an Enhanced RTMP
+/// keyframe, never "key frame" (1). With its default `wait_key on` a player that joins after
+/// the publisher never gets Enhanced RTMP video (seen with VP8; VP9, HEVC and AV1 tags start
+/// with the same bit), so this nginx
+/// has `wait_key off`; then the player starts mid-GOP, and, since nginx-rtmp replays sequence
+/// headers to late players only for AVC and AAC, without the `vp08` sequence start: B's pull
+/// drops frames to the first keyframe and takes the configuration from it.
+#[test]
+fn vp8_goes_out_in_rtmp_pushes_and_comes_back_in_over_rtmp_publish_and_pull() {
+    let a = Switchyard::start();
+    let _publisher = gst_whip(&a.api("/whip/live/vp8"), 60, "vp8");
+    a.wait_for_stream("live/vp8", true);
+    let b = Switchyard::start();
+    let nginx = support::nginx::Nginx::start_with("wait_key off;");
+    for url in [b.rtmp_url("live/pushed"), nginx.url("vp8")] {
+        let body = serde_json::json!({"stream": "live/vp8", "url": url});
+        let (status, created) = a.request("POST", "/api/v1/pushes", Some(&body.to_string()));
+        assert_eq!(status, 201, "{created}");
+    }
+    let info = b.wait_for_stream("live/pushed", false);
+    assert_eq!(video_track(&info)["codec"], "vp8", "{info}");
+    assert_eq!(info["publisher"]["protocol"], "rtmp", "{info}");
+    let (_, pushes) = a.get_json("/api/v1/pushes");
+    assert!(
+        pushes
+            .to_string()
+            .contains("video sent as Enhanced RTMP (vp8)"),
+        "{pushes}"
+    );
+    let report = play(&b.api("/play/live/pushed?mode=webrtc"), 10);
+    support::browser::assert_webrtc_video(&report, "video/VP8");
+
+    let body = serde_json::json!({"source": nginx.url("vp8"), "name": "live/relayed"});
+    let (status, created) = b.request("POST", "/api/v1/pulls", Some(&body.to_string()));
+    assert_eq!(status, 201, "{created}");
+    let info = b.wait_for_stream("live/relayed", false);
+    assert_eq!(video_track(&info)["codec"], "vp8", "{info}");
+    assert!(
+        b.log_text().contains("keyframe without a sequence start"),
+        "nginx-rtmp sent no vp08 sequence start"
+    );
+    let hls = b.api("/hls/live/relayed/index.m3u8");
+    let streams = ffprobe_streams(&hls);
+    assert!(
+        streams.iter().any(|s| s.starts_with("codec_name=vp8|")),
+        "{streams:?}"
+    );
+    assert_decodes(&hls, 3, 20);
+}
+
+/// Chromium publishes VP9 with two spatial layers (`scalabilityMode: 'L2T1'`: 640x360 and
+/// 1280x720, the upper predicted from the lower): the layers are joined per picture, not
+/// dropped. Chromium plays it over WHEP at the top layer's size (our packetizer sends the
+/// layer frames with their layer indices), and FFmpeg's own VP9 decoder shows every picture
+/// once, at 1280x720, from the RTMP copy (FFmpeg 9) and the HLS copy (Debian's ffmpeg): the
+/// base layer is hidden in the superframe.
+#[test]
+fn chromium_publishes_vp9_svc_and_every_output_gets_the_top_layer() {
+    let server = Switchyard::start();
+    let name = "live/svc";
+    let publishing = Publishing::start_with_scalability_mode(
+        &server.api(&format!("/publish/{name}?codec=vp9")),
+        70,
+        "L2T1",
+    );
+    server.wait_for_stream(name, true);
+    // Chromium starts with its base layer and adds the upper one a moment later.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let info = loop {
+        let (_, info) = server.get_json(&format!("/api/v1/streams/{name}"));
+        if video_track(&info)["codec_string"] == "vp09.00.31.08" {
+            break info;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no 1280x720 keyframe: {info}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(info["webrtc"]["video"], "sent (vp9)", "{info}");
+
+    let report = play(&server.api(&format!("/play/{name}?mode=webrtc")), 10);
+    support::browser::assert_webrtc_video(&report, "video/VP9");
+    assert_eq!(
+        (
+            report["videoWidth"].as_u64(),
+            report["videoHeight"].as_u64()
+        ),
+        (Some(1280), Some(720)),
+        "{report}"
+    );
+
+    // One decoded picture per frame, all at the top layer's size.
+    let sizes = |ffmpeg: &Path, url: &str| -> (std::collections::BTreeMap<String, u32>, String) {
+        let out = Command::new(ffmpeg)
+            .args([
+                "-nostdin",
+                "-v",
+                "info",
+                "-rw_timeout",
+                "5000000",
+                "-i",
+                url,
+            ])
+            .args([
+                "-t", "3", "-map", "0:v", "-vf", "showinfo", "-f", "null", "-",
+            ])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        let mut sizes = std::collections::BTreeMap::new();
+        for line in stderr
+            .lines()
+            .filter(|l| l.contains("Parsed_showinfo") && l.contains(" s:"))
+        {
+            let size = line
+                .split(" s:")
+                .nth(1)
+                .unwrap_or("")
+                .split(' ')
+                .next()
+                .unwrap_or("");
+            *sizes.entry(size.to_string()).or_insert(0) += 1;
+        }
+        (sizes, stderr)
+    };
+    let rtmp = server.rtmp_url(name);
+    let hls = server.api(&format!("/hls/{name}/index.m3u8"));
+    for (ffmpeg, url) in [
+        (ffmpeg9(), rtmp.as_str()),
+        (Path::new("ffmpeg").to_path_buf(), hls.as_str()),
+    ] {
+        let (sizes, stderr) = sizes(&ffmpeg, url);
+        assert!(
+            sizes.len() == 1 && sizes.get("1280x720").is_some_and(|&n| n > 20),
+            "{url}: {sizes:?}\n{stderr}"
+        );
+        let decoded = ffmpeg_decode_with(&ffmpeg, url, 3);
+        assert!(
+            decoded.success && decoded.errors.is_empty() && decoded.video_frames > 20,
+            "{url}: {decoded:?}"
+        );
+    }
+
+    let published = publishing.finish();
+    assert_eq!(published["scalabilityMode"], "L2T1", "{published}");
+    assert_eq!(
+        published["errors"].as_array().map(Vec::len),
+        Some(0),
+        "{published}"
+    );
 }

@@ -12,10 +12,10 @@ use crate::rtmp::client::{ClientError, RtmpClient, RtmpUrl, TlsTrust};
 use bytes::Bytes;
 use rml_rtmp::sessions::ClientSessionEvent;
 use std::time::Duration;
-use switchyard_flv::{parse_audio, parse_video, AudioTag, FlvError, VideoTag};
+use switchyard_flv::{parse_audio, parse_video, AudioTag, FlvError, VideoCodec, VideoTag};
 use switchyard_media::{
-    h264, rescale, to_four_byte_lengths, validate_length_prefixed, CodecConfig, Frame, Track,
-    TrackId,
+    h264, rescale, to_four_byte_lengths, validate_length_prefixed, vp8::Vp8KeyframeInfo,
+    vp9::Vp9KeyframeInfo, CodecConfig, Frame, Track, TrackId,
 };
 
 pub const VIDEO_TRACK: TrackId = TrackId(1);
@@ -122,35 +122,20 @@ impl RtmpIngest {
 
     /// Handles one video message body.
     pub fn video(&mut self, body: Bytes, timestamp_ms: u32) -> Result<(), IngestError> {
-        let (_, tag) = parse_video(body)?;
+        let (codec, tag) = parse_video(body)?;
         match tag {
-            VideoTag::SequenceStart(mut codec) => {
-                let length_size = match &codec {
-                    CodecConfig::H264(c) => c.source_length_size,
-                    _ => 4,
-                };
-                if let (CodecConfig::H265(c), Some(size)) = (&mut codec, self.metadata_size) {
-                    c.resolution = Some(size);
-                }
-                if self.video.as_ref().is_some_and(|(t, _)| t.codec == codec) {
-                    return Ok(()); // repeated, unchanged sequence header
-                }
-                tracing::info!(stream = %self.publisher.stream().name(), codec = %codec.rfc6381_codec(), "video track");
-                self.video = Some((
-                    Track {
-                        id: VIDEO_TRACK,
-                        codec,
-                        clock_rate: VIDEO_CLOCK,
-                    },
-                    length_size,
-                ));
-                self.publish_tracks();
-            }
+            VideoTag::SequenceStart(codec) => self.set_video_config(codec),
             VideoTag::Frame {
                 keyframe,
                 composition_ms,
                 data,
             } => {
+                if self.video.is_none() && keyframe {
+                    if let Some(implied) = implied_video_config(codec, &data) {
+                        tracing::info!(stream = %self.publisher.stream().name(), "{} keyframe without a sequence start (a relay that does not know Enhanced RTMP drops it for late joiners): its configuration comes from the keyframe", implied.name());
+                        self.set_video_config(implied);
+                    }
+                }
                 let Some((track, length_size)) = &self.video else {
                     self.frames_before_config += 1;
                     return Ok(());
@@ -173,10 +158,15 @@ impl RtmpIngest {
                 if data.is_empty() {
                     return Ok(());
                 }
-                // Trust the FLV frame type only when the access unit has an IDR, so that GOPs
-                // (and late joiners) always start where a decoder can.
+                // Trust the FLV frame type only when the access unit has an IDR (H.264) or the
+                // frame tag says keyframe (VP8, RFC 6386 9.1), so that GOPs (and late joiners)
+                // always start where a decoder can.
                 let keyframe = keyframe
-                    && (!matches!(track.codec, CodecConfig::H264(_)) || h264::is_keyframe(&data));
+                    && match track.codec {
+                        CodecConfig::H264(_) => h264::is_keyframe(&data),
+                        CodecConfig::Vp8 => data[0] & 0x01 == 0,
+                        _ => true,
+                    };
                 let dts = self.video_clock.dts(timestamp_ms, VIDEO_CLOCK);
                 let pts = dts + rescale(composition_ms.max(0) as i64, 1000, VIDEO_CLOCK);
                 self.publisher.push(Frame {
@@ -190,6 +180,29 @@ impl RtmpIngest {
             VideoTag::SequenceEnd | VideoTag::Ignored(_) => {}
         }
         Ok(())
+    }
+
+    fn set_video_config(&mut self, mut codec: CodecConfig) {
+        let length_size = match &codec {
+            CodecConfig::H264(c) => c.source_length_size,
+            _ => 4,
+        };
+        if let (CodecConfig::H265(c), Some(size)) = (&mut codec, self.metadata_size) {
+            c.resolution = Some(size);
+        }
+        if self.video.as_ref().is_some_and(|(t, _)| t.codec == codec) {
+            return; // repeated, unchanged sequence header
+        }
+        tracing::info!(stream = %self.publisher.stream().name(), codec = %codec.rfc6381_codec(), "video track");
+        self.video = Some((
+            Track {
+                id: VIDEO_TRACK,
+                codec,
+                clock_rate: VIDEO_CLOCK,
+            },
+            length_size,
+        ));
+        self.publish_tracks();
     }
 
     /// Handles one audio message body.
@@ -240,6 +253,23 @@ impl RtmpIngest {
             clock_rate,
         });
         self.publish_tracks();
+    }
+}
+
+/// The configuration a VP8 or VP9 keyframe implies when no sequence start came before it:
+/// these codecs need nothing out of band (VP9's `vpcC` is built from the keyframe's header).
+/// RTMP relays that know only AVC and AAC (nginx-rtmp) replay no other sequence start to a
+/// player that joins after the publisher started.
+fn implied_video_config(codec: VideoCodec, keyframe: &[u8]) -> Option<CodecConfig> {
+    match codec {
+        VideoCodec::Vp8 => {
+            Vp8KeyframeInfo::parse(keyframe)?;
+            Some(CodecConfig::Vp8)
+        }
+        VideoCodec::Vp9 => Some(CodecConfig::Vp9 {
+            vpcc: Vp9KeyframeInfo::parse(keyframe)?.vpcc(),
+        }),
+        _ => None,
     }
 }
 
@@ -404,6 +434,90 @@ mod tests {
             ingest.video(bad_sps, 80),
             Err(IngestError::Flv(_))
         ));
+    }
+
+    /// The tracks and frames `bodies` (video tag bodies, 40 ms apart) give.
+    fn ingest_video(bodies: &[Bytes]) -> Vec<ReaderEvent> {
+        let registry = Registry::new(BusConfig::default());
+        let publisher = registry.publish("live/t", Peer::new("rtmp", None)).unwrap();
+        let mut reader = registry
+            .subscribe("live/t", Peer::new("test", None))
+            .unwrap();
+        let mut ingest = RtmpIngest::new(publisher);
+        for (i, body) in bodies.iter().enumerate() {
+            ingest.video(body.clone(), i as u32 * 40).unwrap();
+        }
+        let mut events = Vec::new();
+        while let TryRecv::Event(e) = reader.try_recv() {
+            events.push(e);
+        }
+        events
+    }
+
+    /// The two frames of fixtures/ffmpeg9-{vp8,vp9}-426x240.ivf as `vp08`/`vp09` tag bodies.
+    fn vpx_bodies(codec: &str) -> Vec<Bytes> {
+        let path = format!(
+            "{}/fixtures/ffmpeg9-{codec}-426x240.ivf",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let ivf = std::fs::read(path).unwrap();
+        let fourcc = if codec == "vp8" { b"vp08" } else { b"vp09" };
+        let mut rest = &ivf[32..];
+        let mut bodies = Vec::new();
+        while rest.len() >= 12 {
+            let n = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+            let first = if bodies.is_empty() { 0x91 } else { 0xa1 };
+            bodies.push([&[first][..], fourcc, &rest[12..12 + n]].concat().into());
+            rest = &rest[12 + n..];
+        }
+        bodies
+    }
+
+    fn frames_and_codecs(events: &[ReaderEvent]) -> (Vec<bool>, Vec<CodecConfig>) {
+        let mut keyframes = Vec::new();
+        let mut codecs = Vec::new();
+        for e in events {
+            match e {
+                ReaderEvent::Frame(f) => keyframes.push(f.frame.keyframe),
+                ReaderEvent::Tracks(t) => codecs.extend(t.video().map(|v| v.codec.clone())),
+                ReaderEvent::Lost { .. } => {}
+            }
+        }
+        (keyframes, codecs)
+    }
+
+    #[test]
+    fn vp8_comes_in_with_or_without_its_sequence_start() {
+        let frames = vpx_bodies("vp8");
+        let start = switchyard_flv::vp8_sequence_header(&frames[0][5..]).unwrap();
+        let with = ingest_video(&[start, frames[0].clone(), frames[1].clone()]);
+        assert_eq!(
+            frames_and_codecs(&with),
+            (vec![true, false], vec![CodecConfig::Vp8])
+        );
+        // As a player of nginx-rtmp gets it: no sequence start; an inter frame first.
+        let without = ingest_video(&[frames[1].clone(), frames[0].clone(), frames[1].clone()]);
+        assert_eq!(
+            frames_and_codecs(&without),
+            (vec![true, false], vec![CodecConfig::Vp8])
+        );
+        // A tag that says keyframe for a VP8 inter frame does not start a GOP.
+        let mut lying = frames[1].to_vec();
+        lying[0] = 0x91;
+        let lying = ingest_video(&[frames[0].clone(), lying.into()]);
+        assert_eq!(frames_and_codecs(&lying).0, vec![true, false]);
+    }
+
+    #[test]
+    fn vp9_without_its_sequence_start_gets_the_vpcc_of_its_keyframe() {
+        let frames = vpx_bodies("vp9");
+        let events = ingest_video(&frames);
+        let (keyframes, codecs) = frames_and_codecs(&events);
+        assert_eq!(keyframes, vec![true, false]);
+        let [CodecConfig::Vp9 { vpcc }] = &codecs[..] else {
+            panic!("{codecs:?}")
+        };
+        assert_eq!(&vpcc[..7], &[1, 0, 0, 0, 0, 20, 0x82]);
     }
 
     #[test]

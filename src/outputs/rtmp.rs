@@ -23,7 +23,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_flv::{
-    audio_frame_header, audio_sequence_header, video_frame_header, video_sequence_header,
+    audio_frame_header, audio_sequence_header, carries_video, video_frame_header,
+    video_sequence_header, vp8_sequence_header,
 };
 use switchyard_media::{rescale, CodecConfig, MediaKind};
 
@@ -109,6 +110,9 @@ pub struct FlvFrame {
     pub kind: MediaKind,
     pub timestamp: u32,
     pub header: switchyard_flv::TagHeader,
+    /// A video sequence header body to send first, at the same timestamp: VP8's (`vp08` with
+    /// the `vpcC` of this keyframe), which cannot be built before its first keyframe.
+    pub sequence_header: Option<Bytes>,
 }
 
 /// Maps a reader's events onto FLV messages: sequence headers and metadata when tracks
@@ -118,6 +122,8 @@ pub struct FlvMapper {
     /// Video frames are held back until the first keyframe, so a decoder never starts on a
     /// frame it cannot decode.
     waiting_for_keyframe: bool,
+    /// A VP8 track's sequence header is still to be sent, with its first keyframe.
+    vp8_header_pending: bool,
     last_timestamp: u32,
     /// Whether Opus goes out (Enhanced RTMP). Many RTMP servers and CDNs cannot take it.
     pub carry_opus: bool,
@@ -128,6 +134,7 @@ impl Default for FlvMapper {
         FlvMapper {
             tracks: Arc::default(),
             waiting_for_keyframe: true,
+            vp8_header_pending: false,
             last_timestamp: 0,
             carry_opus: true,
         }
@@ -154,6 +161,13 @@ impl FlvMapper {
         }
         let mut out = vec![FlvMessage::Metadata(self.metadata())];
         let timestamp = self.last_timestamp;
+        if video_changed {
+            self.vp8_header_pending =
+                matches!(new.video().map(|t| &t.codec), Some(CodecConfig::Vp8));
+            if self.vp8_header_pending {
+                self.waiting_for_keyframe = true;
+            }
+        }
         if let Some(body) = new.video().and_then(|t| video_sequence_header(&t.codec)) {
             out.push(FlvMessage::Video { timestamp, body });
             if video_changed {
@@ -175,9 +189,15 @@ impl FlvMapper {
     pub fn frame(&mut self, frame: &BusFrame) -> Option<FlvFrame> {
         let track = self.tracks.get(frame.frame.track)?;
         let kind = track.kind();
+        let mut sequence_header = None;
         if kind == MediaKind::Video {
             if self.waiting_for_keyframe && !frame.starts_gop {
                 return None;
+            }
+            if self.vp8_header_pending {
+                // Wait for a keyframe whose header reads (a damaged one would say nothing).
+                sequence_header = Some(vp8_sequence_header(&frame.frame.data)?);
+                self.vp8_header_pending = false;
             }
             self.waiting_for_keyframe = false;
         }
@@ -199,6 +219,7 @@ impl FlvMapper {
             kind,
             timestamp,
             header,
+            sequence_header,
         })
     }
 
@@ -297,11 +318,8 @@ impl RtmpPlayer {
     fn encode(&mut self, event: ReaderEvent, out: &mut Vec<Bytes>) {
         match event {
             ReaderEvent::Tracks(tracks) => {
-                if let Some(t) = tracks
-                    .video()
-                    .filter(|t| video_sequence_header(&t.codec).is_none())
-                {
-                    tracing::warn!(stream = %self.reader.stream().name(), "{} video is not carried over RTMP (Enhanced RTMP v2 `vp08` is not implemented)", t.codec.name());
+                if let Some(t) = tracks.video().filter(|t| !carries_video(&t.codec)) {
+                    tracing::warn!(stream = %self.reader.stream().name(), "{} video is not carried over RTMP", t.codec.name());
                 }
                 for message in self.mapper.on_tracks(tracks) {
                     out.push(self.chunk(message));
@@ -351,10 +369,14 @@ impl RtmpPlayer {
             kind,
             timestamp,
             header: (header, n),
+            sequence_header,
         }) = self.mapper.frame(frame)
         else {
             return;
         };
+        if let Some(body) = sequence_header {
+            out.push(self.chunk(FlvMessage::Video { timestamp, body }));
+        }
         let (csid, msg_type) = match kind {
             MediaKind::Video => (VIDEO_CSID, MSG_VIDEO),
             MediaKind::Audio => (AUDIO_CSID, MSG_AUDIO),
@@ -408,6 +430,54 @@ mod tests {
             assert_eq!(msg.timestamp.value, timestamp);
             assert_eq!((msg.type_id, msg.message_stream_id), (MSG_VIDEO, 1));
         }
+    }
+
+    /// VP8 has no configuration record on the bus: its `vp08` sequence start (with the `vpcC`
+    /// of the keyframe) goes out with the first keyframe, never before it and only once.
+    #[test]
+    fn vp8_sequence_start_goes_with_the_first_keyframe() {
+        use switchyard_media::{Frame, Track, TrackId};
+        const KEYFRAME: &[u8] = &[0x10, 0x02, 0, 0x9d, 0x01, 0x2a, 0xaa, 0x01, 0xf0, 0, 0];
+        let mut mapper = FlvMapper::default();
+        let tracks = TrackSet {
+            generation: 1,
+            tracks: vec![Track {
+                id: TrackId(1),
+                codec: CodecConfig::Vp8,
+                clock_rate: 90_000,
+            }],
+        };
+        let messages = mapper.on_tracks(Arc::new(tracks));
+        assert!(
+            matches!(&messages[..], [FlvMessage::Metadata(_)]),
+            "{messages:?}"
+        );
+        let frame = |data: &'static [u8], keyframe, n: i64| {
+            let f = Frame {
+                track: TrackId(1),
+                pts: n * 3000,
+                dts: n * 3000,
+                keyframe,
+                data: Bytes::from_static(data),
+            };
+            BusFrame::new(f, keyframe, n as u64)
+        };
+        assert!(mapper.frame(&frame(&[0x31, 0, 0], false, 0)).is_none());
+        // A "keyframe" whose header does not read is not a start either.
+        assert!(mapper.frame(&frame(&[0x10, 0, 0], true, 1)).is_none());
+        let first = mapper.frame(&frame(KEYFRAME, true, 2)).unwrap();
+        assert_eq!(
+            (first.timestamp, &first.header.0[..5]),
+            (67, &b"\x91vp08"[..])
+        );
+        let header = first.sequence_header.expect("the vp08 sequence start");
+        // 426x240, profile 0: level 2.0, 8-bit 4:2:0.
+        assert_eq!(
+            &header[..],
+            &[0x90, b'v', b'p', b'0', b'8', 1, 0, 0, 0, 0, 20, 0x82, 2, 2, 6, 0, 0]
+        );
+        let next = mapper.frame(&frame(&[0x31, 0, 0], false, 3)).unwrap();
+        assert!(next.sequence_header.is_none());
     }
 
     #[test]

@@ -38,7 +38,9 @@ function emit(obj) {
 // `measure(page, seconds)`; what it returns is printed with `consoleErrors` added. Afterwards the
 // page is navigated away, so its `pagehide` handlers end server sessions (WHIP/WHEP DELETE),
 // and the browser is closed. Does not return: exits the process.
-export async function runPage(script, measure) {
+// `init` (optional): `{ script, arg }` for Playwright's `addInitScript`, run in the page before
+// its own scripts.
+export async function runPage(script, measure, init = null) {
   const [url, secondsArg] = process.argv.slice(2);
   const seconds = Number(secondsArg ?? 10);
   if (!url || !Number.isFinite(seconds) || seconds <= 0) {
@@ -71,6 +73,7 @@ export async function runPage(script, measure) {
       throw e;
     }
     const page = context.pages()[0] || (await context.newPage());
+    if (init) await page.addInitScript(init.script, init.arg);
     page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
     page.on('pageerror', (e) => consoleErrors.push('pageerror: ' + (e.message || String(e))));
     page.on('crash', () => consoleErrors.push('page crashed'));

@@ -15,6 +15,10 @@
 // On stderr, one line `publish.mjs: publishing after N ms` when the page first reports
 // state "publishing" (N counted from the page load), so a caller can start players then;
 // Chromium can take several seconds to launch on a busy machine.
+// With SWITCHYARD_SCALABILITY_MODE=MODE in the environment (e.g. L2T1, L3T3_KEY), the page's
+// video transceiver is added with sendEncodings [{scalabilityMode: MODE}] (SVC, for VP9 and
+// AV1), and the report has `scalabilityMode` (what the sender's parameters say) and
+// `spatialLayers` (outbound-rtp frame sizes seen, from getStats).
 // Exit codes: see chromium.mjs (0 the page was read, whatever it showed; 1 Chromium could not be
 // launched; 2 the page could not be opened or read).
 import { runPage, sleep } from './chromium.mjs';
@@ -65,6 +69,33 @@ async function watch(page, ms) {
   await sleep(Math.max(0, end - Date.now()));
 }
 
+// Runs in the page before its scripts: video transceivers get the scalability mode.
+function requestScalabilityMode(mode) {
+  const add = RTCPeerConnection.prototype.addTransceiver;
+  RTCPeerConnection.prototype.addTransceiver = function (trackOrKind, init) {
+    const kind = typeof trackOrKind === 'string' ? trackOrKind : trackOrKind.kind;
+    if (kind === 'video') init = { ...(init || {}), sendEncodings: [{ scalabilityMode: mode }] };
+    const transceiver = add.call(this, trackOrKind, init);
+    if (kind === 'video') window.switchyardVideoSender = transceiver.sender;
+    return transceiver;
+  };
+}
+
+// Runs in the page: the video sender's scalability mode and the frame sizes it reports.
+async function svcSample() {
+  const sender = window.switchyardVideoSender;
+  if (!sender) return { scalabilityMode: null, spatialLayers: [] };
+  const encodings = sender.getParameters().encodings || [];
+  const stats = await sender.getStats();
+  const sizes = new Set();
+  stats.forEach((r) => {
+    if (r.type === 'outbound-rtp' && r.frameWidth) sizes.add(r.frameWidth + 'x' + r.frameHeight);
+  });
+  return { scalabilityMode: encodings[0] ? encodings[0].scalabilityMode ?? null : null, spatialLayers: [...sizes] };
+}
+
+const MODE = process.env.SWITCHYARD_SCALABILITY_MODE || null;
+
 await runPage('publish.mjs', async (page, seconds) => {
   const half = (seconds * 1000) / 2;
   loadedAt = Date.now();
@@ -72,11 +103,13 @@ await runPage('publish.mjs', async (page, seconds) => {
   const first = await page.evaluate(sample);
   await watch(page, seconds * 1000 - half);
   const last = await page.evaluate(sample);
+  const svc = MODE ? await page.evaluate(svcSample) : {};
   return {
     ...last,
+    ...svc,
     stateAtHalf: first.state, connectionStateAtHalf: first.connectionState,
     bytesSentAtHalf: first.bytesSent, framesEncodedAtHalf: first.framesEncoded,
     packetsSentAtHalf: first.packetsSent, audioPacketsSentAtHalf: first.audioPacketsSent,
     advanced: typeof first.bytesSent === 'number' && typeof last.bytesSent === 'number' && last.bytesSent > first.bytesSent,
   };
-});
+}, MODE ? { script: requestScalabilityMode, arg: MODE } : null);

@@ -61,13 +61,31 @@ impl Publishing {
         Self::spawn(url, seconds, Some(wav))
     }
 
+    /// Like [`Publishing::start`], with the video sent in the SVC `mode` (`scalabilityMode`
+    /// of the video sender's encoding, e.g. `L2T1`); the report has `scalabilityMode` and
+    /// `spatialLayers`.
+    pub fn start_with_scalability_mode(url: &str, seconds: u32, mode: &str) -> Self {
+        Self::spawn_with(
+            url,
+            seconds,
+            &[("SWITCHYARD_SCALABILITY_MODE", mode.as_ref())],
+        )
+    }
+
     fn spawn(url: &str, seconds: u32, wav: Option<&std::path::Path>) -> Self {
+        match wav {
+            Some(wav) => {
+                Self::spawn_with(url, seconds, &[("SWITCHYARD_FAKE_AUDIO", wav.as_os_str())])
+            }
+            None => Self::spawn_with(url, seconds, &[]),
+        }
+    }
+
+    fn spawn_with(url: &str, seconds: u32, env: &[(&str, &std::ffi::OsStr)]) -> Self {
         require("node");
         require("chromium");
         let mut cmd = Command::new("node");
-        if let Some(wav) = wav {
-            cmd.env("SWITCHYARD_FAKE_AUDIO", wav);
-        }
+        cmd.envs(env.iter().copied());
         let child = cmd
             .arg(script("publish.mjs"))
             .arg(url)

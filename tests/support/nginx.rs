@@ -21,6 +21,12 @@ fn free_port() -> u16 {
 impl Nginx {
     /// Starts nginx with `application live { live on; }` on a free loopback port.
     pub fn start() -> Nginx {
+        Self::start_with("")
+    }
+
+    /// Like [`Nginx::start`], with more `directives` in `application live` (e.g. `wait_key
+    /// off;`).
+    pub fn start_with(directives: &str) -> Nginx {
         require("nginx");
         let dir = TempDir::new("nginx");
         let rtmp_port = free_port();
@@ -28,7 +34,7 @@ impl Nginx {
             "load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;\n\
              daemon off;\nmaster_process off;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\
              events {{}}\n\
-             rtmp {{ server {{ listen 127.0.0.1:{rtmp_port}; application live {{ live on; }} }} }}\n",
+             rtmp {{ server {{ listen 127.0.0.1:{rtmp_port}; application live {{ live on; {directives} }} }} }}\n",
             dir = dir.path.display()
         );
         std::fs::write(dir.path.join("nginx.conf"), conf).unwrap();

@@ -1,7 +1,10 @@
 //! FLV audio and video tag bodies (the payloads of RTMP message types 8 and 9) <-> Switchyard
 //! media. Covers the legacy FLV format (Adobe FLV spec v10.1, annex E.4.2/E.4.3: AVC and AAC
 //! with sequence headers and composition-time offsets, G.711) and Enhanced RTMP v2
-//! (veovera/enhanced-rtmp: `ExHeader` tags with FourCC `hvc1`, `av01`, `vp09`, `Opus`, `mp4a`).
+//! (veovera/enhanced-rtmp: `ExHeader` tags with FourCC `hvc1`, `av01`, `vp08`, `vp09`, `Opus`,
+//! `mp4a`). VP8 and VP9 sequence starts carry a VPCodecConfigurationRecord (`vpcC`, read as the
+//! box payload FFmpeg writes or as a bare record); VP8's configuration has no record on the
+//! bus, so its sequence start is built from a keyframe ([`vp8_sequence_header`]).
 //!
 //! Parsing never copies a payload: frames are slices of the body's [`Bytes`]. RTMP chunking
 //! and sessions are not here (rml_rtmp does them); [`file`](mod@file) reads FLV files for tests.
@@ -11,7 +14,12 @@ pub mod file;
 
 use bytes::{Buf, Bytes};
 use switchyard_media::{
-    aac::AudioSpecificConfig, h264::AvcConfig, h265::HevcConfig, CodecConfig, G711Law,
+    aac::AudioSpecificConfig,
+    h264::AvcConfig,
+    h265::HevcConfig,
+    vp8::Vp8KeyframeInfo,
+    vpcc::{self, VpccRecord},
+    CodecConfig, G711Law,
 };
 
 pub use error::FlvError;
@@ -22,6 +30,7 @@ pub enum VideoCodec {
     H264,
     H265,
     Av1,
+    Vp8,
     Vp9,
 }
 
@@ -145,6 +154,7 @@ pub fn parse_video(mut body: Bytes) -> Result<(VideoCodec, VideoTag), FlvError> 
         b"avc1" => VideoCodec::H264,
         b"hvc1" => VideoCodec::H265,
         b"av01" => VideoCodec::Av1,
+        b"vp08" => VideoCodec::Vp8,
         b"vp09" => VideoCodec::Vp9,
         other => {
             return Err(invalid(
@@ -163,10 +173,23 @@ pub fn parse_video(mut body: Bytes) -> Result<(VideoCodec, VideoTag), FlvError> 
             VideoCodec::H264 => CodecConfig::H264(AvcConfig::parse(&body)?),
             VideoCodec::H265 => CodecConfig::H265(HevcConfig::parse(body)?),
             VideoCodec::Av1 => CodecConfig::Av1 { av1c: body },
-            VideoCodec::Vp9 => CodecConfig::Vp9 { vpcc: body },
+            VideoCodec::Vp8 => {
+                // VP8 needs nothing out of band; the record is checked and dropped.
+                let record = VpccRecord::parse(&body)?;
+                if record.bit_depth != 8 {
+                    return Err(invalid(
+                        WHAT,
+                        format!("a vp08 vpcC of {} bits (VP8 is 8-bit)", record.bit_depth),
+                    ));
+                }
+                CodecConfig::Vp8
+            }
+            VideoCodec::Vp9 => CodecConfig::Vp9 {
+                vpcc: vpcc::as_box_payload(body)?,
+            },
         }),
         1 => {
-            // CodedFrames: AVC and HEVC carry a composition time offset, AV1 and VP9 do not.
+            // CodedFrames: AVC and HEVC carry a composition time offset, AV1, VP8 and VP9 do not.
             let composition_ms = if matches!(codec, VideoCodec::H264 | VideoCodec::H265) {
                 if body.len() < 3 {
                     return Err(truncated(WHAT, 3, body.len()));
@@ -332,6 +355,7 @@ pub fn video_frame_header(
         CodecConfig::Av1 { .. } => {
             Some(([0x80 | frame_type | 1, b'a', b'v', b'0', b'1', 0, 0, 0], 5))
         }
+        CodecConfig::Vp8 => Some(([0x80 | frame_type | 1, b'v', b'p', b'0', b'8', 0, 0, 0], 5)),
         CodecConfig::Vp9 { .. } => {
             Some(([0x80 | frame_type | 1, b'v', b'p', b'0', b'9', 0, 0, 0], 5))
         }
@@ -339,7 +363,13 @@ pub fn video_frame_header(
     }
 }
 
-/// A complete video sequence header body for `codec`, or `None` if FLV cannot carry it.
+/// Whether FLV carries video of `codec` (legacy AVC or Enhanced RTMP).
+pub fn carries_video(codec: &CodecConfig) -> bool {
+    video_frame_header(codec, true, 0).is_some()
+}
+
+/// A complete video sequence header body for `codec`, or `None` if FLV cannot carry it or, for
+/// VP8, cannot build it without a keyframe (see [`vp8_sequence_header`]).
 pub fn video_sequence_header(codec: &CodecConfig) -> Option<Bytes> {
     let (header, record): (&[u8], &Bytes) = match codec {
         CodecConfig::H264(c) => (&[0x17, 0, 0, 0, 0], &c.record),
@@ -349,6 +379,18 @@ pub fn video_sequence_header(codec: &CodecConfig) -> Option<Bytes> {
         _ => return None,
     };
     Some([header, &record[..]].concat().into())
+}
+
+/// The `vp08` sequence start (Enhanced RTMP v2) for a VP8 stream that starts with `keyframe`:
+/// its `vpcC` built from the keyframe's header (profile, picture size); `None` when `keyframe`
+/// is not a VP8 keyframe.
+pub fn vp8_sequence_header(keyframe: &[u8]) -> Option<Bytes> {
+    let vpcc = Vp8KeyframeInfo::parse(keyframe)?.vpcc();
+    Some(
+        [&[0x90, b'v', b'p', b'0', b'8'][..], &vpcc[..]]
+            .concat()
+            .into(),
+    )
 }
 
 /// Tag header for an audio frame of `codec`, or `None` if FLV cannot carry it.

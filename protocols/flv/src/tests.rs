@@ -248,3 +248,143 @@ fn ffmpeg9_enhanced_rtmp_av1_parses() {
     assert_eq!(frames.len(), 10);
     assert!(frames[0].0, "starts with a keyframe");
 }
+
+#[test]
+fn ffmpeg9_enhanced_rtmp_vp9_parses_with_its_vpcc() {
+    let tags = read_tags(&fixture("ffmpeg9-vp9.flv")).unwrap();
+    let (mut frames, mut config, mut ignored) = (Vec::new(), None, 0);
+    for tag in tags.into_iter().filter(|t| t.tag_type == 9) {
+        match parse_video(tag.body).unwrap() {
+            (VideoCodec::Vp9, VideoTag::SequenceStart(c)) => config = Some(c),
+            (VideoCodec::Vp9, VideoTag::Frame { keyframe, data, .. }) => {
+                frames.push((keyframe, data))
+            }
+            (_, VideoTag::Ignored(_)) => ignored += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let config = config.expect("vp09 sequence start");
+    assert_eq!(config.rfc6381_codec(), "vp09.00.20.08");
+    let CodecConfig::Vp9 { vpcc } = &config else {
+        panic!("{config:?}")
+    };
+    assert_eq!(&vpcc[..], &[1, 0, 0, 0, 0, 20, 0x82, 2, 2, 2, 0, 0]);
+    assert_eq!(ignored, 1, "the colorInfo metadata packet");
+    assert_eq!(frames.len(), 5);
+    assert!(frames[0].0 && !frames[1].0);
+    assert_eq!(
+        config.keyframe_resolution(&frames[0].1),
+        Some((320, 240)),
+        "frames are the bare VP9 bitstream"
+    );
+    // Our writer gives the same sequence start back.
+    assert_eq!(
+        parse_video(video_sequence_header(&config).unwrap())
+            .unwrap()
+            .1,
+        VideoTag::SequenceStart(config)
+    );
+}
+
+/// FFmpeg 9.0.2 + libvpx, 426x240 (fixtures/README.md): a keyframe and an inter frame.
+fn vp8_fixture_frames() -> Vec<Bytes> {
+    let ivf = fixture("ffmpeg9-vp8-426x240.ivf");
+    let mut rest = ivf.slice(32..);
+    let mut frames = Vec::new();
+    while rest.len() >= 12 {
+        let n = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+        frames.push(rest.slice(12..12 + n));
+        rest = rest.slice(12 + n..);
+    }
+    frames
+}
+
+#[test]
+fn enhanced_rtmp_vp8_round_trips() {
+    let frames = vp8_fixture_frames();
+    let header = vp8_sequence_header(&frames[0]).expect("a keyframe");
+    assert_eq!(
+        &header[..],
+        &[0x90, b'v', b'p', b'0', b'8', 1, 0, 0, 0, 0, 20, 0x82, 2, 2, 6, 0, 0]
+    );
+    assert_eq!(vp8_sequence_header(&frames[1]), None, "an inter frame");
+    assert_eq!(
+        parse_video(header).unwrap(),
+        (VideoCodec::Vp8, VideoTag::SequenceStart(CodecConfig::Vp8))
+    );
+    assert_eq!(video_sequence_header(&CodecConfig::Vp8), None);
+    assert!(carries_video(&CodecConfig::Vp8));
+    for (i, frame) in frames.iter().enumerate() {
+        let keyframe = i == 0;
+        let (h, n) = video_frame_header(&CodecConfig::Vp8, keyframe, 0).unwrap();
+        assert_eq!(
+            &h[..n],
+            &[if keyframe { 0x91 } else { 0xa1 }, b'v', b'p', b'0', b'8']
+        );
+        let body: Bytes = [&h[..n], &frame[..]].concat().into();
+        assert_eq!(
+            parse_video(body).unwrap(),
+            (
+                VideoCodec::Vp8,
+                VideoTag::Frame {
+                    keyframe,
+                    composition_ms: 0,
+                    data: frame.clone()
+                }
+            )
+        );
+    }
+    // CodedFramesX (packet type 3) is the same without a composition time.
+    let x: Bytes = [&[0xa3, b'v', b'p', b'0', b'8'][..], &frames[1][..]]
+        .concat()
+        .into();
+    assert!(matches!(
+        parse_video(x).unwrap(),
+        (
+            VideoCodec::Vp8,
+            VideoTag::Frame {
+                keyframe: false,
+                ..
+            }
+        )
+    ));
+}
+
+#[test]
+fn vp8_and_vp9_sequence_starts_take_bare_records_and_refuse_bad_ones() {
+    let bare = [0x90, b'v', b'p', b'0', b'8', 0, 20, 0x82, 2, 2, 6, 0, 0];
+    assert_eq!(
+        parse_video(Bytes::copy_from_slice(&bare)).unwrap().1,
+        VideoTag::SequenceStart(CodecConfig::Vp8)
+    );
+    let mut bare9 = bare;
+    bare9[4] = b'9';
+    assert_eq!(
+        parse_video(Bytes::copy_from_slice(&bare9)).unwrap().1,
+        VideoTag::SequenceStart(CodecConfig::Vp9 {
+            vpcc: Bytes::from_static(&[1, 0, 0, 0, 0, 20, 0x82, 2, 2, 6, 0, 0])
+        }),
+        "stored as the box payload"
+    );
+    for bad in [
+        &[0x90, b'v', b'p', b'0', b'8'][..],
+        &[0x90, b'v', b'p', b'0', b'8', 1, 0, 0, 0, 0, 20],
+        &[
+            0x90, b'v', b'p', b'0', b'8', 1, 0, 0, 0, 0, 20, 0xa2, 2, 2, 6, 0, 0,
+        ],
+        &[
+            0x90, b'v', b'p', b'0', b'9', 1, 0, 0, 0, 7, 20, 0x82, 2, 2, 6, 0, 0,
+        ],
+        &[
+            0x90, b'v', b'p', b'0', b'9', 1, 0, 0, 0, 0, 20, 0x82, 2, 2, 6, 0, 9,
+        ],
+    ] {
+        assert!(
+            matches!(
+                parse_video(Bytes::copy_from_slice(bad)),
+                Err(FlvError::Codec(_)) | Err(FlvError::Invalid { .. })
+            ),
+            "{bad:?}"
+        );
+    }
+}

@@ -1,7 +1,7 @@
 //! Fuzzes the VP9 RTP depacketizer (RFC 9628) behind the reorder buffer; see `common/coded.rs`
 //! for the input format. Beyond the shared invariants: every frame re-packetized by
-//! `Vp9Packetizer` depacketizes to the same bytes and keyframe flag, and reading a keyframe's
-//! header never panics.
+//! `Vp9Packetizer` (spatial layers of a joined picture as layer frames) depacketizes to the
+//! same bytes and keyframe flag, and reading a keyframe's header never panics.
 #![no_main]
 
 #[path = "common/coded.rs"]
@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
     let mut packetizer = Vp9Packetizer::new(if data.first().is_some_and(|b| b & 0x80 != 0) {
         1200
     } else {
-        9
+        40 // the smallest a picture of 8 spatial layers with its SS needs
     });
     let mut mirror = Vp9Depacketizer::default();
     common::run(data, &mut Vp9Depacketizer::default(), |frame| {

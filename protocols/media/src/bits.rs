@@ -53,6 +53,11 @@ impl<'a> BitReader<'a> {
         Ok(v as u32)
     }
 
+    /// Bits read so far.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
     pub fn flag(&mut self) -> Result<bool, MediaError> {
         Ok(self.bit()? == 1)
     }

@@ -4,7 +4,8 @@
 //! with timestamps in its track's clock rate. Video frames are length-prefixed NAL units with
 //! 4-byte big-endian lengths (the AVCC/HVCC sample format of ISO/IEC 14496-15); parameter sets
 //! live in the track's [`CodecConfig`], never only in-band. Codec helpers (H.264, H.265, AAC,
-//! and the VP8, VP9 and AV1 headers that give a picture size) live in their own modules.
+//! and the VP8, VP9 and AV1 headers that give a picture size, the `vpcC` record of VP8 and VP9)
+//! live in their own modules.
 //!
 //! This file only declares the modules and re-exports the model at the crate root: the
 //! [`Track`]/[`Frame`] model is in `track.rs`, codec configurations in `codec.rs`, NAL unit
@@ -26,6 +27,8 @@ mod test_fixtures;
 mod track;
 pub mod vp8;
 pub mod vp9;
+pub mod vp9_svc;
+pub mod vpcc;
 
 pub use codec::{CodecConfig, G711Law, MediaKind};
 pub use error::MediaError;

@@ -1,6 +1,11 @@
 //! VP8 keyframe headers (RFC 6386 9.1): the frame tag and, on keyframes, the start code and
-//! picture size, for the `vp08` sample entry. VP8 has no out-of-band configuration: every
-//! keyframe tells its size (a stream may change it at any keyframe; decoders follow in-band).
+//! picture size, for the `vp08` sample entry and the `vpcC` record (VP Codec ISO Media File
+//! Format Binding 2.2, see [`crate::vpcc`]) that Enhanced RTMP's `vp08` sequence start
+//! carries. VP8 has no out-of-band configuration: every keyframe tells its size (a stream may
+//! change it at any keyframe; decoders follow in-band).
+
+use crate::vpcc::{level_for_picture_size, VpccRecord};
+use bytes::Bytes;
 
 /// What a VP8 keyframe's uncompressed data chunk (RFC 6386 9.1) says about the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +41,24 @@ impl Vp8KeyframeInfo {
             height,
         })
     }
+
+    /// The `vpcC` box payload for a stream starting with this keyframe: the frame tag's
+    /// version as the profile, the level of the picture size (the binding uses VP9's table),
+    /// 8-bit 4:2:0 (the only format VP8 has, RFC 6386 9.2), studio range, and BT.601's
+    /// matrix (`color_space` 0 is "YUV as in BT.601"; primaries and transfer unspecified).
+    pub fn vpcc(&self) -> Bytes {
+        VpccRecord {
+            profile: self.profile.min(3),
+            level: level_for_picture_size(self.width, self.height),
+            bit_depth: 8,
+            chroma_subsampling: 1,
+            full_range: false,
+            colour_primaries: 2,
+            transfer_characteristics: 2,
+            matrix_coefficients: 6,
+        }
+        .to_box_payload()
+    }
 }
 
 #[cfg(test)]
@@ -58,6 +81,16 @@ mod tests {
             })
         );
         assert_eq!(Vp8KeyframeInfo::parse(frames[1]), None, "not a keyframe");
+    }
+
+    #[test]
+    fn libvpx_keyframe_gives_a_vpcc() {
+        let info = Vp8KeyframeInfo::parse(read_ivf(LIBVPX_VP8)[0]).unwrap();
+        assert_eq!(
+            &info.vpcc()[..],
+            &[1, 0, 0, 0, 0, 20, 0x82, 2, 2, 6, 0, 0],
+            "profile 0, level 2.0, 8-bit 4:2:0"
+        );
     }
 
     #[test]

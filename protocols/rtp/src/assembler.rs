@@ -132,4 +132,19 @@ impl Assembler {
     pub fn in_frame(&self) -> bool {
         self.timestamp.is_some()
     }
+
+    /// The RTP timestamp of the frame in progress.
+    pub fn timestamp(&self) -> Option<u32> {
+        self.timestamp
+    }
+
+    /// Bytes of the frame in progress so far.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Whether the frame in progress can still be handed out (nothing of it was lost).
+    pub fn intact(&self) -> bool {
+        self.timestamp.is_some() && !self.damaged
+    }
 }

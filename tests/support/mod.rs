@@ -767,3 +767,48 @@ pub fn assert_gst_pipeline_ends(pipeline: &str, timeout_secs: u32) {
     );
     assert!(!stdout.contains("ERROR"), "{stdout}");
 }
+
+/// ffmpeg publishing testsrc2 video only (H.264 baseline, no B-frames, 25 fps, a keyframe every
+/// `gop` frames) of `size` at `bitrate` in real time to `url` for `seconds`: with no audio, the
+/// stream's `frames_in` counts video frames, so a test knows where in the GOP it is.
+pub fn ffmpeg_publish_video(url: &str, size: &str, gop: u32, bitrate: &str, seconds: u32) -> Proc {
+    require("ffmpeg");
+    let gop = gop.to_string();
+    let child = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-re", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size={size}:rate=25"))
+        .args(["-t", &seconds.to_string()])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-profile:v",
+            "baseline",
+        ])
+        .args([
+            "-bf",
+            "0",
+            "-x264-params",
+            "sliced-threads=0",
+            "-sc_threshold",
+            "0",
+        ])
+        .args([
+            "-g",
+            &gop,
+            "-keyint_min",
+            &gop,
+            "-b:v",
+            bitrate,
+            "-f",
+            "flv",
+            url,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ffmpeg");
+    Proc(child)
+}

@@ -6,6 +6,8 @@
 //! - `PATCH {Location}` with `application/trickle-ice-sdpfrag` (RFC 8840): trickled candidates;
 //!   `If-Match` must carry the session's ETag (or `*`), else `412` (RFC 9725 4.3.1).
 //! - `DELETE {Location}` ends the session; `OPTIONS` lists what is allowed.
+//! - `GET /api/v1/webrtc/sessions` (`?state=closed`: those closed in the last 10 minutes, with
+//!   why), `GET /api/v1/webrtc/sessions/{id}`, `GET /api/v1/webrtc` (the engine's counters).
 //!
 //! The session id is the last path segment of the session URL; stream names may contain `/`.
 
@@ -262,7 +264,7 @@ struct SessionsQuery {
     state: Option<String>,
 }
 
-/// The open sessions; `?state=closed`: the sessions closed lately (the last 100, for 10
+/// The open sessions (`?state=open`, the default); `?state=closed`: the sessions closed lately (the last 100, for 10
 /// minutes), newest first, with `closed_reason`.
 async fn sessions(
     State(state): State<AppState>,
@@ -270,11 +272,11 @@ async fn sessions(
 ) -> Result<Json<Vec<crate::webrtc::SessionInfo>>, ApiError> {
     let engine = engine(&state)?;
     match query.state.as_deref() {
-        None => Ok(Json(engine.sessions().await)),
+        None | Some("open") => Ok(Json(engine.sessions().await)),
         Some("closed") => Ok(Json(engine.closed_sessions().await)),
         Some(other) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            format!("state must be \"closed\" (or left out for the open sessions), not {other:?}"),
+            format!("state must be \"open\" (the default) or \"closed\", not {other:?}"),
         )),
     }
 }

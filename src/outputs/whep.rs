@@ -842,6 +842,64 @@ mod tests {
     }
 
     #[test]
+    fn new_parameter_sets_go_in_band_before_the_next_keyframe_and_audio_changes_keep_the_cache() {
+        use switchyard_media::{h264::AvcConfig, Frame, Track};
+        // libx264 High 640x360, and the same at another level: two configurations of one codec.
+        let sps = |level: u8| {
+            Bytes::from(vec![
+                0x67, 0x64, 0x00, level, 0xac, 0xd9, 0x40, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00,
+                0x00, 0x03, 0x00, 0x01, 0x00, 0x00, 0x03, 0x00, 0x32, 0x0f, 0x16, 0x2d, 0x96,
+            ])
+        };
+        let pps = Bytes::from_static(&[0x68, 0xef, 0xbc, 0xb0]);
+        let video = |level| Track {
+            id: TrackId(1),
+            codec: CodecConfig::H264(
+                AvcConfig::from_parameter_sets(vec![sps(level)], vec![pps.clone()]).unwrap(),
+            ),
+            clock_rate: 90_000,
+        };
+        let opus = Track {
+            id: TrackId(2),
+            codec: CodecConfig::Opus {
+                channels: 2,
+                head: None,
+            },
+            clock_rate: 48_000,
+        };
+        let set = |generation, tracks| Arc::new(TrackSet { generation, tracks });
+        let idr = BusFrame::new(
+            Frame {
+                track: TrackId(1),
+                pts: 0,
+                dts: 0,
+                keyframe: true,
+                data: Bytes::from_static(&[0, 0, 0, 3, 0x65, 0x88, 0x84]),
+            },
+            true,
+            0,
+        );
+        let mut feed = Feed::new("test");
+        let update = feed.on_tracks(set(1, vec![video(0x1e)])).unwrap();
+        assert_eq!(update.before, None);
+        feed.on_frame(&idr).unwrap();
+        // Audio that comes late changes nothing for video: the cache stays.
+        assert_eq!(
+            feed.on_tracks(set(2, vec![video(0x1e), opus.clone()])),
+            None
+        );
+        assert_eq!(feed.gop().len(), 1);
+        // New parameter sets: a new cache, and the next IDR carries them (STAP-A, RFC 6184 5.7.1).
+        let update = feed.on_tracks(set(3, vec![video(0x1f), opus])).unwrap();
+        assert!(matches!(update.after, Some(CodecConfig::H264(_))));
+        assert!(feed.gop().is_empty() && feed.has_video());
+        let out = feed.on_frame(&idr).unwrap();
+        let stap = &out.payloads[0].data;
+        assert_eq!(stap[0] & 0x1f, 24);
+        assert_eq!(&stap[3..3 + 26], &sps(0x1f)[..]);
+    }
+
+    #[test]
     fn catch_up_sends_the_gop_with_its_own_timestamps_and_reports_stay_on_the_live_edge() {
         let ms = std::time::Duration::from_millis;
         let now = Instant::now();

@@ -13,9 +13,10 @@
 // packet arrived, when it is shown, its size), and getStats() every 250 ms. With --join-at N --gop G
 // the POST waits until the stream (a video-only one whose GOP is G frames) is N frames into its
 // GOP, read from the stream's frames_in in the API (`joinedAtFrame`: where it was). At the end (SECONDS,
-// or with --until-closed when the connection ends, at most SECONDS) it DELETEs the session and
+// or with --until-closed when the connection or its DTLS transport ends, at most SECONDS) it DELETEs the session and
 // prints ONE line of JSON (times in ms from the POST):
-//   {"status", "error", "answer", "states": [[t, connectionState]], "connectedMs", "firstFrameMs",
+//   {"status", "error", "answer", "states": [[t, connectionState or "dtls-" + the DTLS transport's
+//    state]], "connectedMs", "firstFrameMs",
 //    "frames": [{"t", "rtp", "recv", "display", "w", "h"}] (rtp unwrapped, 90 kHz),
 //    "liveOffsetMs" (median recv - rtp/90 of frames received 3 s or more after the first: where a
 //    live frame's timestamp lands on the page's clock), "latencies" ([t, display - (rtp/90 +
@@ -93,6 +94,12 @@ async function view({ whep, seconds, family, untilClosed, joinAt, gop }) {
   out.answer = body;
   const session = new URL(res.headers.get('Location'), whep).href;
   await pc.setRemoteDescription({ type: 'answer', sdp: body });
+  // The DTLS transport says when the server closes the session (close_notify): the connection
+  // state only follows once ICE consent fails.
+  const dtls = pc.getReceivers()[0] && pc.getReceivers()[0].transport;
+  if (dtls) {
+    dtls.addEventListener('statechange', () => out.states.push([performance.now() - t0, 'dtls-' + dtls.state]));
+  }
 
   let done = false;
   let lastRtp = null;
@@ -143,7 +150,8 @@ async function view({ whep, seconds, family, untilClosed, joinAt, gop }) {
   while (performance.now() < end) {
     await sleep(250);
     try { await readStats(); } catch (_) {}
-    if (untilClosed && ['closed', 'failed'].includes(pc.connectionState)) break;
+    if (untilClosed && (['closed', 'failed'].includes(pc.connectionState) ||
+        (dtls && ['closed', 'failed'].includes(dtls.state)))) break;
   }
   done = true;
   await fetch(session, { method: 'DELETE' }).catch(() => {});

@@ -114,7 +114,9 @@ impl Engine {
                 }
             }
         }
-        tracing::info!(stream = %stream, from = %from, to = %to, viewers_closed = closing.len(), "the stream's video changed");
+        if update.before.is_some() || !closing.is_empty() {
+            tracing::info!(stream = %stream, from = %from, to = %to, viewers_closed = closing.len(), "the stream's video changed");
+        }
         for (key, negotiated) in closing {
             let reason = format!("the stream's video changed from {from} to {to}, and this session negotiated {negotiated}: start a new session (WebRTC sends only the codec a session negotiated)");
             self.remove(key, &reason);

@@ -410,3 +410,32 @@ fn a_viewer_joining_mid_gop_gets_the_gop_with_its_own_timestamps_and_reaches_liv
         "plays without freezing: {stats}"
     );
 }
+
+/// Issue 17 item 6. GStreamer's webrtcbin with `bundle-policy=none` offers each m-line a
+/// transport of its own and no `a=group:BUNDLE`: the server, which carries a session on one
+/// transport, answers 400 naming the problem and the fix. aiortc's `max-compat` and webrtcbin's
+/// `max-compat` also give each m-line a transport, but offer them as one BUNDLE group: they are
+/// answered bundled and play.
+#[test]
+fn non_bundle_offers_get_a_clear_400_and_max_compat_offers_play() {
+    let (gst, aiortc) = (gst_python(), aiortc_python());
+    let server = Switchyard::start();
+    let _publisher = ffmpeg_publish(&server.rtmp_url("live/bundle"), Encoding::Baseline, 25, 60);
+    server.wait_for_stream("live/bundle", true);
+    let url = server.api("/whep/live/bundle");
+    let refused = Peer::start(&gst, "gst_whep.py", &url, 3, &["--bundle-policy", "none"])
+        .finish(Duration::from_secs(40));
+    let errors = refused.report["errors"].to_string();
+    assert!(
+        errors.contains(": 400 ")
+            && errors.contains("offer without a=group:BUNDLE: its 2 media sections (video, audio)")
+            && errors.contains("max-bundle"),
+        "{refused:?}"
+    );
+    for (python, script) in [(&aiortc, "aiortc_whep.py"), (&gst, "gst_whep.py")] {
+        let run = Peer::start(python, script, &url, 5, &["--bundle-policy", "max-compat"])
+            .finish(Duration::from_secs(40));
+        let audio_buffers = if cfg!(feature = "transcode") { 50 } else { 0 };
+        assert_played(&run, 40, audio_buffers);
+    }
+}

@@ -439,3 +439,100 @@ fn non_bundle_offers_get_a_clear_400_and_max_compat_offers_play() {
         assert_played(&run, 40, audio_buffers);
     }
 }
+
+/// The answer's host candidates (address, port).
+fn answer_candidates(answer: &str) -> Vec<(String, String)> {
+    answer
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("a=candidate:"))
+        .map(|c| {
+            let f: Vec<&str> = c.split_whitespace().collect();
+            (f[4].to_string(), f[5].to_string())
+        })
+        .collect()
+}
+
+/// Issue 17 item 6. The engine's socket, given `0.0.0.0`, is one dual-stack socket, and
+/// `webrtc.candidate_ips` may list IPv6 addresses: aiortc on ::1 plays over IPv6, aiortc on
+/// 127.0.0.1 over IPv4 on the same socket, and Chromium, offered only the ::1 candidate,
+/// connects over IPv6 and plays.
+#[test]
+fn ipv6_peers_play_over_the_dual_stack_socket() {
+    let aiortc = aiortc_python();
+    let server = Switchyard::start_at(
+        "[webrtc]\ncandidate_ips = [\"127.0.0.1\", \"::1\"]\n",
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        "0.0.0.0:0",
+    );
+    assert!(
+        server.webrtc.is_ipv6() && server.webrtc.ip().is_unspecified(),
+        "0.0.0.0 is taken as [::], dual-stack: {}",
+        server.webrtc
+    );
+    let _publisher = ffmpeg_publish(&server.rtmp_url("live/six"), Encoding::Baseline, 25, 60);
+    server.wait_for_stream("live/six", true);
+    let url = server.api("/whep/live/six");
+    let audio_buffers = if cfg!(feature = "transcode") { 50 } else { 0 };
+    for address in ["::1", "127.0.0.1"] {
+        let run = Peer::start(&aiortc, "aiortc_whep.py", &url, 5, &["--address", address])
+            .finish(Duration::from_secs(40));
+        assert_played(&run, 40, audio_buffers);
+        let remote = if address == "::1" {
+            "[::1]:"
+        } else {
+            "127.0.0.1:"
+        };
+        server.wait_for_log(&format!("remote=Some({remote}"), Duration::from_secs(1));
+    }
+    let report = support::browser::whep_viewer(&url, 5, &["--family", "6"]);
+    assert_eq!(report["status"], 201, "{report}");
+    let candidates = answer_candidates(report["answer"].as_str().unwrap());
+    let port = server.webrtc.port().to_string();
+    assert!(
+        candidates.contains(&("::1".to_string(), port.clone()))
+            && candidates.contains(&("127.0.0.1".to_string(), port)),
+        "{candidates:?}"
+    );
+    assert!(
+        report["pair"]["remote"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("::1:")),
+        "Chromium's selected pair goes to [::1]: {report}"
+    );
+    assert!(
+        report["stats"]["framesDecoded"].as_u64().unwrap_or(0) > 50,
+        "{report}"
+    );
+}
+
+/// Issue 17 item 6. `webrtc.public_ips` (a 1:1 NAT's public address) is advertised as one more
+/// host candidate in the answer; a peer that cannot reach it connects on the local candidate
+/// as before (aiortc, whose answer the test reads from its log). An IPv6 public address on an
+/// IPv4 socket is left out, with a warning.
+#[test]
+fn public_ips_are_advertised_as_host_candidates_in_the_answer() {
+    let aiortc = aiortc_python();
+    let server = Switchyard::start_with_config(
+        "[webrtc]\npublic_ips = [\"203.0.113.7\", \"2001:db8::7\"]\n",
+    );
+    server.wait_for_log("candidate=2001:db8::7", Duration::from_secs(5));
+    let _publisher = ffmpeg_publish(&server.rtmp_url("live/nat"), Encoding::Baseline, 25, 60);
+    server.wait_for_stream("live/nat", true);
+    let run = run_peer(&aiortc, "aiortc_whep.py", &server.api("/whep/live/nat"), 5);
+    let audio_buffers = if cfg!(feature = "transcode") { 50 } else { 0 };
+    assert_played(&run, 40, audio_buffers);
+    let answer = &run.log[run.log.find("aiortc peer: answer:").expect("answer logged")..];
+    let port = server.webrtc.port().to_string();
+    let candidates = answer_candidates(answer);
+    for ip in ["127.0.0.1", "203.0.113.7"] {
+        assert!(
+            candidates.contains(&(ip.to_string(), port.clone())),
+            "{ip} {port} in {candidates:?}"
+        );
+    }
+    assert_eq!(
+        candidates.iter().filter(|c| c.0 == "2001:db8::7").count(),
+        0
+    );
+}

@@ -70,7 +70,8 @@ pub fn start(
     let mut ips: Vec<IpAddr> = if !settings.candidate_ips.is_empty() {
         settings.candidate_ips.clone()
     } else if local_addr.ip().is_unspecified() {
-        udp::interface_ipv4s().into_iter().map(IpAddr::V4).collect()
+        // A dual-stack socket ([::]) takes IPv6 peers too.
+        udp::interface_ips(local_addr.is_ipv6())
     } else {
         vec![local_addr.ip()]
     };
@@ -79,6 +80,16 @@ pub fn start(
             ips.push(*ip);
         }
     }
+    // A socket of one family cannot be reached on an address of the other (a dual-stack
+    // socket, bound to [::], takes both).
+    let dual = local_addr.ip() == IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
+    ips.retain(|ip| {
+        let usable = dual || ip.is_ipv4() == local_addr.is_ipv4();
+        if !usable {
+            tracing::warn!(candidate = %ip, udp = %local_addr, "a WebRTC candidate address of another IP version than the socket's is left out");
+        }
+        usable
+    });
     let candidates: Vec<SocketAddr> = ips
         .iter()
         .map(|ip| SocketAddr::new(*ip, local_addr.port()))

@@ -83,7 +83,7 @@ fn mse_record(http: &str, name: &str, out: &Path) -> Result<(), String> {
 fn whep_record(url: &str, out: &Path) -> Result<(), String> {
     let run = Command::new(aiortc_python())
         .arg(interop_script("aiortc_whep.py"))
-        .args([url, &RECORD_SECS.to_string()])
+        .args([url, &RECORD_SECS.to_string(), "--record"])
         .arg(out)
         .stdin(Stdio::null())
         .output()

@@ -646,3 +646,172 @@ fn whip_whep_round_trip(server: &Switchyard) {
         );
     });
 }
+
+/// The x264 settings of the files the codec-change tests splice.
+const X264: [&str; 10] = [
+    "-c:v",
+    "libx264",
+    "-preset",
+    "veryfast",
+    "-profile:v",
+    "baseline",
+    "-bf",
+    "0",
+    "-x264-params",
+    "sliced-threads=0",
+];
+
+/// Issue 17 item 3. ffmpeg publishes 8 s of 720p then 12 s of 480p H.264 on one RTMP connection
+/// (a file of both, played with `-c copy`: the 480p sequence header goes out mid-stream), and
+/// Chromium, watching over WHEP from the 720p part on, keeps decoding through the change at the
+/// new size: the session stays, the new SPS/PPS reach it in band before the next IDR.
+#[test]
+fn chromium_keeps_playing_when_an_h264_stream_changes_resolution() {
+    let dir = TempDir::new("resize");
+    let ffmpeg = std::path::Path::new("ffmpeg");
+    let (hd, sd, both) = (
+        dir.path.join("720.flv"),
+        dir.path.join("480.flv"),
+        dir.path.join("both.flv"),
+    );
+    encode_flv(ffmpeg, "1280x720", 8, &X264, &hd);
+    encode_flv(ffmpeg, "854x480", 12, &X264, &sd);
+    let spliced = splice_flv(&std::fs::read(&hd).unwrap(), &std::fs::read(&sd).unwrap());
+    std::fs::write(&both, spliced).unwrap();
+    let server = Switchyard::start();
+    let _publisher = Proc(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-re", "-i"])
+            .arg(&both)
+            .args(["-c", "copy", "-f", "flv", &server.rtmp_url("live/resize")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    server.wait_for_stream("live/resize", false);
+    let report =
+        support::browser::whep_viewer(&server.api("/whep/live/resize"), 14, &["--family", "4"]);
+    assert_eq!(report["status"], 201, "{report}");
+    let frames = report["frames"].as_array().unwrap();
+    let size = |f: &serde_json::Value| (f["w"].as_u64().unwrap(), f["h"].as_u64().unwrap());
+    let switch = frames
+        .iter()
+        .position(|f| size(f) == (854, 480))
+        .unwrap_or_else(|| panic!("no 480p frame shown: {report}"));
+    assert!(switch > 25, "720p shown first: {report}");
+    assert!(
+        frames[..switch].iter().all(|f| size(f) == (1280, 720))
+            && frames[switch..].iter().all(|f| size(f) == (854, 480)),
+        "one switch, at a keyframe: {report}"
+    );
+    let t = |i: usize| frames[i]["t"].as_f64().unwrap();
+    assert!(
+        t(switch) - t(switch - 1) < 500.0,
+        "no stall at the switch: {} ms",
+        t(switch) - t(switch - 1)
+    );
+    assert!(frames.len() - switch > 75, "480p goes on: {report}");
+    let stats = &report["stats"];
+    assert_eq!(
+        (stats["frameWidth"].as_u64(), stats["frameHeight"].as_u64()),
+        (Some(854), Some(480)),
+        "{stats}"
+    );
+    assert!(
+        stats["totalFreezesDuration"].as_f64().unwrap_or(f64::MAX) < 0.5,
+        "{stats}"
+    );
+    let changed = server.wait_for_log("the stream's video changed", Duration::from_secs(1));
+    assert!(
+        changed.contains("from=H.264 to=H.264 viewers_closed=0"),
+        "{changed}"
+    );
+    assert!(
+        server.log_text().contains("closed by the client (DELETE)"),
+        "the session lasted until the viewer left: {}",
+        server.log_text()
+    );
+}
+
+/// Issue 17 item 3. The stream's video changes codec under the same name (H.264 from ffmpeg,
+/// then H.265 from FFmpeg 9 as Enhanced RTMP, on one RTMP connection): a WHEP viewer that
+/// negotiated H.264 cannot be sent H.265, and WHEP has no way to offer it anew, so its session
+/// is closed, with the reason in the log and in the closed-session list; Chromium sees its
+/// connection end.
+#[test]
+fn a_codec_change_closes_the_webrtc_sessions_that_negotiated_the_old_codec() {
+    let dir = TempDir::new("codec");
+    let (avc, hevc) = (dir.path.join("h264.flv"), dir.path.join("h265.flv"));
+    encode_flv(std::path::Path::new("ffmpeg"), "640x360", 8, &X264, &avc);
+    let x265 = [
+        "-c:v",
+        "libx265",
+        "-preset",
+        "ultrafast",
+        "-x265-params",
+        "log-level=error:bframes=0",
+    ];
+    encode_flv(&ffmpeg9(), "640x360", 6, &x265, &hevc);
+    let spliced = splice_flv(
+        &std::fs::read(&avc).unwrap(),
+        &std::fs::read(&hevc).unwrap(),
+    );
+    let server = Switchyard::start();
+    let mut client = support::rtmp_client::RtmpClient::connect(server.rtmp, "live");
+    client.publish("codec");
+    let publisher = std::thread::spawn(move || {
+        let tags = flv_tags(&spliced);
+        client.send_video_tags_in_real_time(&tags)
+    });
+    server.wait_for_stream("live/codec", false);
+    let report = support::browser::whep_viewer(
+        &server.api("/whep/live/codec"),
+        20,
+        &["--family", "4", "--until-closed"],
+    );
+    assert_eq!(report["status"], 201, "{report}");
+    assert!(
+        report["stats"]["framesDecoded"].as_u64().unwrap_or(0) > 25,
+        "H.264 played first: {report}"
+    );
+    let states: Vec<&str> = report["states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s[1].as_str())
+        .collect();
+    assert!(
+        states.contains(&"connected") && states.contains(&"dtls-closed"),
+        "Chromium saw the session end (DTLS close_notify): {states:?}"
+    );
+    let (status, closed) = server.get_json("/api/v1/webrtc/sessions?state=closed");
+    assert_eq!(status, 200, "{closed}");
+    let session = &closed[0];
+    assert_eq!(
+        (&session["role"], &session["state"]),
+        (&"play".into(), &"closed".into())
+    );
+    let reason = session["closed_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("the stream's video changed from H.264 to H.265")
+            && reason.contains("this session negotiated H.264"),
+        "{session}"
+    );
+    let id = session["id"].as_str().unwrap();
+    let (status, one) = server.get_json(&format!("/api/v1/webrtc/sessions/{id}"));
+    assert_eq!(
+        (status, &one["closed_reason"]),
+        (200, &session["closed_reason"])
+    );
+    assert!(server.log_text().contains(reason), "the log says why");
+    assert!(publisher.join().unwrap(), "the publisher went on");
+    let (status, open) = server.get_json("/api/v1/webrtc/sessions?state=open");
+    assert_eq!((status, open.as_array().map(Vec::len)), (200, Some(0)));
+    let (status, body) = server.get_json("/api/v1/webrtc/sessions?state=gone");
+    assert!(
+        status == 400 && body["error"].as_str().unwrap().contains("\"closed\""),
+        "{body}"
+    );
+}

@@ -260,3 +260,251 @@ fn a_push_converts_audio_that_starts_after_it_attached() {
         "{mean_volume} dB over {decoded} s"
     );
 }
+
+/// The unwrapped difference `b - a` of two RTP timestamps.
+fn rtp_delta(a: u64, b: u64) -> i64 {
+    i64::from((b as u32).wrapping_sub(a as u32) as i32)
+}
+
+/// Issue 17 item 4. A viewer that joins a 4 s GOP (ffmpeg over RTMP, 720p 2 Mbps) mid-way gets
+/// the cached frames from the keyframe on, faster than real time, each with its own timestamp:
+/// aiortc sees the catch-up arrive with the source's 3600-tick spacing throughout (25 fps), and
+/// the sender reports map RTP time onto the live edge (live frames arrive when the reports say
+/// they were live; the keyframe as late as the GOP is old). Chromium shows the keyframe, 3 s
+/// behind live, then fast-forwards: at the live edge within a second and a half, no freeze.
+#[test]
+fn a_viewer_joining_mid_gop_gets_the_gop_with_its_own_timestamps_and_reaches_live() {
+    let aiortc = aiortc_python();
+    let server = Switchyard::start();
+    let _publisher = ffmpeg_publish_video(&server.rtmp_url("live/gop"), "1280x720", 100, "2M", 60);
+    server.wait_for_stream("live/gop", false);
+    let url = server.api("/whep/live/gop");
+
+    // aiortc, 50 frames into the GOP when it POSTs (about 60 when it has connected).
+    let options = ["--rtp-log", "--join-at", "50", "--gop", "100"];
+    let run =
+        Peer::start(&aiortc, "aiortc_whep.py", &url, 4, &options).finish(Duration::from_secs(60));
+    let r = &run.report;
+    assert_eq!(r["connected"], true, "{run:?}");
+    assert!(
+        r["warnings"].as_array().is_some_and(Vec::is_empty),
+        "no decoding error: nothing of the catch-up was lost: {run:?}"
+    );
+    let frames: Vec<(f64, u64)> = r["video_rtp"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f[0].as_f64().unwrap(), f[1].as_u64().unwrap()))
+        .collect();
+    assert!(frames.len() > 120, "{run:?}");
+    for (i, pair) in frames.windows(2).enumerate() {
+        assert_eq!(
+            rtp_delta(pair[0].1, pair[1].1),
+            3600,
+            "frame {i} -> {}: the source's spacing, catch-up or live",
+            i + 1
+        );
+    }
+    let reports = r["video_sender_reports"].as_array().unwrap();
+    assert!(!reports.is_empty(), "{run:?}");
+    for sr in reports {
+        let (ntp, rtp) = (sr[1].as_f64().unwrap(), sr[2].as_u64().unwrap());
+        // How long after the instant the report maps its timestamp to a frame arrived.
+        let behind = |(arrived, ts): (f64, u64)| arrived - ntp - rtp_delta(rtp, ts) as f64 / 90e3;
+        // The catch-up: the first frames, all behind, sent faster than real time.
+        let catch_up = frames.iter().take_while(|f| behind(**f) > 0.2).count();
+        assert!(
+            catch_up >= 45,
+            "joined mid-GOP: {catch_up} frames caught up"
+        );
+        let age = (catch_up - 1) as f64 * 0.04;
+        let keyframe = behind(frames[0]);
+        assert!(
+            (age - 0.1..age + 0.3).contains(&keyframe),
+            "the keyframe arrived as late as the GOP ({catch_up} frames) is old: {keyframe} s"
+        );
+        let spread = frames[catch_up - 1].0 - frames[0].0;
+        assert!(
+            spread < age / 2.0,
+            "{age} s of video caught up in {spread} s"
+        );
+        for frame in frames.iter().filter(|f| f.0 - frames[0].0 > 1.5) {
+            let live = behind(*frame);
+            assert!(
+                live.abs() < 0.2,
+                "a live frame arrives when the report maps its timestamp to: {live} s off"
+            );
+        }
+    }
+
+    // Chromium, 75 frames into the GOP when it POSTs.
+    let report = support::browser::whep_viewer(
+        &url,
+        8,
+        &["--family", "4", "--join-at", "75", "--gop", "100"],
+    );
+    assert_eq!(report["status"], 201, "{report}");
+    let first_frame = report["firstFrameMs"].as_f64().unwrap_or(f64::MAX);
+    assert!(
+        first_frame < 3000.0,
+        "first frame {first_frame} ms after the POST: {report}"
+    );
+    let rendered = report["frames"].as_array().unwrap();
+    for pair in rendered.windows(2) {
+        let delta = pair[1]["rtp"].as_i64().unwrap() - pair[0]["rtp"].as_i64().unwrap();
+        assert!(
+            delta > 0 && delta % 3600 == 0,
+            "frames shown are whole frames of the source apart: {delta}: {report}"
+        );
+    }
+    let latencies: Vec<(f64, f64)> = report["latencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l[0].as_f64().unwrap(), l[1].as_f64().unwrap()))
+        .collect();
+    assert!(
+        latencies[0].1 > 2500.0,
+        "the first frame shown is the GOP's keyframe, 3 s old: {latencies:?}"
+    );
+    let late: Vec<_> = latencies
+        .iter()
+        .filter(|(t, l)| *t > first_frame + 1500.0 && *l > 300.0)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "at the live edge 1.5 s after the first frame: {late:?}"
+    );
+    let stats = &report["stats"];
+    assert!(
+        stats["totalFreezesDuration"].as_f64().unwrap_or(f64::MAX) < 0.4
+            && stats["framesDecoded"].as_u64().unwrap_or(0) > 250,
+        "plays without freezing: {stats}"
+    );
+}
+
+/// Issue 17 item 6. GStreamer's webrtcbin with `bundle-policy=none` offers each m-line a
+/// transport of its own and no `a=group:BUNDLE`: the server, which carries a session on one
+/// transport, answers 400 naming the problem and the fix. aiortc's `max-compat` and webrtcbin's
+/// `max-compat` also give each m-line a transport, but offer them as one BUNDLE group: they are
+/// answered bundled and play.
+#[test]
+fn non_bundle_offers_get_a_clear_400_and_max_compat_offers_play() {
+    let (gst, aiortc) = (gst_python(), aiortc_python());
+    let server = Switchyard::start();
+    let _publisher = ffmpeg_publish(&server.rtmp_url("live/bundle"), Encoding::Baseline, 25, 60);
+    server.wait_for_stream("live/bundle", true);
+    let url = server.api("/whep/live/bundle");
+    let refused = Peer::start(&gst, "gst_whep.py", &url, 3, &["--bundle-policy", "none"])
+        .finish(Duration::from_secs(40));
+    let errors = refused.report["errors"].to_string();
+    assert!(
+        errors.contains(": 400 ")
+            && errors.contains("offer without a=group:BUNDLE: its 2 media sections (video, audio)")
+            && errors.contains("max-bundle"),
+        "{refused:?}"
+    );
+    for (python, script) in [(&aiortc, "aiortc_whep.py"), (&gst, "gst_whep.py")] {
+        let run = Peer::start(python, script, &url, 5, &["--bundle-policy", "max-compat"])
+            .finish(Duration::from_secs(40));
+        let audio_buffers = if cfg!(feature = "transcode") { 50 } else { 0 };
+        assert_played(&run, 40, audio_buffers);
+    }
+}
+
+/// The answer's host candidates (address, port).
+fn answer_candidates(answer: &str) -> Vec<(String, String)> {
+    answer
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("a=candidate:"))
+        .map(|c| {
+            let f: Vec<&str> = c.split_whitespace().collect();
+            (f[4].to_string(), f[5].to_string())
+        })
+        .collect()
+}
+
+/// Issue 17 item 6. The engine's socket, given `0.0.0.0`, is one dual-stack socket, and
+/// `webrtc.candidate_ips` may list IPv6 addresses: aiortc on ::1 plays over IPv6, aiortc on
+/// 127.0.0.1 over IPv4 on the same socket, and Chromium, offered only the ::1 candidate,
+/// connects over IPv6 and plays.
+#[test]
+fn ipv6_peers_play_over_the_dual_stack_socket() {
+    let aiortc = aiortc_python();
+    let server = Switchyard::start_at(
+        "[webrtc]\ncandidate_ips = [\"127.0.0.1\", \"::1\"]\n",
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        "0.0.0.0:0",
+    );
+    assert!(
+        server.webrtc.is_ipv6() && server.webrtc.ip().is_unspecified(),
+        "0.0.0.0 is taken as [::], dual-stack: {}",
+        server.webrtc
+    );
+    let _publisher = ffmpeg_publish(&server.rtmp_url("live/six"), Encoding::Baseline, 25, 60);
+    server.wait_for_stream("live/six", true);
+    let url = server.api("/whep/live/six");
+    let audio_buffers = if cfg!(feature = "transcode") { 50 } else { 0 };
+    for address in ["::1", "127.0.0.1"] {
+        let run = Peer::start(&aiortc, "aiortc_whep.py", &url, 5, &["--address", address])
+            .finish(Duration::from_secs(40));
+        assert_played(&run, 40, audio_buffers);
+        let remote = if address == "::1" {
+            "[::1]:"
+        } else {
+            "127.0.0.1:"
+        };
+        server.wait_for_log(&format!("remote=Some({remote}"), Duration::from_secs(1));
+    }
+    let report = support::browser::whep_viewer(&url, 5, &["--family", "6"]);
+    assert_eq!(report["status"], 201, "{report}");
+    let candidates = answer_candidates(report["answer"].as_str().unwrap());
+    let port = server.webrtc.port().to_string();
+    assert!(
+        candidates.contains(&("::1".to_string(), port.clone()))
+            && candidates.contains(&("127.0.0.1".to_string(), port)),
+        "{candidates:?}"
+    );
+    assert!(
+        report["pair"]["remote"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("::1:")),
+        "Chromium's selected pair goes to [::1]: {report}"
+    );
+    assert!(
+        report["stats"]["framesDecoded"].as_u64().unwrap_or(0) > 50,
+        "{report}"
+    );
+}
+
+/// Issue 17 item 6. `webrtc.public_ips` (a 1:1 NAT's public address) is advertised as one more
+/// host candidate in the answer; a peer that cannot reach it connects on the local candidate
+/// as before (aiortc, whose answer the test reads from its log). An IPv6 public address on an
+/// IPv4 socket is left out, with a warning.
+#[test]
+fn public_ips_are_advertised_as_host_candidates_in_the_answer() {
+    let aiortc = aiortc_python();
+    let server = Switchyard::start_with_config(
+        "[webrtc]\npublic_ips = [\"203.0.113.7\", \"2001:db8::7\"]\n",
+    );
+    server.wait_for_log("candidate=2001:db8::7", Duration::from_secs(5));
+    let _publisher = ffmpeg_publish(&server.rtmp_url("live/nat"), Encoding::Baseline, 25, 60);
+    server.wait_for_stream("live/nat", true);
+    let run = run_peer(&aiortc, "aiortc_whep.py", &server.api("/whep/live/nat"), 5);
+    let audio_buffers = if cfg!(feature = "transcode") { 50 } else { 0 };
+    assert_played(&run, 40, audio_buffers);
+    let answer = &run.log[run.log.find("aiortc peer: answer:").expect("answer logged")..];
+    let port = server.webrtc.port().to_string();
+    let candidates = answer_candidates(answer);
+    for ip in ["127.0.0.1", "203.0.113.7"] {
+        assert!(
+            candidates.contains(&(ip.to_string(), port.clone())),
+            "{ip} {port} in {candidates:?}"
+        );
+    }
+    assert_eq!(
+        candidates.iter().filter(|c| c.0 == "2001:db8::7").count(),
+        0
+    );
+}

@@ -9,6 +9,8 @@
 //! - A WHEP `POST` of another node's pull lists the nodes it came through in `Switchyard-Via`
 //!   ([`crate::inputs::whep_pull::VIA_HEADER`]): one that lists this node is an origin loop and
 //!   gets `508 Loop Detected` at once; an origin pull it starts carries the chain on.
+//! - `GET /api/v1/webrtc/sessions` (`?state=closed`: those closed in the last 10 minutes, with
+//!   why), `GET /api/v1/webrtc/sessions/{id}`, `GET /api/v1/webrtc` (the engine's counters).
 //!
 //! The session id is the last path segment of the session URL; stream names may contain `/`.
 
@@ -35,6 +37,7 @@ pub fn routes() -> Router<AppState> {
             axum::routing::post(whep).patch(patch).delete(delete),
         )
         .route("/api/v1/webrtc/sessions", get(sessions))
+        .route("/api/v1/webrtc/sessions/{id}", get(session))
         .route("/api/v1/webrtc", get(engine_stats))
 }
 
@@ -297,10 +300,49 @@ fn options(state: &AppState) -> Response {
     response
 }
 
+#[derive(serde::Deserialize)]
+struct SessionsQuery {
+    state: Option<String>,
+}
+
+/// The open sessions (`?state=open`, the default); `?state=closed`: the sessions closed lately (the last 100, for 10
+/// minutes), newest first, with `closed_reason`.
 async fn sessions(
     State(state): State<AppState>,
+    axum::extract::Query(query): axum::extract::Query<SessionsQuery>,
 ) -> Result<Json<Vec<crate::webrtc::SessionInfo>>, ApiError> {
-    Ok(Json(engine(&state)?.sessions().await))
+    let engine = engine(&state)?;
+    match query.state.as_deref() {
+        None | Some("open") => Ok(Json(engine.sessions().await)),
+        Some("closed") => Ok(Json(engine.closed_sessions().await)),
+        Some(other) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("state must be \"open\" (the default) or \"closed\", not {other:?}"),
+        )),
+    }
+}
+
+/// One session, open or closed lately (the id is the last segment of its WHIP/WHEP URL).
+async fn session(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<crate::webrtc::SessionInfo>, ApiError> {
+    let engine = engine(&state)?;
+    let open = engine.sessions().await.into_iter().find(|s| s.id == id);
+    let found = match open {
+        Some(s) => Some(s),
+        None => engine
+            .closed_sessions()
+            .await
+            .into_iter()
+            .find(|s| s.id == id),
+    };
+    found.map(Json).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no session {id:?} (closed sessions are kept 10 minutes)"),
+        )
+    })
 }
 
 /// The engine's counters: sessions, datagrams, and the per-datagram delay from a frame entering

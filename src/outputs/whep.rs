@@ -8,10 +8,26 @@
 //! at once. A [`Viewer`] only stamps its own RTP header (SSRC, payload type, sequence number,
 //! timestamp) on the shared payloads.
 //!
-//! A viewer joining mid-GOP gets the cached frames with their timestamps squeezed into a few
-//! ticks before the newest one: the decoder gets every reference picture it needs, and the
-//! player shows the live edge instead of playing the cache back at its pace (which would add
-//! the GOP's age as delay for the whole session).
+//! **GOP catch-up.** A viewer joining mid-GOP gets the cached frames from the keyframe on,
+//! faster than real time: [`CATCH_UP_PACKETS`] every [`CATCH_UP_INTERVAL`] (about 37 Mbit/s;
+//! live frames that come meanwhile wait behind them), each frame with its own RTP timestamp,
+//! so a receiver sees the source's frame timing (RFC 3550 5.1). Sender reports (RFC 3550
+//! 6.4.1) go on mapping the wall clock to the live edge: when the catch-up starts, the newest
+//! cached frame stands for "now", and catch-up frames never move that mapping, so lip sync and
+//! the receiver's view of our clock see the old frames as old.
+//!
+//! What Chromium makes of them (Chromium 156, 720p at 2 Mbit/s with a 4 s GOP, joining 3 s into
+//! it; `tests/interop/chromium_whep.mjs`): its jitter buffer estimates each frame's due time
+//! from its timestamp and the arrivals so far, so the catch-up frames, seconds older than the
+//! newest one to arrive, are all due at once. Each is decoded as soon as it is complete (a
+//! P-frame needs every frame before it: none can be skipped), and the renderer shows what is
+//! due at each display refresh, dropping the older ones: the keyframe appears about 0.15 s
+//! after the POST, 3 s behind live, the picture fast-forwards through the catch-up (0.1-0.3 s)
+//! and is at the live edge half a second after the first frame, with no freeze. Timestamps
+//! squeezed to one tick apart, as before, put the first frame at the live edge, but the live
+//! frames after them looked late to Chromium's jitter estimate: frozen 0.24-1.1 s in 4 of 5
+//! runs and 0.2 s behind live half a second in. Sent at once instead of paced, the catch-up
+//! (900 packets here) overran aiortc's socket buffer, and its NACKs ask for 128 packets at most.
 
 use crate::bus::{BusFrame, TrackSet};
 use crate::webrtc::srtp::{rtp_header, RTP_HEADER_LEN};
@@ -31,6 +47,16 @@ use switchyard_rtp::{Payload, RtpError};
 pub const MAX_PAYLOAD: usize = 1150;
 /// Cap on the cached GOP (frames); a longer GOP makes late joiners wait for the next keyframe.
 const MAX_GOP_FRAMES: usize = 600;
+/// A viewer's GOP catch-up leaves in slices of about this many packets (whole frames, at least
+/// one; twice as many when the slice is late by an interval or more) ...
+pub const CATCH_UP_PACKETS: usize = 40;
+/// ... one slice every this long: 4000 packets/s, about 37 Mbit/s. Sent at once, the catch-up
+/// of a 4 s GOP of 2 Mbit/s video (about 900 packets) overran the socket buffer of aiortc
+/// (about 200 kB, Linux's default), which then asks again for 128 packets at most.
+pub const CATCH_UP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
+/// Frames that may wait behind a viewer's catch-up; a stream that outruns the pace makes the
+/// viewer start again at the next keyframe instead.
+const MAX_PENDING: usize = MAX_GOP_FRAMES;
 
 /// Why a track's codec is not sent to WebRTC viewers (`None`: it is sent).
 pub fn not_sent_reason(codec: &CodecConfig) -> Option<String> {
@@ -111,6 +137,16 @@ impl VideoPacketizer {
     }
 }
 
+/// How the stream's video changed (its first video track's configuration), as
+/// [`Feed::on_tracks`] reports it: viewers of the same codec go on at the next keyframe, which
+/// carries the new parameter sets in band; a viewer whose session negotiated another codec
+/// cannot be sent this one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoUpdate {
+    pub before: Option<CodecConfig>,
+    pub after: Option<CodecConfig>,
+}
+
 /// A frame packetized for every viewer.
 #[derive(Debug)]
 pub struct Packetized {
@@ -151,22 +187,21 @@ impl Feed {
         }
     }
 
-    pub fn on_tracks(&mut self, tracks: Arc<TrackSet>) {
+    /// Takes the stream's new track set; says how its video changed, if it did. The video
+    /// sent is the stream's first video track; a new configuration of it (new parameter sets,
+    /// another codec) starts a new packetizer and cache, while other changes (audio that comes
+    /// late) keep them.
+    pub fn on_tracks(&mut self, tracks: Arc<TrackSet>) -> Option<VideoUpdate> {
+        let video_of = |t: &TrackSet| t.video().map(|t| (t.id, t.codec.clone()));
+        let (before, after) = (video_of(&self.tracks), video_of(&tracks));
         self.notes.clear();
-        self.video = None;
         self.audio = None;
-        self.packetizer = None;
-        self.gop.clear();
         for track in tracks.tracks.iter() {
             match &track.codec {
                 CodecConfig::Opus { .. } => self.audio = Some(track.id),
-                video if video.kind() == MediaKind::Video && self.video.is_none() => {
-                    match VideoPacketizer::new(video) {
-                        Some(packetizer) => {
-                            self.video = Some(track.id);
-                            self.packetizer = Some(packetizer);
-                        }
-                        None => self.notes.extend(not_sent_reason(video)),
+                video if video.kind() == MediaKind::Video => {
+                    if Some(track.id) == after.as_ref().map(|(id, _)| *id) {
+                        self.notes.extend(not_sent_reason(video));
                     }
                 }
                 other => self.notes.extend(not_sent_reason(other)),
@@ -176,6 +211,19 @@ impl Feed {
             tracing::warn!(stream = %self.name, "{note}");
         }
         self.tracks = tracks;
+        if before == after {
+            return None;
+        }
+        self.gop.clear();
+        self.packetizer = after.as_ref().and_then(|(_, c)| VideoPacketizer::new(c));
+        self.video = after
+            .as_ref()
+            .filter(|_| self.packetizer.is_some())
+            .map(|(id, _)| *id);
+        Some(VideoUpdate {
+            before: before.map(|(_, c)| c),
+            after: after.map(|(_, c)| c),
+        })
     }
 
     pub fn has_video(&self) -> bool {
@@ -251,7 +299,8 @@ impl Feed {
 
 /// Packets a viewer keeps for retransmission on NACK (RFC 4585 6.2.1): about a second of a
 /// 2 Mbps stream. They are kept as the shared packetized frames, with where each began in the
-/// viewer's numbering: a few bytes per frame.
+/// viewer's numbering: a few bytes per frame. A GOP catch-up is kept on top of that until as
+/// many live packets have followed it: a burst is what overruns a receiver's socket buffer.
 const NACK_HISTORY: usize = 256;
 
 /// One RTP packet for one viewer: its own header on the shared payload.
@@ -281,8 +330,10 @@ pub struct TrackOut {
     base: u32,
     /// Recent frames, oldest first, for retransmission (video only) ...
     history: Option<VecDeque<SentFrame>>,
-    /// ... and how many packets they hold.
+    /// ... and how many packets they hold; ...
     history_packets: usize,
+    /// ... and how many more than [`NACK_HISTORY`] it keeps for now (the catch-up).
+    history_extra: usize,
     /// For RTCP sender reports (RFC 3550 6.4.1).
     packets_sent: u32,
     octets_sent: u32,
@@ -307,6 +358,7 @@ impl TrackOut {
             base: rand::random(),
             history: (kind == MediaKind::Video).then(VecDeque::new),
             history_packets: 0,
+            history_extra: 0,
             packets_sent: 0,
             octets_sent: 0,
             last_timestamp: 0,
@@ -320,14 +372,24 @@ impl TrackOut {
         (u64::from(self.roc) << 16) | u64::from(self.sequence)
     }
 
+    /// The live edge of the stream is `frame`, at `now`: what sender reports extrapolate from
+    /// until a live frame goes out.
+    fn pin(&mut self, frame: &Packetized, now: Instant) {
+        self.last_timestamp = self.base.wrapping_add(frame.timestamp);
+        self.last_pts_secs = frame.pts_secs;
+        self.last_sent_at = Some(now);
+    }
+
+    /// Appends the packets of `frame`; `live` when it goes out as it comes from the bus (its
+    /// time on the stream's timeline is now), not from the catch-up.
     fn packets(
         &mut self,
         frame: &Arc<Packetized>,
-        timestamp: u32,
         now: Instant,
+        live: bool,
         out: &mut Vec<OutPacket>,
     ) {
-        let timestamp = self.base.wrapping_add(timestamp);
+        let timestamp = self.base.wrapping_add(frame.timestamp);
         let first = self.next_index();
         if let Some(history) = &mut self.history {
             history.push_back(SentFrame {
@@ -338,7 +400,7 @@ impl TrackOut {
             self.history_packets += frame.payloads.len();
             while let Some(oldest) = history.front() {
                 let without = self.history_packets - oldest.frame.payloads.len();
-                if without < NACK_HISTORY {
+                if without < NACK_HISTORY + self.history_extra {
                     break;
                 }
                 self.history_packets = without;
@@ -365,15 +427,8 @@ impl TrackOut {
             self.octets_sent = self.octets_sent.wrapping_add(payload.data.len() as u32);
             out.push(packet);
         }
-        if !frame.payloads.is_empty() {
-            // A catch-up frame goes out with a squeezed timestamp: its time is what that says.
-            let squeezed = self
-                .base
-                .wrapping_add(frame.timestamp)
-                .wrapping_sub(timestamp) as i32;
-            self.last_timestamp = timestamp;
-            self.last_pts_secs = frame.pts_secs - f64::from(squeezed) / f64::from(self.clock_rate);
-            self.last_sent_at = Some(now);
+        if live && !frame.payloads.is_empty() {
+            self.pin(frame, now);
         }
     }
 
@@ -428,6 +483,11 @@ pub struct Viewer {
     pub audio: Option<TrackOut>,
     /// Video goes out from a keyframe on (set again after frames were lost).
     video_started: bool,
+    /// Video frames not sent yet: the rest of the GOP catch-up, then the live frames that came
+    /// meanwhile (at most [`MAX_PENDING`]).
+    pending: VecDeque<Arc<Packetized>>,
+    /// When the last slice of the catch-up went out.
+    last_slice: Option<Instant>,
     pub connected_at: Option<Instant>,
 }
 
@@ -437,12 +497,14 @@ impl Viewer {
             video,
             audio,
             video_started: false,
+            pending: VecDeque::new(),
+            last_slice: None,
             connected_at: None,
         }
     }
 
     /// RTP packets of a live frame for this viewer (none if it does not take that track,
-    /// or video is waiting for a keyframe).
+    /// video is waiting for a keyframe, or the frame waits behind the catch-up).
     pub fn live(&mut self, frame: &Arc<Packetized>, now: Instant, out: &mut Vec<OutPacket>) {
         match frame.kind {
             MediaKind::Video => {
@@ -455,36 +517,81 @@ impl Viewer {
                     }
                     self.video_started = true;
                 }
-                track.packets(frame, frame.timestamp, now, out);
+                if !self.pending.is_empty() {
+                    if self.pending.len() < MAX_PENDING {
+                        self.pending.push_back(frame.clone());
+                    } else {
+                        self.restart_video();
+                    }
+                    return;
+                }
+                track.history_extra = track.history_extra.saturating_sub(frame.payloads.len());
+                track.packets(frame, now, true, out);
             }
             MediaKind::Audio => {
                 if let Some(track) = self.audio.as_mut() {
-                    track.packets(frame, frame.timestamp, now, out);
+                    track.packets(frame, now, true, out);
                 }
             }
         }
     }
 
-    /// Packets of the cached GOP for a viewer that just connected, timestamps squeezed to end
-    /// at the newest frame's own timestamp (so live frames continue from there).
+    /// Starts a viewer that just connected on the cached GOP (`gop`, from its keyframe on):
+    /// every frame with its own timestamp, faster than real time (see the module doc for what
+    /// the receiver makes of them). Appends the first slice; [`Viewer::pace`] gives the rest.
     pub fn catch_up(&mut self, gop: &[Arc<Packetized>], now: Instant, out: &mut Vec<OutPacket>) {
-        let (Some(track), Some(last)) = (self.video.as_mut(), gop.last()) else {
+        let Some(track) = self.video.as_mut() else {
             return;
         };
-        if !gop[0].keyframe {
+        let (Some(first), Some(newest)) = (gop.first(), gop.last()) else {
+            return;
+        };
+        if !first.keyframe {
             return;
         }
-        let count = gop.len() as u32;
-        for (i, frame) in gop.iter().enumerate() {
-            let timestamp = last.timestamp.wrapping_sub(count - 1 - i as u32);
-            track.packets(frame, timestamp, now, out);
-        }
+        track.history_extra = gop.iter().map(|f| f.payloads.len()).sum();
+        track.pin(newest, now);
+        self.pending.extend(gop.iter().cloned());
+        self.last_slice = None;
         self.video_started = true;
+        self.pace(now, out);
+    }
+
+    /// The next slice of the catch-up (about [`CATCH_UP_PACKETS`], whole frames); whether more
+    /// is waiting, due after [`CATCH_UP_INTERVAL`].
+    pub fn pace(&mut self, now: Instant, out: &mut Vec<OutPacket>) -> bool {
+        let Some(track) = self.video.as_mut() else {
+            self.pending.clear();
+            return false;
+        };
+        let late = self
+            .last_slice
+            .is_some_and(|last| now.saturating_duration_since(last) >= 2 * CATCH_UP_INTERVAL);
+        self.last_slice = Some(now);
+        let full = CATCH_UP_PACKETS * if late { 2 } else { 1 };
+        let mut budget = full;
+        while let Some(frame) = self.pending.front() {
+            let packets = frame.payloads.len();
+            if packets > budget && budget < full {
+                break;
+            }
+            budget = budget.saturating_sub(packets);
+            if let Some(frame) = self.pending.pop_front() {
+                track.packets(&frame, now, false, out);
+            }
+        }
+        !self.pending.is_empty()
+    }
+
+    /// Whether the catch-up is still going out.
+    pub fn catching_up(&self) -> bool {
+        !self.pending.is_empty()
     }
 
     /// After a loss, video resumes at the next keyframe.
     pub fn restart_video(&mut self) {
         self.video_started = false;
+        self.pending.clear();
     }
 
     pub fn wants_video(&self) -> bool {
@@ -585,8 +692,8 @@ mod tests {
         let mut out = Vec::new();
         track.packets(
             &frame(MediaKind::Video, 0, true, 4),
-            0,
             Instant::now(),
+            true,
             &mut out,
         );
         let got: Vec<(u16, u32)> = out.iter().map(|p| (p.sequence(), p.roc)).collect();
@@ -601,8 +708,8 @@ mod tests {
         for i in 0..100 {
             track.packets(
                 &frame(MediaKind::Video, i * 3000, i == 0, 6),
-                i * 3000,
                 Instant::now(),
+                true,
                 &mut out,
             );
         }
@@ -735,23 +842,159 @@ mod tests {
     }
 
     #[test]
-    fn catch_up_squeezes_the_gop_to_end_at_the_live_edge() {
+    fn new_parameter_sets_go_in_band_before_the_next_keyframe_and_audio_changes_keep_the_cache() {
+        use switchyard_media::{h264::AvcConfig, Frame, Track};
+        // libx264 High 640x360, and the same at another level: two configurations of one codec.
+        let sps = |level: u8| {
+            Bytes::from(vec![
+                0x67, 0x64, 0x00, level, 0xac, 0xd9, 0x40, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00,
+                0x00, 0x03, 0x00, 0x01, 0x00, 0x00, 0x03, 0x00, 0x32, 0x0f, 0x16, 0x2d, 0x96,
+            ])
+        };
+        let pps = Bytes::from_static(&[0x68, 0xef, 0xbc, 0xb0]);
+        let video = |level| Track {
+            id: TrackId(1),
+            codec: CodecConfig::H264(
+                AvcConfig::from_parameter_sets(vec![sps(level)], vec![pps.clone()]).unwrap(),
+            ),
+            clock_rate: 90_000,
+        };
+        let opus = Track {
+            id: TrackId(2),
+            codec: CodecConfig::Opus {
+                channels: 2,
+                head: None,
+            },
+            clock_rate: 48_000,
+        };
+        let set = |generation, tracks| Arc::new(TrackSet { generation, tracks });
+        let idr = BusFrame::new(
+            Frame {
+                track: TrackId(1),
+                pts: 0,
+                dts: 0,
+                keyframe: true,
+                data: Bytes::from_static(&[0, 0, 0, 3, 0x65, 0x88, 0x84]),
+            },
+            true,
+            0,
+        );
+        let mut feed = Feed::new("test");
+        let update = feed.on_tracks(set(1, vec![video(0x1e)])).unwrap();
+        assert_eq!(update.before, None);
+        feed.on_frame(&idr).unwrap();
+        // Audio that comes late changes nothing for video: the cache stays.
+        assert_eq!(
+            feed.on_tracks(set(2, vec![video(0x1e), opus.clone()])),
+            None
+        );
+        assert_eq!(feed.gop().len(), 1);
+        // New parameter sets: a new cache, and the next IDR carries them (STAP-A, RFC 6184 5.7.1).
+        let update = feed.on_tracks(set(3, vec![video(0x1f), opus])).unwrap();
+        assert!(matches!(update.after, Some(CodecConfig::H264(_))));
+        assert!(feed.gop().is_empty() && feed.has_video());
+        let out = feed.on_frame(&idr).unwrap();
+        let stap = &out.payloads[0].data;
+        assert_eq!(stap[0] & 0x1f, 24);
+        assert_eq!(&stap[3..3 + 26], &sps(0x1f)[..]);
+    }
+
+    #[test]
+    fn catch_up_sends_the_gop_with_its_own_timestamps_and_reports_stay_on_the_live_edge() {
+        let ms = std::time::Duration::from_millis;
         let now = Instant::now();
-        let gop: Vec<_> = (0..30)
-            .map(|i| frame(MediaKind::Video, 90_000 + i * 3000, i == 0, 1))
+        // 30 frames of 25 fps video (3600 ticks apart, 4 packets each), the first a keyframe,
+        // then live frames.
+        let at = |i: u32, packets| frame(MediaKind::Video, 90_000 + i * 3600, i == 0, packets);
+        let gop: Vec<_> = (0..30).map(|i| at(i, 4)).collect();
+        let mut viewer = Viewer::new(Some(video_track()), None);
+        let mut out = Vec::new();
+        viewer.catch_up(&gop[1..], now, &mut out);
+        assert!(
+            out.is_empty() && !viewer.catching_up(),
+            "a GOP starts at its keyframe"
+        );
+        viewer.catch_up(&gop, now, &mut out);
+        assert_eq!(out.len(), CATCH_UP_PACKETS, "the first slice at once");
+        // A sender report meanwhile maps the wall clock to the live edge (the newest cached
+        // frame, now), not to the old frames going out.
+        let newest = viewer
+            .video
+            .as_ref()
+            .unwrap()
+            .base
+            .wrapping_add(90_000 + 29 * 3600);
+        let reports = viewer.sender_reports(now + ms(100));
+        assert_eq!(reports[0].1 .0.wrapping_sub(newest), 9000);
+        // A live frame that comes meanwhile waits behind the catch-up.
+        viewer.live(&at(30, 2), now + ms(5), &mut out);
+        assert_eq!(out.len(), CATCH_UP_PACKETS);
+        let mut slices = 1;
+        loop {
+            slices += 1;
+            if !viewer.pace(now + ms(10 * (slices - 1)), &mut out) {
+                break;
+            }
+        }
+        assert_eq!(out.len(), 30 * 4 + 2);
+        assert_eq!(
+            slices,
+            4,
+            "{} packets in slices of {CATCH_UP_PACKETS}",
+            out.len()
+        );
+        // A slice that is late is twice as large.
+        let mut other = Viewer::new(Some(video_track()), None);
+        other.catch_up(&gop, now, &mut Vec::new());
+        let mut late = Vec::new();
+        other.pace(now + ms(25), &mut late);
+        assert_eq!(late.len(), 2 * CATCH_UP_PACKETS);
+        let frames: Vec<u32> = out.chunks(2).map(|p| timestamp(&p[0])).collect();
+        for (i, pair) in frames.windows(2).enumerate() {
+            assert_eq!(
+                pair[1].wrapping_sub(pair[0]),
+                if i % 2 == 1 { 3600 } else { 0 },
+                "each frame keeps its spacing"
+            );
+        }
+        for pair in out.windows(2) {
+            assert_eq!(pair[1].sequence(), pair[0].sequence().wrapping_add(1));
+        }
+        // Caught up: live frames go out at once, and the reports follow them.
+        out.clear();
+        viewer.live(&at(31, 1), now + ms(45), &mut out);
+        assert_eq!(timestamp(&out[0]).wrapping_sub(newest), 2 * 3600);
+        let reports = viewer.sender_reports(now + ms(145));
+        assert_eq!(reports[0].1 .0.wrapping_sub(newest), 2 * 3600 + 9000);
+        assert_eq!(reports[0].1 .1, 30 * 4 + 2 + 1, "packets counted");
+        // Every catch-up packet can still be sent again.
+        let track = viewer.video.as_ref().unwrap();
+        let first = timestamp(
+            &track
+                .retransmission(out[0].sequence().wrapping_sub(122))
+                .unwrap(),
+        );
+        assert_eq!(first.wrapping_sub(newest), (29 * 3600u32).wrapping_neg());
+    }
+
+    #[test]
+    fn a_stream_that_outruns_the_catch_up_restarts_at_the_next_keyframe() {
+        let now = Instant::now();
+        let gop: Vec<_> = (0..10)
+            .map(|i| frame(MediaKind::Video, i * 3600, i == 0, 50))
             .collect();
         let mut viewer = Viewer::new(Some(video_track()), None);
         let mut out = Vec::new();
         viewer.catch_up(&gop, now, &mut out);
-        assert_eq!(out.len(), 30);
-        let last = timestamp(&out[29]);
-        assert_eq!(last.wrapping_sub(timestamp(&out[0])), 29);
+        assert_eq!(out.len(), 50, "at least one frame per slice");
+        for i in 10..10 + MAX_PENDING as u32 {
+            viewer.live(&frame(MediaKind::Video, i * 3600, false, 1), now, &mut out);
+        }
+        assert!(!viewer.catching_up(), "given up");
         out.clear();
-        viewer.live(
-            &frame(MediaKind::Video, 90_000 + 30 * 3000, false, 1),
-            now,
-            &mut out,
-        );
-        assert_eq!(timestamp(&out[0]).wrapping_sub(last), 3000);
+        viewer.live(&frame(MediaKind::Video, 0, false, 1), now, &mut out);
+        assert!(out.is_empty(), "waits for a keyframe");
+        viewer.live(&frame(MediaKind::Video, 0, true, 1), now, &mut out);
+        assert_eq!(out.len(), 1);
     }
 }

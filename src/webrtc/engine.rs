@@ -1,12 +1,14 @@
 //! The event loop that owns the UDP socket and every peer connection (see the module docs
-//! of [`super`]): the socket, the connections' timers and events, housekeeping, and media
-//! fanned out to viewers. The commands from [`WebRtc`] (open, offer, answer, trickle, close,
-//! list sessions) are handled in [`sessions`].
+//! of [`super`]): the socket, the connections' timers and events, and housekeeping. The
+//! commands from [`WebRtc`] (open, offer, answer, trickle, close, list sessions) are handled
+//! in [`sessions`], the media fanned out to viewers (the feeds, GOP catch-up, codec changes)
+//! in [`media`].
 
+mod media;
 mod sessions;
 
 use super::client::{self, ClientCounters};
-use super::handle::{Command, WebRtc};
+use super::handle::{Command, SessionInfo, WebRtc};
 use super::outbox::{drain_writes, Outbox, FLUSH_AT};
 use super::peer::{self, Local};
 use super::settings::WebRtcSettings;
@@ -16,7 +18,7 @@ use super::stun;
 use super::udp::{self, Received, Receiver};
 use crate::bus::{Reader, ReaderEvent, Stream};
 use crate::inputs::whip::WhipIngest;
-use crate::outputs::whep::{Feed, OutPacket, Packetized, Viewer};
+use crate::outputs::whep::{Feed, OutPacket, Viewer};
 use bytes::BytesMut;
 use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
@@ -31,9 +33,8 @@ use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::RTCRtpReceiverId;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
-use rtc::statistics::StatsSelector;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
@@ -49,6 +50,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 /// Media events taken from the feeds per loop turn before flushing.
 const MEDIA_BATCH: usize = 256;
+/// Closed sessions the API lists with their reason: this many at most, for this long.
+const CLOSED_KEPT: usize = 100;
+const CLOSED_KEPT_FOR: Duration = Duration::from_secs(600);
 
 type PeerKey = u64;
 type FeedKey = u64;
@@ -66,7 +70,8 @@ pub fn start(
     let mut ips: Vec<IpAddr> = if !settings.candidate_ips.is_empty() {
         settings.candidate_ips.clone()
     } else if local_addr.ip().is_unspecified() {
-        udp::interface_ipv4s().into_iter().map(IpAddr::V4).collect()
+        // A dual-stack socket ([::]) takes IPv6 peers too.
+        udp::interface_ips(local_addr.is_ipv6())
     } else {
         vec![local_addr.ip()]
     };
@@ -75,6 +80,16 @@ pub fn start(
             ips.push(*ip);
         }
     }
+    // A socket of one family cannot be reached on an address of the other (a dual-stack
+    // socket, bound to [::], takes both).
+    let dual = local_addr.ip() == IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
+    ips.retain(|ip| {
+        let usable = dual || ip.is_ipv4() == local_addr.is_ipv4();
+        if !usable {
+            tracing::warn!(candidate = %ip, udp = %local_addr, "a WebRTC candidate address of another IP version than the socket's is left out");
+        }
+        usable
+    });
     let candidates: Vec<SocketAddr> = ips
         .iter()
         .map(|ip| SocketAddr::new(*ip, local_addr.port()))
@@ -114,6 +129,8 @@ pub fn start(
         by_ufrag: HashMap::new(),
         by_session: HashMap::new(),
         timers: BinaryHeap::new(),
+        pacing: BinaryHeap::new(),
+        closed: VecDeque::new(),
         feeds: HashMap::new(),
         feeds_by_stream: HashMap::new(),
         publishers: HashMap::new(),
@@ -159,6 +176,8 @@ enum PeerRole {
     Viewer {
         viewer: Box<Viewer>,
         feed: FeedKey,
+        /// The video codec the session negotiated (the stream's when it was opened).
+        video_codec: Option<peer::VideoCodec>,
         /// Holds this viewer's place in the stream's reader counts; the feed reads for it.
         _counted: Reader,
     },
@@ -222,6 +241,10 @@ struct Engine {
     by_ufrag: HashMap<String, PeerKey>,
     by_session: HashMap<String, PeerKey>,
     timers: BinaryHeap<Reverse<(Instant, PeerKey)>>,
+    /// Viewers whose GOP catch-up goes on, by when their next slice is due.
+    pacing: BinaryHeap<Reverse<(Instant, PeerKey)>>,
+    /// Sessions closed lately, oldest first, for the API.
+    closed: VecDeque<(Instant, SessionInfo)>,
     feeds: HashMap<FeedKey, FeedEntry>,
     feeds_by_stream: HashMap<String, FeedKey>,
     /// Stream name -> the WHIP peer publishing it.
@@ -245,10 +268,11 @@ impl Engine {
     ) {
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING_INTERVAL);
         loop {
-            let next_timer = self
-                .timers
-                .peek()
+            let next_timer = [self.timers.peek(), self.pacing.peek()]
+                .into_iter()
+                .flatten()
                 .map(|Reverse((t, _))| *t)
+                .min()
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 biased;
@@ -418,6 +442,13 @@ impl Engine {
 
     fn timers_due(&mut self) {
         let now = Instant::now();
+        while let Some(Reverse((t, key))) = self.pacing.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.pacing.pop();
+            self.pace(key, now);
+        }
         while let Some(Reverse((t, key))) = self.timers.peek().copied() {
             if t > now {
                 break;
@@ -462,6 +493,13 @@ impl Engine {
             .collect();
         for key in kicked {
             self.remove(key, "kicked");
+        }
+        while self
+            .closed
+            .front()
+            .is_some_and(|(at, _)| at.elapsed() > CLOSED_KEPT_FOR)
+        {
+            self.closed.pop_front();
         }
         self.pull_stats();
         self.sender_reports();
@@ -516,6 +554,20 @@ impl Engine {
     }
 
     fn remove(&mut self, key: PeerKey, why: &str) {
+        let Some(peer) = self.peers.get(&key) else {
+            return;
+        };
+        let mut info = self.info(peer);
+        info.state = "closed".to_string();
+        info.closed_reason = Some(why.to_string());
+        info.closed_at_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_millis() as u64);
+        if self.closed.len() >= CLOSED_KEPT {
+            self.closed.pop_front();
+        }
+        self.closed.push_back((Instant::now(), info));
         let Some(mut peer) = self.peers.remove(&key) else {
             return;
         };
@@ -557,129 +609,6 @@ impl Engine {
                 }
             }
         }
-    }
-
-    // ---- media out ----------------------------------------------------------------------
-
-    fn media(&mut self, (feed_key, event): (FeedKey, Option<ReaderEvent>)) {
-        let now = Instant::now();
-        let Some(entry) = self.feeds.get_mut(&feed_key) else {
-            return;
-        };
-        match event {
-            None => {
-                let viewers = entry.viewers.clone();
-                for key in viewers {
-                    self.remove(key, "the stream ended");
-                }
-                self.feeds.remove(&feed_key);
-            }
-            Some(ReaderEvent::Tracks(tracks)) => entry.feed.on_tracks(tracks),
-            Some(ReaderEvent::Lost { frames }) => {
-                tracing::debug!(stream = %entry.stream.name(), frames, "webrtc feed fell behind");
-                entry.feed.on_lost();
-                let viewers = entry.viewers.clone();
-                let stream = entry.stream.name().to_string();
-                for key in viewers {
-                    if let Some(PeerEntry {
-                        role: PeerRole::Viewer { viewer, .. },
-                        ..
-                    }) = self.peers.get_mut(&key).map(|p| &mut **p)
-                    {
-                        viewer.restart_video();
-                    }
-                }
-                self.keyframe_wanted(&stream, now);
-            }
-            Some(ReaderEvent::Frame(frame)) => {
-                let Some(packetized) = entry.feed.on_frame(&frame) else {
-                    return;
-                };
-                let viewers = std::mem::take(&mut entry.viewers);
-                self.outbox.sending_frame = Some(frame.published_at);
-                for key in &viewers {
-                    self.send_to_viewer(*key, &packetized, now);
-                }
-                if let Some(entry) = self.feeds.get_mut(&feed_key) {
-                    entry.viewers = viewers;
-                }
-                // Out now, so the delay is what the viewers get.
-                self.outbox.flush();
-                self.outbox.sending_frame = None;
-            }
-        }
-    }
-
-    /// Writes a live frame to one viewer.
-    fn send_to_viewer(&mut self, key: PeerKey, frame: &Arc<Packetized>, now: Instant) {
-        let Some(peer) = self.peers.get_mut(&key) else {
-            return;
-        };
-        if !peer.connected {
-            return;
-        }
-        let PeerRole::Viewer { viewer, .. } = &mut peer.role else {
-            return;
-        };
-        self.packets.clear();
-        viewer.live(frame, now, &mut self.packets);
-        if self.packets.is_empty() {
-            return;
-        }
-        send_media(peer, &mut self.packets, &mut self.outbox, false);
-    }
-
-    fn viewer_connected(&mut self, key: PeerKey, now: Instant) {
-        let Some(peer) = self.peers.get_mut(&key) else {
-            return;
-        };
-        let PeerRole::Viewer { viewer, feed, .. } = &mut peer.role else {
-            return;
-        };
-        viewer.connected_at = Some(now);
-        // DTLS is done: the SRTP keys were derived, and the stats name the profile.
-        let cipher = peer
-            .pc
-            .get_stats(now, StatsSelector::None)
-            .transport()
-            .map(|t| t.srtp_cipher.clone())
-            .unwrap_or_default();
-        let srtp = match &peer.keys {
-            Some(keys) => keys.sender(&cipher),
-            None => Err("no SRTP key capture on this connection".to_string()),
-        };
-        match srtp {
-            Ok(srtp) => peer.srtp = Some(srtp),
-            Err(e) => {
-                tracing::error!(session = %peer.session, error = %e, "cannot protect media for this viewer");
-                self.remove(key, "no SRTP keys");
-                return;
-            }
-        }
-        let stream = peer.stream.clone();
-        let Some(entry) = self.feeds.get(feed) else {
-            return;
-        };
-        self.packets.clear();
-        viewer.catch_up(entry.feed.gop(), now, &mut self.packets);
-        send_media(peer, &mut self.packets, &mut self.outbox, false);
-        self.service(key, now);
-        self.keyframe_wanted(&stream, now);
-    }
-
-    /// A viewer of `stream` needs a keyframe: ask its publisher when it is a WHIP peer here.
-    fn keyframe_wanted(&mut self, stream: &str, now: Instant) {
-        let Some(key) = self.publishers.get(stream).copied() else {
-            return;
-        };
-        if let Some(PeerEntry {
-            role: PeerRole::Publisher { ingest, .. },
-            ..
-        }) = self.peers.get_mut(&key).map(|p| &mut **p)
-        {
-            ingest.request_keyframe();
-        }
-        self.service(key, now);
     }
 }
 

@@ -49,9 +49,18 @@ pub struct SessionInfo {
     pub state: String,
     pub remote: Option<SocketAddr>,
     pub age_secs: u64,
+    /// The video codec a viewer's session negotiated (`play`, with video).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub video_codec: Option<&'static str>,
     /// Why audio or video is not sent, when it is not.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// A closed session (state `closed`): why it ended ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closed_reason: Option<String>,
+    /// ... and when, in milliseconds since the Unix epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closed_at_unix_ms: Option<u64>,
 }
 
 /// The two sides a session can take when the peer makes the offer.
@@ -90,6 +99,10 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<(), SessionError>>,
     },
     List {
+        reply: oneshot::Sender<Vec<SessionInfo>>,
+    },
+    /// Sessions closed lately, newest first.
+    ListClosed {
         reply: oneshot::Sender<Vec<SessionInfo>>,
     },
 }
@@ -215,6 +228,14 @@ impl WebRtc {
 
     pub async fn sessions(&self) -> Vec<SessionInfo> {
         self.call(|reply| Command::List { reply })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Sessions closed in the last few minutes (the last 100 at most), newest first, each with
+    /// state `closed` and the reason.
+    pub async fn closed_sessions(&self) -> Vec<SessionInfo> {
+        self.call(|reply| Command::ListClosed { reply })
             .await
             .unwrap_or_default()
     }

@@ -20,6 +20,7 @@
 //! (offer and answer, building a connection), `outbox` with `srtp` and [`udp`] (protecting
 //! media and sending datagrams), `stun` (routing a new address), `stats` (counters).
 
+mod bundle;
 mod client;
 mod engine;
 mod handle;

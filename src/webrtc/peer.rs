@@ -413,6 +413,7 @@ pub fn build(
     now: Instant,
 ) -> Result<Built, SessionError> {
     let summary = check_offer_for(offer, direction, stream_video)?;
+    super::bundle::check_bundle(offer)?;
     let stream_video = stream_video.unwrap_or(VideoCodec::H264);
     let ufrag = random_token(8);
     let codec = summary.video.unwrap_or(stream_video);

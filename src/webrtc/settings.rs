@@ -9,8 +9,9 @@ use std::net::{IpAddr, SocketAddr};
 pub struct WebRtcSettings {
     /// The one UDP socket for all peers.
     pub udp: SocketAddr,
-    /// Host-candidate addresses; empty: every IPv4 interface address when bound to
-    /// `0.0.0.0`, else the bound address.
+    /// Host-candidate addresses; empty: every interface address when bound to every address
+    /// (IPv4, and IPv6 but link-local when the socket is dual-stack, see [`super::udp::bind`]),
+    /// else the bound address.
     pub candidate_ips: Vec<IpAddr>,
     /// Public addresses of a 1:1 NAT in front of this host, advertised as extra candidates.
     pub public_ips: Vec<IpAddr>,

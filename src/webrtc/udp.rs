@@ -1,29 +1,51 @@
 //! The one WebRTC UDP socket: binding it ([`bind`]), and batched I/O on it (Linux
 //! `recvmmsg(2)` / `sendmmsg(2)`).
 //!
-//! The socket is usually bound to `0.0.0.0`, and a peer may reach it on any of the host
-//! candidates we advertise (127.0.0.1, the LAN address, ...). ICE needs to know which one a
-//! datagram arrived on (a candidate pair is local address + remote address, RFC 8445 6.1.2.2),
-//! and a reply must leave from the address the peer sent to, or the peer discards it
-//! (RFC 8445 7.2.5.2.1, "non-symmetric transport addresses"). `IP_PKTINFO` (ip(7)) gives both:
-//! the destination address of each received datagram, and the source address of each sent one.
-//! Everything goes through two calls per batch, never one syscall per packet.
+//! The socket is usually bound to every address: `0.0.0.0` is taken as `[::]` with
+//! `IPV6_V6ONLY` off (ipv6(7)), one dual-stack socket for IPv4 and IPv6 peers, where the host
+//! has IPv6 (else IPv4 only). IPv4 peers then show as `::ffff:a.b.c.d`; addresses are given
+//! back to the engine in their IPv4 form, and IPv4 destinations are sent to as such (Linux
+//! hands them to its IPv4 path). A peer may reach the socket on any of the host candidates we
+//! advertise (127.0.0.1, ::1, the LAN addresses, ...). ICE needs to know which one a datagram
+//! arrived on (a candidate pair is local address + remote address, RFC 8445 6.1.2.2), and a
+//! reply must leave from the address the peer sent to, or the peer discards it (RFC 8445
+//! 7.2.5.2.1, "non-symmetric transport addresses"). `IP_PKTINFO` (ip(7)) and `IPV6_PKTINFO`
+//! (RFC 3542 6) give both: the destination address of each received datagram, and the source
+//! address of each sent one. Everything goes through two calls per batch, never one syscall
+//! per packet.
 
 use std::io;
 use std::mem::{size_of, zeroed};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, RawFd};
 
 /// Largest datagram we read; WebRTC packets stay under 1500 bytes.
 pub const MAX_DATAGRAM: usize = 2048;
 /// Datagrams per `recvmmsg` / `sendmmsg` call.
 const BATCH: usize = 64;
-const CONTROL_LEN: usize = 64;
+const CONTROL_LEN: usize = 96;
 
-/// Binds the WebRTC UDP socket (non-blocking, large buffers, `IP_PKTINFO` on IPv4).
+/// Binds the WebRTC UDP socket (non-blocking, large buffers, the packet-info options). An
+/// address of `0.0.0.0` binds `[::]` as a dual-stack socket when the host allows it (IPv4
+/// only otherwise); `[::]` is dual-stack too; any other address is that address only.
 pub fn bind(addr: SocketAddr) -> anyhow::Result<std::net::UdpSocket> {
+    if addr.ip() == IpAddr::V4(Ipv4Addr::UNSPECIFIED) {
+        let any = SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), addr.port());
+        match bind_one(any) {
+            Ok(socket) => return Ok(socket),
+            Err(e) => tracing::debug!(error = %e, "no dual-stack socket: WebRTC over IPv4 only"),
+        }
+    }
+    bind_one(addr)
+}
+
+fn bind_one(addr: SocketAddr) -> anyhow::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    let dual = addr.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+    if addr.is_ipv6() {
+        socket.set_only_v6(!dual)?;
+    }
     // Big buffers: a keyframe for a few hundred viewers leaves in one burst.
     let _ = socket.set_send_buffer_size(8 << 20);
     let _ = socket.set_recv_buffer_size(8 << 20);
@@ -31,27 +53,32 @@ pub fn bind(addr: SocketAddr) -> anyhow::Result<std::net::UdpSocket> {
         .bind(&addr.into())
         .map_err(|e| anyhow::anyhow!("cannot listen for webrtc on udp {addr}: {e}"))?;
     socket.set_nonblocking(true)?;
-    if addr.is_ipv4() {
-        enable_pktinfo(&socket)?;
-    }
+    enable_pktinfo(&socket, addr.is_ipv4() || dual, addr.is_ipv6())?;
     Ok(socket.into())
 }
 
-/// Turns on `IP_PKTINFO` so received datagrams carry their destination address.
-pub fn enable_pktinfo(socket: &impl AsRawFd) -> io::Result<()> {
+/// Turns on `IP_PKTINFO` (`v4`) and `IPV6_RECVPKTINFO` (`v6`) so that received datagrams carry
+/// their destination address.
+pub fn enable_pktinfo(socket: &impl AsRawFd, v4: bool, v6: bool) -> io::Result<()> {
     let on: libc::c_int = 1;
-    // SAFETY: setsockopt with a valid fd and a pointer to a c_int of the stated size.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_PKTINFO,
-            &on as *const _ as *const libc::c_void,
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
+    let options = [
+        (v4, libc::IPPROTO_IP, libc::IP_PKTINFO),
+        (v6, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO),
+    ];
+    for (_, level, name) in options.into_iter().filter(|o| o.0) {
+        // SAFETY: setsockopt with a valid fd and a pointer to a c_int of the stated size.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                level,
+                name,
+                &on as *const _ as *const libc::c_void,
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
     }
     Ok(())
 }
@@ -61,7 +88,7 @@ pub fn enable_pktinfo(socket: &impl AsRawFd) -> io::Result<()> {
 pub struct Received {
     pub len: usize,
     pub from: SocketAddr,
-    /// The local address it was sent to, when the kernel said (IPv4 with `IP_PKTINFO`).
+    /// The local address it was sent to, when the kernel said (`IP_PKTINFO`, `IPV6_PKTINFO`).
     pub to_ip: Option<IpAddr>,
 }
 
@@ -238,10 +265,7 @@ fn send_groups(
             header.msg_namelen = name_len;
             header.msg_iov = iovecs[start..].as_mut_ptr();
             header.msg_iovlen = count as _;
-            let src = match (d.from_ip, d.to) {
-                (Some(IpAddr::V4(src)), SocketAddr::V4(_)) => Some(src),
-                _ => None,
-            };
+            let src = d.from_ip.filter(|ip| ip.is_ipv4() == d.to.is_ipv4());
             let segment = (gso && count > 1).then_some(d.data.len() as u16);
             // SAFETY: controls[i] is large enough for both cmsgs.
             unsafe { write_control(header, &mut controls[i], src, segment) };
@@ -284,17 +308,23 @@ fn send_groups(
     Ok(sent)
 }
 
-/// Control messages of one outgoing message: `IP_PKTINFO` (source address) and/or
-/// `UDP_SEGMENT` (GSO segment size).
+/// Control messages of one outgoing message: `IP_PKTINFO` or `IPV6_PKTINFO` (source
+/// address) and/or `UDP_SEGMENT` (GSO segment size).
 unsafe fn write_control(
     header: &mut libc::msghdr,
     control: &mut [u8; CONTROL_LEN],
-    src: Option<Ipv4Addr>,
+    src: Option<IpAddr>,
     segment: Option<u16>,
 ) {
     let mut len = 0;
-    if src.is_some() {
-        len += libc::CMSG_SPACE(size_of::<libc::in_pktinfo>() as u32) as usize;
+    match src {
+        Some(IpAddr::V4(_)) => {
+            len += libc::CMSG_SPACE(size_of::<libc::in_pktinfo>() as u32) as usize
+        }
+        Some(IpAddr::V6(_)) => {
+            len += libc::CMSG_SPACE(size_of::<libc::in6_pktinfo>() as u32) as usize
+        }
+        None => {}
     }
     if segment.is_some() {
         len += libc::CMSG_SPACE(size_of::<u16>() as u32) as usize;
@@ -317,7 +347,23 @@ unsafe fn write_control(
     }
 }
 
-unsafe fn write_pktinfo(cmsg: *mut libc::cmsghdr, src: Ipv4Addr) {
+unsafe fn write_pktinfo(cmsg: *mut libc::cmsghdr, src: IpAddr) {
+    let src = match src {
+        IpAddr::V4(src) => src,
+        IpAddr::V6(src) => {
+            (*cmsg).cmsg_level = libc::IPPROTO_IPV6;
+            (*cmsg).cmsg_type = libc::IPV6_PKTINFO;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<libc::in6_pktinfo>() as u32) as _;
+            let info = libc::in6_pktinfo {
+                ipi6_addr: libc::in6_addr {
+                    s6_addr: src.octets(),
+                },
+                ipi6_ifindex: 0,
+            };
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut libc::in6_pktinfo, info);
+            return;
+        }
+    };
     (*cmsg).cmsg_level = libc::IPPROTO_IP;
     (*cmsg).cmsg_type = libc::IP_PKTINFO;
     (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<libc::in_pktinfo>() as u32) as _;
@@ -341,6 +387,11 @@ unsafe fn pktinfo_destination(header: &libc::msghdr) -> Option<IpAddr> {
                 info.ipi_addr.s_addr.to_ne_bytes(),
             )));
         }
+        if (*cmsg).cmsg_level == libc::IPPROTO_IPV6 && (*cmsg).cmsg_type == libc::IPV6_PKTINFO {
+            let info: libc::in6_pktinfo =
+                std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const libc::in6_pktinfo);
+            return Some(Ipv6Addr::from(info.ipi6_addr.s6_addr).to_canonical());
+        }
         cmsg = libc::CMSG_NXTHDR(header, cmsg);
     }
     None
@@ -357,12 +408,18 @@ unsafe fn sockaddr_to_std(storage: &libc::sockaddr_storage) -> Option<SocketAddr
         }
         libc::AF_INET6 => {
             let a = &*(storage as *const _ as *const libc::sockaddr_in6);
-            Some(SocketAddr::V6(SocketAddrV6::new(
-                a.sin6_addr.s6_addr.into(),
-                u16::from_be(a.sin6_port),
-                a.sin6_flowinfo,
-                a.sin6_scope_id,
-            )))
+            let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
+            let port = u16::from_be(a.sin6_port);
+            // An IPv4 peer of a dual-stack socket, as the IPv4 address it is.
+            Some(match ip.to_ipv4_mapped() {
+                Some(v4) => SocketAddr::V4(SocketAddrV4::new(v4, port)),
+                None => SocketAddr::V6(SocketAddrV6::new(
+                    ip,
+                    port,
+                    a.sin6_flowinfo,
+                    a.sin6_scope_id,
+                )),
+            })
         }
         _ => None,
     }
@@ -398,6 +455,19 @@ fn std_to_sockaddr(addr: SocketAddr, storage: &mut libc::sockaddr_storage) -> li
 /// The IPv4 addresses of this host's interfaces that are up (loopback included), for host
 /// candidates when the socket is bound to `0.0.0.0`.
 pub fn interface_ipv4s() -> Vec<Ipv4Addr> {
+    interface_ips(false)
+        .into_iter()
+        .filter_map(|ip| match ip {
+            IpAddr::V4(ip) => Some(ip),
+            IpAddr::V6(_) => None,
+        })
+        .collect()
+}
+
+/// The addresses of this host's interfaces that are up, IPv4 and with `v6` IPv6 too (::1
+/// included, link-local fe80::/10 left out: a candidate cannot name its interface), for host
+/// candidates when the socket is bound to every address.
+pub fn interface_ips(v6: bool) -> Vec<IpAddr> {
     let mut out = Vec::new();
     let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs allocates a list that freeifaddrs releases; we only read it between.
@@ -409,15 +479,26 @@ pub fn interface_ipv4s() -> Vec<Ipv4Addr> {
         while !cursor.is_null() {
             let entry = &*cursor;
             let up = entry.ifa_flags & libc::IFF_UP as libc::c_uint != 0;
-            if up
-                && !entry.ifa_addr.is_null()
-                && (*entry.ifa_addr).sa_family as libc::c_int == libc::AF_INET
-            {
-                let a = &*(entry.ifa_addr as *const libc::sockaddr_in);
-                let ip = Ipv4Addr::from(a.sin_addr.s_addr.to_ne_bytes());
-                if !out.contains(&ip) {
-                    out.push(ip);
+            let family = if entry.ifa_addr.is_null() {
+                -1
+            } else {
+                (*entry.ifa_addr).sa_family as libc::c_int
+            };
+            let ip = match family {
+                libc::AF_INET => {
+                    let a = &*(entry.ifa_addr as *const libc::sockaddr_in);
+                    Some(IpAddr::V4(Ipv4Addr::from(a.sin_addr.s_addr.to_ne_bytes())))
                 }
+                libc::AF_INET6 if v6 => {
+                    let a = &*(entry.ifa_addr as *const libc::sockaddr_in6);
+                    let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
+                    let link_local = ip.segments()[0] & 0xffc0 == 0xfe80;
+                    (!link_local).then_some(IpAddr::V6(ip))
+                }
+                _ => None,
+            };
+            if let Some(ip) = ip.filter(|ip| up && !out.contains(ip)) {
+                out.push(ip);
             }
             cursor = entry.ifa_next;
         }
@@ -431,10 +512,82 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_dual_stack_socket_talks_to_ipv4_and_ipv6_peers_in_their_own_terms() {
+        let dual = bind(([0, 0, 0, 0], 0).into()).unwrap();
+        let port = dual.local_addr().unwrap().port();
+        assert_eq!(
+            dual.local_addr().unwrap().ip(),
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            "this host has IPv6 (::1): 0.0.0.0 is taken as [::]"
+        );
+        let v4 = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let v6 = std::net::UdpSocket::bind("[::1]:0").unwrap();
+        v4.send_to(b"four", ("127.0.0.1", port)).unwrap();
+        v6.send_to(b"six", ("::1", port)).unwrap();
+        let mut receiver = Receiver::default();
+        let mut got = Vec::new();
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            if receiver.recv(dual.as_raw_fd(), &mut got).is_ok() {
+                seen.extend(got.iter().map(|r| (r.from, r.to_ip)));
+            }
+        }
+        seen.sort();
+        let (v4_addr, v6_addr) = (v4.local_addr().unwrap(), v6.local_addr().unwrap());
+        assert_eq!(
+            seen,
+            [
+                (v4_addr, Some(IpAddr::V4(Ipv4Addr::LOCALHOST))),
+                (v6_addr, Some(IpAddr::V6(Ipv6Addr::LOCALHOST))),
+            ],
+            "IPv4 peers as IPv4 addresses, not ::ffff:127.0.0.1"
+        );
+        // Replies from the address each peer used: a GSO batch to each, with its source.
+        let frame: Vec<Vec<u8>> = (0..5u8)
+            .map(|i| vec![i; if i == 4 { 100 } else { 1000 }])
+            .collect();
+        let out: Vec<Outgoing> = [
+            (v4_addr, Ipv4Addr::LOCALHOST.into()),
+            (v6_addr, Ipv6Addr::LOCALHOST.into()),
+        ]
+        .into_iter()
+        .flat_map(|(to, from)| {
+            frame.iter().map(move |p| Outgoing {
+                to,
+                from_ip: Some(from),
+                data: p,
+            })
+        })
+        .collect();
+        assert_eq!(group(&out, true), vec![(0, 5), (5, 5)]);
+        assert_eq!(send(dual.as_raw_fd(), &out).unwrap(), 10);
+        for peer in [&v4, &v6] {
+            peer.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+                .unwrap();
+            for expected in &frame {
+                let mut buf = [0u8; 2048];
+                let (n, from) = peer.recv_from(&mut buf).unwrap();
+                assert_eq!(from.port(), port);
+                assert!(from.ip().is_loopback());
+                assert_eq!(&buf[..n], &expected[..]);
+            }
+        }
+        let ips = interface_ips(true);
+        assert!(ips.contains(&IpAddr::V6(Ipv6Addr::LOCALHOST)), "{ips:?}");
+        assert!(ips.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)), "{ips:?}");
+        assert!(
+            ips.iter()
+                .all(|ip| !matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)),
+            "no link-local: {ips:?}"
+        );
+    }
+
+    #[test]
     fn batches_go_out_and_come_back_with_their_destination_address() {
         let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let b = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
-        enable_pktinfo(&b).unwrap();
+        enable_pktinfo(&b, true, false).unwrap();
         let to: SocketAddr = ([127, 0, 0, 1], b.local_addr().unwrap().port()).into();
         let payloads: Vec<Vec<u8>> = (0..100u8).map(|i| vec![i; 10 + i as usize]).collect();
         let out: Vec<Outgoing> = payloads

@@ -11,11 +11,16 @@ one JSON line:
 
     {"connected": true, "video_frames": 200, "audio_buffers": 400, "width": 640,
      "height": 360, "errors": [], "warnings": []}
+
+--bundle-policy none|balanced|max-compat|max-bundle (webrtcbin's; max-bundle by default):
+with none, each m-line gets a transport of its own and the offer has no a=group:BUNDLE.
 """
+
+import argparse
 
 import sys
 
-from gst_common import Gst, GstWebRTC, Peer, count_buffers, guarded, parse_args
+from gst_common import Gst, GstWebRTC, Peer, count_buffers, guarded
 
 VIDEO_CAPS = (
     "application/x-rtp,media=video,encoding-name=H264,payload=102,clock-rate=90000,"
@@ -43,13 +48,14 @@ DECODERS = {
 
 
 class WhepPlayer(Peer):
-    def __init__(self, url, seconds):
+    def __init__(self, url, seconds, bundle_policy="max-bundle"):
         super().__init__(url, seconds)
         self.counts = {"video": 0, "audio": 0}
         self.video_size = (None, None)
         self.pipeline = Gst.Pipeline.new("whep")
         self.webrtc = Gst.ElementFactory.make("webrtcbin", "webrtc")
-        self.webrtc.set_property("bundle-policy", GstWebRTC.WebRTCBundlePolicy.MAX_BUNDLE)
+        policy = getattr(GstWebRTC.WebRTCBundlePolicy, bundle_policy.upper().replace("-", "_"))
+        self.webrtc.set_property("bundle-policy", policy)
         self.pipeline.add(self.webrtc)
         self.webrtc.connect("pad-added", self._on_pad_added)
         # Receive-only transceivers: with nothing linked to webrtcbin's sink pads, adding
@@ -90,9 +96,17 @@ class WhepPlayer(Peer):
 
 
 def main():
-    url, seconds = parse_args("gst_whep.py")
+    parser = argparse.ArgumentParser(description="WHEP player on GStreamer's webrtcbin")
+    parser.add_argument("url")
+    parser.add_argument("seconds", type=float)
+    parser.add_argument(
+        "--bundle-policy",
+        default="max-bundle",
+        choices=["none", "balanced", "max-compat", "max-bundle"],
+    )
+    options = parser.parse_args()
     Gst.init(None)
-    player = WhepPlayer(url, seconds)
+    player = WhepPlayer(options.url, options.seconds, options.bundle_policy)
     player.start()
     width, height = player.video_size
     player.report(

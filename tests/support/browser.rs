@@ -224,3 +224,22 @@ impl Drop for Playing {
         }
     }
 }
+
+/// A WHEP viewer in Chromium (`tests/interop/chromium_whep.mjs`) on `url` for `seconds`, with
+/// the script's `options` (`--family 4`, `--join-at N --gop G`, `--until-closed`); returns its
+/// report: every rendered frame with its RTP timestamp and latency to the live edge, getStats().
+pub fn whep_viewer(url: &str, seconds: u32, options: &[&str]) -> serde_json::Value {
+    require("node");
+    require("chromium");
+    let out = Command::new("node")
+        .arg(format!(
+            "{}/tests/interop/chromium_whep.mjs",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .arg(url)
+        .arg(seconds.to_string())
+        .args(options)
+        .output()
+        .unwrap();
+    report(out, "chromium_whep.mjs")
+}

@@ -800,3 +800,117 @@ pub fn aiortc_python() -> std::path::PathBuf {
 
 /// Publishers that change codec or picture size under one name, and a reader of sizes.
 pub mod changes;
+
+/// ffmpeg publishing testsrc2 video only (H.264 baseline, no B-frames, 25 fps, a keyframe every
+/// `gop` frames) of `size` at `bitrate` in real time to `url` for `seconds`: with no audio, the
+/// stream's `frames_in` counts video frames, so a test knows where in the GOP it is.
+pub fn ffmpeg_publish_video(url: &str, size: &str, gop: u32, bitrate: &str, seconds: u32) -> Proc {
+    require("ffmpeg");
+    let gop = gop.to_string();
+    let child = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-re", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size={size}:rate=25"))
+        .args(["-t", &seconds.to_string()])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-profile:v",
+            "baseline",
+        ])
+        .args([
+            "-bf",
+            "0",
+            "-x264-params",
+            "sliced-threads=0",
+            "-sc_threshold",
+            "0",
+        ])
+        .args([
+            "-g",
+            &gop,
+            "-keyint_min",
+            &gop,
+            "-b:v",
+            bitrate,
+            "-f",
+            "flv",
+            url,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ffmpeg");
+    Proc(child)
+}
+
+/// The tags of an FLV file: (type, timestamp in ms, body); 8 audio, 9 video, 18 script.
+pub fn flv_tags(file: &[u8]) -> Vec<(u8, u32, &[u8])> {
+    let mut tags = Vec::new();
+    let mut pos = 13;
+    while pos + 11 <= file.len() {
+        let size = u32::from_be_bytes([0, file[pos + 1], file[pos + 2], file[pos + 3]]) as usize;
+        let ts = u32::from_be_bytes([file[pos + 7], file[pos + 4], file[pos + 5], file[pos + 6]]);
+        let Some(body) = file.get(pos + 11..pos + 11 + size) else {
+            break;
+        };
+        tags.push((file[pos], ts, body));
+        pos += 11 + size + 4;
+    }
+    tags
+}
+
+/// One FLV file made of `first` then `second` (whose header and script tags are left out, and
+/// whose timestamps follow on 40 ms after the last of `first`): played with `ffmpeg -re -i ...
+/// -c copy -f flv`, the second file's sequence header goes out mid-stream, as from an encoder
+/// that changes resolution.
+pub fn splice_flv(first: &[u8], second: &[u8]) -> Vec<u8> {
+    let first_tags = flv_tags(first);
+    let offset = first_tags.iter().map(|t| t.1).max().unwrap_or(0) + 40;
+    let mut out = first[..13].to_vec();
+    let mut write = |kind: u8, ts: u32, body: &[u8]| {
+        out.push(kind);
+        out.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+        out.extend_from_slice(&ts.to_be_bytes()[1..]);
+        out.push((ts >> 24) as u8);
+        out.extend_from_slice(&[0, 0, 0]);
+        out.extend_from_slice(body);
+        out.extend_from_slice(&(11 + body.len() as u32).to_be_bytes());
+    };
+    for (kind, ts, body) in first_tags {
+        write(kind, ts, body);
+    }
+    for (kind, ts, body) in flv_tags(second) {
+        if kind != 18 {
+            write(kind, ts + offset, body);
+        }
+    }
+    out
+}
+
+/// Encodes `seconds` of testsrc2 video (25 fps, a keyframe every second) with `ffmpeg` and
+/// `codec_args` into an FLV file at `path`, as fast as it can.
+pub fn encode_flv(
+    ffmpeg: &std::path::Path,
+    size: &str,
+    seconds: u32,
+    codec_args: &[&str],
+    path: &std::path::Path,
+) {
+    let status = Command::new(ffmpeg)
+        .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size={size}:rate=25"))
+        .args(["-t", &seconds.to_string()])
+        .args(codec_args)
+        .args(["-g", "25", "-f", "flv"])
+        .arg(path)
+        .status()
+        .expect("run ffmpeg");
+    assert!(
+        status.success(),
+        "ffmpeg could not encode {}",
+        path.display()
+    );
+}

@@ -160,3 +160,22 @@ impl RtmpClient {
         total
     }
 }
+
+impl RtmpClient {
+    /// Sends the video tags of an FLV file (from [`super::flv_tags`]) at the pace of their
+    /// timestamps; false if the server closed the connection.
+    pub fn send_video_tags_in_real_time(&mut self, tags: &[(u8, u32, &[u8])]) -> bool {
+        let start = Instant::now();
+        for (kind, ts, body) in tags {
+            if *kind != 9 {
+                continue;
+            }
+            let due = start + Duration::from_millis(u64::from(*ts));
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            if !self.send_video(body, *ts) {
+                return false;
+            }
+        }
+        true
+    }
+}

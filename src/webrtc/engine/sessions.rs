@@ -84,6 +84,9 @@ impl Engine {
             Command::List { reply } => {
                 let _ = reply.send(self.list());
             }
+            Command::ListClosed { reply } => {
+                let _ = reply.send(self.closed.iter().rev().map(|(_, s)| s.clone()).collect());
+            }
         }
     }
 
@@ -109,7 +112,8 @@ impl Engine {
             }
             Role::Play(reader) => {
                 let viewer = new_viewer(built.video, built.audio);
-                self.viewer_role(key, reader, viewer)
+                let codec = built.video.and(built.video_codec);
+                self.viewer_role(key, reader, viewer, codec)
             }
         };
         let name = stream.clone();
@@ -143,7 +147,10 @@ impl Engine {
                 self.publisher_role(key, publisher, None, Some(counters))
             }
             // Tracks are set when the answer says what was negotiated.
-            ClientRole::Push(reader) => self.viewer_role(key, reader, Viewer::new(None, None)),
+            ClientRole::Push(reader) => {
+                let codec = built.video_codec;
+                self.viewer_role(key, reader, Viewer::new(None, None), codec)
+            }
         };
         let offer = built.sdp.clone();
         let (session, _) = self.insert_peer(key, stream, built, role, Some(senders), now);
@@ -169,7 +176,13 @@ impl Engine {
     }
 
     /// A peer fed from `reader`'s stream through its feed (WHEP viewer, WHIP push).
-    fn viewer_role(&mut self, key: PeerKey, reader: Reader, viewer: Viewer) -> (String, PeerRole) {
+    fn viewer_role(
+        &mut self,
+        key: PeerKey,
+        reader: Reader,
+        viewer: Viewer,
+        video_codec: Option<peer::VideoCodec>,
+    ) -> (String, PeerRole) {
         let stream = reader.stream().clone();
         let name = stream.name().to_string();
         if stream.has_b_frames() {
@@ -184,6 +197,7 @@ impl Engine {
         let role = PeerRole::Viewer {
             viewer: Box::new(viewer),
             feed,
+            video_codec,
             _counted: reader,
         };
         (name, role)
@@ -327,35 +341,46 @@ impl Engine {
     }
 
     fn list(&self) -> Vec<SessionInfo> {
-        let mut out: Vec<SessionInfo> = self
-            .peers
-            .values()
-            .map(|p| SessionInfo {
-                id: p.session.clone(),
-                role: match p.role {
-                    PeerRole::Publisher {
-                        client: Some(_), ..
-                    } => "pull",
-                    PeerRole::Publisher { .. } => "publish",
-                    PeerRole::Viewer { .. } => "play",
-                    PeerRole::Client(_) => "client",
-                },
-                stream: p.stream.clone(),
-                state: p.state.to_string(),
-                remote: p.addrs.first().copied(),
-                age_secs: p.created.elapsed().as_secs(),
-                notes: match &p.role {
-                    PeerRole::Viewer { feed, .. } => self
-                        .feeds
-                        .get(feed)
-                        .map(|f| f.feed.notes.clone())
-                        .unwrap_or_default(),
-                    PeerRole::Publisher { .. } | PeerRole::Client(_) => Vec::new(),
-                },
-            })
-            .collect();
+        let mut out: Vec<SessionInfo> = self.peers.values().map(|p| self.info(p)).collect();
         out.sort_by(|a, b| a.stream.cmp(&b.stream).then(a.id.cmp(&b.id)));
         out
+    }
+
+    /// What the API shows of a session.
+    pub(super) fn info(&self, p: &PeerEntry) -> SessionInfo {
+        SessionInfo {
+            id: p.session.clone(),
+            role: match p.role {
+                PeerRole::Publisher {
+                    client: Some(_), ..
+                } => "pull",
+                PeerRole::Publisher { .. } => "publish",
+                PeerRole::Viewer { .. } => "play",
+                PeerRole::Client(_) => "client",
+            },
+            stream: p.stream.clone(),
+            state: p.state.to_string(),
+            remote: p.addrs.first().copied(),
+            age_secs: p.created.elapsed().as_secs(),
+            video_codec: match &p.role {
+                PeerRole::Viewer {
+                    viewer,
+                    video_codec,
+                    ..
+                } if viewer.wants_video() => video_codec.map(|c| c.label()),
+                _ => None,
+            },
+            notes: match &p.role {
+                PeerRole::Viewer { feed, .. } => self
+                    .feeds
+                    .get(feed)
+                    .map(|f| f.feed.notes.clone())
+                    .unwrap_or_default(),
+                PeerRole::Publisher { .. } | PeerRole::Client(_) => Vec::new(),
+            },
+            closed_reason: None,
+            closed_at_unix_ms: None,
+        }
     }
 }
 

@@ -9,9 +9,9 @@
 //!
 //! - VPS, SPS and PPS come in one AP (GStreamer `rtph265pay aggregate-mode=zero-latency`, most
 //!   cameras) or as three single NAL unit packets (`rtph265pay`'s default, ffmpeg); either way
-//!   they are kept and handed out with the next access unit after they change. Cameras that
-//!   send them only in the SDP (`sprop-vps`, `sprop-sps`, `sprop-pps`, RFC 7798 7.1) are the
-//!   caller's business: [`H265Depacketizer::set_parameter_sets`] seeds them.
+//!   they are kept and handed out with the next access unit after they change. Those a camera
+//!   sends only in the SDP (`sprop-vps`, `sprop-sps`, `sprop-pps`, RFC 7798 7.1) are the
+//!   caller's business.
 //! - A picture is often several slice segments (x265 `--slices`, hardware encoders), each its
 //!   own NAL unit and each possibly fragmented; the access unit is every NAL unit with one RTP
 //!   timestamp (RFC 7798 4.1). Large prefix SEI (x265 writes its settings in one of 2 kB) are
@@ -108,15 +108,6 @@ impl Default for H265Depacketizer {
 }
 
 impl H265Depacketizer {
-    /// Parameter sets known from elsewhere (the SDP's `sprop-vps`/`sprop-sps`/`sprop-pps`):
-    /// handed out with the first access unit unless the stream brings others before it.
-    pub fn set_parameter_sets(&mut self, sets: H265ParameterSets) {
-        self.vps = Some(sets.vps);
-        self.sps = Some(sets.sps);
-        self.pps = Some(sets.pps);
-        self.parameters_changed = true;
-    }
-
     /// Takes the next packet in sequence-number order and appends the access units it
     /// completes to `out`. `lost` > 0 when packets were lost just before this one (from
     /// [`ReorderBuffer::pop`](crate::reorder::ReorderBuffer::pop)).

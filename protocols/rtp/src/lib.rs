@@ -1,4 +1,4 @@
-//! RTP payloads <-> Switchyard frames, for inputs that receive RTP (WHIP, RTSP raw mode) and
+//! RTP payloads <-> Switchyard frames, for inputs that receive RTP (WHIP, RTSP pulls) and
 //! outputs that send it (WHEP).
 //!
 //! RTP itself is RFC 3550. The caller owns the sockets, SRTP and header parsing; this crate
@@ -16,6 +16,7 @@
 //!   record from a sequence header.
 //! - [`aac`]: RFC 3640 `mpeg4-generic` (AAC-hbr, AAC-lbr), receiving side.
 //! - [`opus`]: RFC 7587, one packet per frame; frame durations from the TOC byte.
+//! - [`header`]: the fixed RTP header of a plain (not SRTP) datagram.
 //! - [`rtcp`]: sender reports in, receiver reports out (RFC 3550 6.4).
 //! - [`fmtp`]: SDP format parameters and their base64.
 //! - [`clock`]: 32-bit RTP timestamps of several tracks onto one time origin, aligned by
@@ -32,6 +33,7 @@ mod error;
 pub mod fmtp;
 pub mod h264;
 pub mod h265;
+pub mod header;
 pub mod opus;
 mod packet;
 pub mod reorder;

@@ -1,6 +1,7 @@
 //! The RTCP a receiver needs (RFC 3550 6): sender reports read out of a compound packet
-//! (6.4.1), and the receiver report it sends back (6.4.2) with the SDES CNAME every compound
-//! packet must carry (6.5.1).
+//! (6.4.1), the receiver report it sends back (6.4.2) with the SDES CNAME every compound
+//! packet must carry (6.5.1), and the reception statistics a report block holds
+//! ([`ReceptionStats`], RFC 3550 A.3 and A.8).
 //!
 //! Reading is lenient in what it skips (unknown packet types, padding, report blocks) and
 //! strict in lengths: a length that overruns the datagram ends the parse, never a panic.
@@ -115,6 +116,104 @@ pub fn receiver_report(ssrc: u32, blocks: &[ReportBlock], cname: &str) -> Vec<u8
     out
 }
 
+/// What a receiver counts about one source for its report blocks: packets expected and
+/// received (RFC 3550 A.3), interarrival jitter (A.8), the last sender report (6.4.1). Times
+/// come in as arguments (microseconds on any monotonic clock).
+#[derive(Debug, Clone, Default)]
+pub struct ReceptionStats {
+    ssrc: u32,
+    clock_rate: u32,
+    /// First sequence number, extended (`None` before any packet).
+    base: Option<u32>,
+    /// Highest sequence number, extended by its wrap-around count.
+    max: u32,
+    received: u32,
+    expected_prior: u32,
+    received_prior: u32,
+    /// (arrival - RTP timestamp) of the previous packet, in RTP units.
+    transit: Option<i64>,
+    /// Jitter in RTP units, times 16 (A.8's fixed point).
+    jitter16: u64,
+    /// Middle 32 bits of the last SR's NTP timestamp and when it came.
+    last_sr: Option<(u32, u64)>,
+}
+
+impl ReceptionStats {
+    pub fn new(clock_rate: u32) -> Self {
+        ReceptionStats {
+            clock_rate: clock_rate.max(1),
+            ..Default::default()
+        }
+    }
+
+    /// One RTP packet received (duplicates and reordered ones too; A.3 counts them all).
+    pub fn packet(&mut self, ssrc: u32, sequence: u16, timestamp: u32, arrival_micros: u64) {
+        self.ssrc = ssrc;
+        if self.base.is_none() {
+            self.base = Some(u32::from(sequence));
+            self.max = u32::from(sequence);
+            self.received = 1;
+            self.transit = Some(self.transit_of(timestamp, arrival_micros));
+            return;
+        }
+        let delta = sequence.wrapping_sub(self.max as u16);
+        if delta < 0x8000 {
+            // Forward (possibly across a wrap): the extended maximum moves.
+            self.max = self.max.wrapping_add(u32::from(delta));
+        }
+        self.received = self.received.wrapping_add(1);
+        let transit = self.transit_of(timestamp, arrival_micros);
+        if let Some(prev) = self.transit.replace(transit) {
+            let d = (transit - prev).unsigned_abs();
+            // J += (|D| - J) / 16, in 1/16 units (A.8).
+            self.jitter16 = (self.jitter16 + d).saturating_sub(self.jitter16.div_ceil(16));
+        }
+    }
+
+    /// A sender report of this source arrived.
+    pub fn sender_report(&mut self, ntp: u64, arrival_micros: u64) {
+        self.last_sr = Some(((ntp >> 16) as u32, arrival_micros));
+    }
+
+    /// The report block as of now; starts the next reporting interval.
+    pub fn report_block(&mut self, now_micros: u64) -> Option<ReportBlock> {
+        let base = self.base?;
+        let expected = self.max.wrapping_sub(base).wrapping_add(1);
+        let lost = i64::from(expected) - i64::from(self.received);
+        let expected_interval = expected.wrapping_sub(self.expected_prior);
+        let received_interval = self.received.wrapping_sub(self.received_prior);
+        self.expected_prior = expected;
+        self.received_prior = self.received;
+        let lost_interval = i64::from(expected_interval) - i64::from(received_interval);
+        let fraction_lost = if expected_interval == 0 || lost_interval <= 0 {
+            0
+        } else {
+            ((lost_interval << 8) / i64::from(expected_interval)).min(255) as u8
+        };
+        let (last_sr, delay_since_last_sr) = match self.last_sr {
+            Some((middle, at)) => (
+                middle,
+                (now_micros.saturating_sub(at) * 65536 / 1_000_000).min(u64::from(u32::MAX)) as u32,
+            ),
+            None => (0, 0),
+        };
+        Some(ReportBlock {
+            ssrc: self.ssrc,
+            fraction_lost,
+            cumulative_lost: lost.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
+            highest_sequence: self.max,
+            jitter: (self.jitter16 / 16).min(u64::from(u32::MAX)) as u32,
+            last_sr,
+            delay_since_last_sr,
+        })
+    }
+
+    fn transit_of(&self, timestamp: u32, arrival_micros: u64) -> i64 {
+        let arrival = (u128::from(arrival_micros) * u128::from(self.clock_rate) / 1_000_000) as u32;
+        i64::from(arrival.wrapping_sub(timestamp) as i32)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +245,34 @@ mod tests {
             assert!(sender_reports(&GST_SR_SDES[..n]).len() <= 1);
         }
         assert!(sender_reports(&GST_SR_SDES[..20]).is_empty());
+    }
+
+    #[test]
+    fn reception_stats_count_losses_across_wrap_around() {
+        let mut stats = ReceptionStats::new(90_000);
+        assert!(stats.report_block(0).is_none());
+        // 65530..65535, 0..9 with 3 and 4 lost; 7 twice and reordered; steady 10 ms spacing.
+        let mut seqs: Vec<u16> = (65530..=65535)
+            .chain(0..10)
+            .filter(|s| !matches!(s, 3 | 4))
+            .collect();
+        seqs.swap(8, 9);
+        seqs.push(7);
+        for (i, s) in seqs.iter().enumerate() {
+            stats.packet(9, *s, 900 * i as u32, 10_000 * i as u64);
+        }
+        stats.sender_report(0x1122_3344_5566_7788, 1_000_000);
+        let block = stats.report_block(1_500_000).unwrap();
+        assert_eq!(block.ssrc, 9);
+        assert_eq!(block.highest_sequence, 0x1_0009);
+        // 16 expected, 15 received (a duplicate counts): 1, as A.3 computes it.
+        assert_eq!(block.cumulative_lost, 1);
+        assert_eq!(block.fraction_lost, 16);
+        assert_eq!(block.jitter, 0);
+        assert_eq!(block.last_sr, 0x3344_5566);
+        assert_eq!(block.delay_since_last_sr, 32768);
+        // Nothing new: nothing lost in this interval.
+        assert_eq!(stats.report_block(2_000_000).unwrap().fraction_lost, 0);
     }
 
     #[test]

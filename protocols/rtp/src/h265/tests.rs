@@ -234,20 +234,6 @@ fn ap_fu_and_single_packets_make_one_access_unit_with_parameters_out_of_band() {
 }
 
 #[test]
-fn parameter_sets_from_the_sdp_go_with_the_first_access_unit() {
-    let mut d = H265Depacketizer::default();
-    let sets = H265ParameterSets {
-        vps: Bytes::from_static(VPS),
-        sps: Bytes::from_static(SPS),
-        pps: Bytes::from_static(PPS),
-    };
-    d.set_parameter_sets(sets.clone());
-    let mut out = Vec::new();
-    d.push(packet(1, 0, true, IDR), 0, &mut out).unwrap();
-    assert_eq!(out[0].parameter_sets, Some(sets));
-}
-
-#[test]
 fn after_a_loss_frames_resume_at_the_next_irap() {
     let mut d = H265Depacketizer::default();
     let mut out = Vec::new();

@@ -237,28 +237,53 @@ async fn run_udp(
     settings: &RtspSettings,
     sink: &mut dyn PullSink,
 ) -> Result<(), PullError> {
+    let deadline = tokio::time::Instant::now() + settings.connect_timeout;
+    let (session, presentation) = tokio::time::timeout_at(deadline, UdpSession::describe(source))
+        .await
+        .map_err(|_| connect_timeout(settings))??;
+    // From here on the camera may send until told to stop: TEARDOWN however the pull ends,
+    // also when the manager drops this future (DELETE, an on-demand pull without readers).
+    let mut guard = TeardownOnDrop(Some(session));
+    let session = guard.0.as_mut().expect("just set");
     let setup = async {
-        let (mut session, presentation) = UdpSession::describe(source).await?;
         let choice = choose(source, &presentation)?;
         let ingest = Ingest::new(&presentation, &choice, true, std::time::Instant::now())?;
         for i in choice.indexes() {
             session.setup(&presentation, i).await?;
         }
         session.play().await?;
-        Ok::<_, PullError>((session, ingest))
+        Ok::<_, PullError>(ingest)
     };
-    let (mut session, mut ingest) = tokio::time::timeout(settings.connect_timeout, setup)
-        .await
-        .map_err(|_| connect_timeout(settings))??;
-    let result = match start_publishing(source, &mut ingest, sink) {
-        Ok(()) => play_udp(&mut session, &mut ingest, settings, sink).await,
-        Err(e) => Err(e),
+    let result = match tokio::time::timeout_at(deadline, setup).await {
+        Err(_) => Err(connect_timeout(settings)),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(mut ingest)) => {
+            let result = match start_publishing(source, &mut ingest, sink) {
+                Ok(()) => play_udp(session, &mut ingest, settings, sink).await,
+                Err(e) => Err(e),
+            };
+            if ingest.lost() > 0 {
+                tracing::info!(source = %source.redacted(), packets_lost = ingest.lost(), "RTSP over UDP: packets lost");
+            }
+            result
+        }
     };
-    if ingest.lost() > 0 {
-        tracing::info!(source = %source.redacted(), packets_lost = ingest.lost(), "RTSP over UDP: packets lost");
+    if let Some(session) = guard.0.take() {
+        session.teardown().await;
     }
-    session.teardown().await;
     result
+}
+
+/// Tears a UDP session down in the background when dropped before [`UdpSession::teardown`].
+struct TeardownOnDrop(Option<UdpSession>);
+
+impl Drop for TeardownOnDrop {
+    fn drop(&mut self) {
+        if let (Some(session), Ok(runtime)) = (self.0.take(), tokio::runtime::Handle::try_current())
+        {
+            runtime.spawn(session.teardown());
+        }
+    }
 }
 
 async fn play_udp(

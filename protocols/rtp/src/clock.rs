@@ -7,8 +7,8 @@
 //!
 //! [`SessionClock`] first aligns tracks by the arrival time of their first packet, because
 //! media must flow before any report comes (and some cameras never send one). Once a track
-//! and the reference track both have reports, the track's offset is corrected once to what
-//! the reports say, so audio and video stay in sync even when one of them arrives late (a
+//! and the reference track (the first with a report, or the one the caller prefers) both have
+//! reports, the track's offset is corrected once to what the reports say, so audio and video stay in sync even when one of them arrives late (a
 //! camera that buffers audio, a browser's pacer). Clock drift between tracks over hours is not
 //! corrected: every correction is a jump in the output.
 //!
@@ -79,8 +79,10 @@ pub struct SessionClock {
     tracks: Vec<Track>,
     /// Arrival time of the session's first packet: output time 0.
     origin_micros: Option<u64>,
-    /// The first track with a sender report; the others are aligned to it.
+    /// The track the others are aligned to: the preferred one, else the first with a sender
+    /// report.
     reference: Option<usize>,
+    preferred: Option<usize>,
     resyncs: Vec<Resync>,
 }
 
@@ -102,6 +104,21 @@ impl SessionClock {
         self.tracks.len() - 1
     }
 
+    /// Makes `track` the reference the others are aligned to, so that a correction moves
+    /// them and never it (a video that jumps is seen; audio that drops a few frames is
+    /// hardly heard). Without a preference the first track with a sender report is the
+    /// reference. With one, nothing is corrected until that track has a report.
+    ///
+    /// # Panics
+    ///
+    /// If `track` was not returned by [`add_track`](Self::add_track).
+    pub fn prefer_reference(&mut self, track: usize) {
+        assert!(track < self.tracks.len(), "unknown track {track}");
+        if self.reference.is_none() {
+            self.preferred = Some(track);
+        }
+    }
+
     /// An RTCP sender report for `track`: its NTP timestamp (64-bit, RFC 3550 4) and the RTP
     /// timestamp of the same instant. Reports with an NTP timestamp of 0 (senders without a
     /// wallclock, RFC 3550 6.4.1) are ignored.
@@ -114,7 +131,7 @@ impl SessionClock {
             return;
         }
         self.tracks[track].report = Some((ntp, rtp));
-        if self.reference.is_none() {
+        if self.reference.is_none() && self.preferred.is_none_or(|p| p == track) {
             self.reference = Some(track);
         }
         for i in 0..self.tracks.len() {
@@ -308,6 +325,32 @@ mod tests {
         clock.sender_report(audio, s.ntp(5.0), s.audio(5.0));
         assert!(skew(&mut clock, 6.0).abs() < 0.001);
         assert_eq!(clock.take_resync(), None);
+    }
+
+    #[test]
+    fn a_preferred_reference_stays_and_the_others_move() {
+        let s = Sender {
+            ntp0: 0xe9a0_0000_0000_0000,
+            video0: 4_000_000_000,
+            audio0: 12_345,
+        };
+        let mut clock = SessionClock::new();
+        let video = clock.add_track(90_000);
+        let audio = clock.add_track(48_000);
+        clock.prefer_reference(video);
+        let v0 = clock.map(video, s.video(0.0), arrival(0.010));
+        clock.map(audio, s.audio(0.0), arrival(0.150));
+        // Audio reports first: it waits for the video's.
+        clock.sender_report(audio, s.ntp(1.0), s.audio(1.0));
+        assert_eq!(clock.take_resync(), None);
+        clock.sender_report(video, s.ntp(1.0), s.video(1.0));
+        let resync = clock.take_resync().unwrap();
+        assert_eq!((resync.track, resync.applied), (audio, true));
+        assert!((resync.step + 6720).abs() <= 2, "{resync:?}");
+        // The video never moved.
+        assert_eq!(clock.map(video, s.video(2.0), arrival(2.0)), v0 + 180_000);
+        let a = clock.map(audio, s.audio(2.0), arrival(2.2));
+        assert!((a as f64 / 48_000.0 - 2.0).abs() < 0.001);
     }
 
     #[test]

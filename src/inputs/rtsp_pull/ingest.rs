@@ -16,9 +16,8 @@
 //!   both tracks' RTCP sender reports are known, then by the reports (RFC 3550 6.4.1), which
 //!   put audio and video sampled at the same instant at the same time whatever their RTP
 //!   timestamps' random offsets and however differently late each arrives. Frames keep their
-//!   RTP clock as the track clock. A correction that steps a track back drops the audio
-//!   frames that would go backwards (video decode times are kept increasing one tick at a
-//!   time).
+//!   RTP clock as the track clock. The correction moves the audio, never the video; when it
+//!   steps the audio back, the frames that would go backwards are dropped.
 //! - **Bad packets** are counted and logged (the first, then every hundredth) and skipped;
 //!   a payload structure we do not implement (H.265 PACI, AAC interleaving) ends the pull
 //!   with a message, since every packet after it would fail too.
@@ -133,6 +132,10 @@ impl Ingest {
                 ingest.set_video_config(config);
             }
             ingest.add_stream(index, MediaKind::Video, 90_000, depacketizer, reorder);
+            // Sender reports move the audio to the video, never the video (a jump of the
+            // picture is seen; a few audio frames dropped are hardly heard).
+            let clock = ingest.streams[0].clock;
+            ingest.clock.prefer_reference(clock);
         }
         if let Some((index, kind)) = choice.audio {
             let desc = &presentation.streams[index];
@@ -256,6 +259,12 @@ impl Ingest {
     fn packet(&mut self, s: usize, held: Held, lost: u16, now: Instant) -> Result<(), PullError> {
         let (payload, sequence, timestamp, marker) = held;
         if lost > 0 && lost <= MAX_COUNTED_LOSS {
+            tracing::debug!(
+                stream = self.streams[s].index,
+                sequence,
+                lost,
+                "RTP packets lost"
+            );
             self.lost += u64::from(lost);
             self.counters.lost.store(self.lost, Ordering::Relaxed);
         }

@@ -314,7 +314,7 @@ impl UdpSession {
     ) -> Result<(), PullError> {
         let desc = &presentation.streams[index];
         let local = self.conn.local_ip()?;
-        let (rtp, rtcp, port) = bind_pair(local).await?;
+        let (rtp, rtcp, port) = bind_pair(local)?;
         let response = self
             .conn
             .request(
@@ -498,11 +498,26 @@ impl UdpSession {
     }
 }
 
+/// Receive buffer of each RTP socket. The system default (208 KiB on Linux) overflows when a
+/// keyframe's burst comes while the process is busy; GStreamer's rtspsrc asks for 512 KiB,
+/// ffmpeg for 384 KiB. (The kernel caps it at `net.core.rmem_max`.)
+const RECEIVE_BUFFER: usize = 2 << 20;
+
+/// A UDP socket on `addr` with a [`RECEIVE_BUFFER`].
+fn udp_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Best effort: a smaller buffer still works.
+    let _ = socket.set_recv_buffer_size(RECEIVE_BUFFER);
+    socket.bind(&addr.into())?;
+    socket.set_nonblocking(true)?;
+    UdpSocket::from_std(socket.into())
+}
+
 /// Two UDP sockets on consecutive ports, the first even (RFC 3550 11), on `ip`.
-async fn bind_pair(ip: IpAddr) -> Result<(UdpSocket, UdpSocket, u16), PullError> {
+fn bind_pair(ip: IpAddr) -> Result<(UdpSocket, UdpSocket, u16), PullError> {
     for _ in 0..20 {
-        let rtp = UdpSocket::bind(SocketAddr::new(ip, 0))
-            .await
+        let rtp = udp_socket(SocketAddr::new(ip, 0))
             .map_err(|e| PullError::retry(format!("binding a UDP port on {ip}: {e}")))?;
         let port = rtp
             .local_addr()
@@ -511,7 +526,7 @@ async fn bind_pair(ip: IpAddr) -> Result<(UdpSocket, UdpSocket, u16), PullError>
         if port % 2 != 0 || port == u16::MAX {
             continue;
         }
-        if let Ok(rtcp) = UdpSocket::bind(SocketAddr::new(ip, port + 1)).await {
+        if let Ok(rtcp) = udp_socket(SocketAddr::new(ip, port + 1)) {
             return Ok((rtp, rtcp, port));
         }
     }

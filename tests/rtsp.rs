@@ -932,3 +932,28 @@ fn sender_reports_keep_delayed_audio_in_sync_over_udp() {
         );
     }
 }
+
+/// Chromium (the real WHEP viewer here; its offers have VP8, VP9, H.264 and AV1, no H.265)
+/// asks the player page for an H.265 RTSP camera over WebRTC: the answer is a 422 that says
+/// why, and the page shows it. HLS of the same stream stays available to ffmpeg.
+#[test]
+fn a_webrtc_viewer_of_an_h265_camera_is_told_why_not() {
+    let camera = RtspCamera::start_args(&["--video", "h265", "--audio", "aac"]);
+    let server = Switchyard::start();
+    let id = create_pull(&server, &camera.url(), "cam/hevc");
+    wait_for_state(&server, &id, "running", Duration::from_secs(20));
+    server.wait_for_stream("cam/hevc", true);
+    let report = support::browser::play(&server.api("/play/cam/hevc?mode=webrtc"), 4);
+    let shown = format!("{} {}", report["errors"], report["bodyText"]);
+    assert!(
+        shown.contains("this stream is H.265; your offer has only")
+            && shown.contains("there is no transcoding of video"),
+        "{report}"
+    );
+    assert!(
+        !shown.contains("H.265, "),
+        "Chromium offered H.265 after all: {shown}"
+    );
+    assert_eq!(report["totalVideoFrames"], 0, "{report}");
+    eprintln!("Chromium was told: {}", report["errors"]);
+}

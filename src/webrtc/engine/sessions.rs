@@ -93,6 +93,9 @@ impl Engine {
             Role::Publish(_) => Direction::Receive,
             Role::Play(_) => Direction::Send,
         };
+        if let Role::Play(reader) = &role {
+            peer::refuse_unsendable_video(offer, reader.stream())?;
+        }
         let stream_video = match &role {
             Role::Play(reader) => peer::VideoCodec::of_stream(reader.stream()),
             Role::Publish(_) => None,

@@ -600,7 +600,7 @@ fn udp_pair() -> (UdpSocket, UdpSocket) {
     loop {
         let a = UdpSocket::bind("127.0.0.1:0").unwrap();
         let port = a.local_addr().unwrap().port();
-        if port % 2 == 0 {
+        if port.is_multiple_of(2) {
             if let Ok(b) = UdpSocket::bind(("127.0.0.1", port + 1)) {
                 return (a, b);
             }
@@ -770,7 +770,7 @@ impl UdpRelay {
                 match in_rtp.recv(&mut buf) {
                     Ok(n) => {
                         n_packets += 1;
-                        if mode.drop_every > 0 && n_packets % mode.drop_every == 0 {
+                        if mode.drop_every > 0 && n_packets.is_multiple_of(mode.drop_every) {
                             counts.dropped.fetch_add(1, Ordering::Relaxed);
                             continue;
                         }

@@ -743,83 +743,6 @@ pub fn check_offer_for(
     Ok(summary)
 }
 
-/// Refuses (422) a viewer's offer with a video section for a stream whose video WebRTC here
-/// cannot send: H.265 (an RTSP camera's, an Enhanced-RTMP publisher's), for which we have no
-/// RTP packetizer and which no browser on our test machines offers (Chromium 156 on Linux
-/// without a hardware decoder lists VP8, VP9, H.264 and AV1 only). An offer without video
-/// gets the audio. Malformed offers are left to [`build`] to refuse.
-pub fn refuse_unsendable_video(
-    offer: &str,
-    stream: &crate::bus::Stream,
-) -> Result<(), SessionError> {
-    let label = {
-        let watch = stream.tracks();
-        let tracks = watch.borrow();
-        match tracks.video() {
-            Some(t) if VideoCodec::of(&t.codec).is_none() => match t.codec {
-                switchyard_media::CodecConfig::H265(_) => "H.265",
-                ref other => other.name(),
-            },
-            _ => return Ok(()),
-        }
-    };
-    // The video sections the viewer receives in: (codec names, direction).
-    let mut sections: Vec<(Vec<String>, &str)> = Vec::new();
-    let mut in_video = false;
-    for line in offer.lines().map(str::trim_end) {
-        if let Some(m) = line.strip_prefix("m=") {
-            in_video = m.starts_with("video");
-            if in_video {
-                sections.push((Vec::new(), "sendrecv"));
-            }
-        } else if let (true, Some((codecs, direction))) = (in_video, sections.last_mut()) {
-            if let Some(map) = line.strip_prefix("a=rtpmap:") {
-                let name = map.split_whitespace().nth(1).unwrap_or_default();
-                let name = name.split('/').next().unwrap_or_default();
-                let name = name.to_ascii_lowercase();
-                if !codecs.contains(&name) {
-                    codecs.push(name);
-                }
-            } else if let Some(d) = ["sendonly", "recvonly", "sendrecv", "inactive"]
-                .into_iter()
-                .find(|d| line.strip_prefix("a=") == Some(*d))
-            {
-                *direction = d;
-            }
-        }
-    }
-    let Some((codecs, direction)) = sections
-        .into_iter()
-        .find(|(_, d)| matches!(*d, "recvonly" | "sendrecv"))
-    else {
-        return Ok(());
-    };
-    let mut known: Vec<&str> = Vec::new();
-    for c in &codecs {
-        let l = match c.as_str() {
-            "h264" => "H.264",
-            "vp8" => "VP8",
-            "vp9" => "VP9",
-            "av1" => "AV1",
-            "h265" => "H.265",
-            _ => continue,
-        };
-        if !known.contains(&l) {
-            known.push(l);
-        }
-    }
-    let has = if known.is_empty() {
-        "none we know".to_string()
-    } else {
-        format!("only {}", known.join(", "))
-    };
-    Err(SessionError::Unsupported(format!(
-        "this stream is {label}; your offer has {has}, and WebRTC here sends H.264, VP8, VP9 \
-         and AV1 (there is no transcoding of video); it offers video [{}] {direction}",
-        codecs.join(", ")
-    )))
-}
-
 /// "video [vp8, h264] recvonly; audio [opus] recvonly"
 fn describe(media: &[&MediaSection]) -> String {
     media
@@ -992,40 +915,6 @@ mod tests {
             let answer = build(&local, &offer.sdp, Direction::Send, Some(stream), now).unwrap();
             assert_eq!(answered_video(&answer.sdp), Some(stream), "{}", answer.sdp);
         }
-    }
-
-    #[test]
-    fn h265_streams_are_refused_to_video_viewers_and_given_to_audio_ones() {
-        let registry = crate::bus::Registry::new(Default::default());
-        let mut publisher = registry
-            .publish("cam", crate::bus::Peer::new("rtsp", None))
-            .unwrap();
-        let mut record = vec![1, 0x01, 0x60, 0, 0, 0, 0x90, 0, 0, 0, 0, 0, 93];
-        record.resize(23, 0);
-        let hevc = switchyard_media::h265::HevcConfig::parse(bytes::Bytes::from(record)).unwrap();
-        publisher.set_tracks(vec![switchyard_media::Track {
-            id: switchyard_media::TrackId(1),
-            codec: switchyard_media::CodecConfig::H265(hevc),
-            clock_rate: 90_000,
-        }]);
-        let stream = registry.get("cam").unwrap();
-        let e = refuse_unsendable_video(CHROME_RECVONLY, &stream)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("this stream is H.265; your offer has only VP8, H.264")
-                && e.contains("recvonly"),
-            "{e}"
-        );
-        let (head, rest) = CHROME_RECVONLY.split_once("m=video").unwrap();
-        let audio_only = format!("{head}{}", &rest[rest.find("m=audio").unwrap()..]);
-        assert!(refuse_unsendable_video(&audio_only, &stream).is_ok());
-        // An H.264 stream is not this function's business.
-        let registry = crate::bus::Registry::new(Default::default());
-        let _p = registry
-            .publish("h264", crate::bus::Peer::new("rtmp", None))
-            .unwrap();
-        assert!(refuse_unsendable_video(CHROME_RECVONLY, &registry.get("h264").unwrap()).is_ok());
     }
 
     #[test]

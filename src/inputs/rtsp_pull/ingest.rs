@@ -625,7 +625,7 @@ fn audio_config(
 /// Hex digits (RFC 3640's `config`) to bytes.
 fn hex(text: &str) -> Option<Vec<u8>> {
     let text = text.trim();
-    if text.is_empty() || text.len() % 2 != 0 {
+    if text.is_empty() || !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())

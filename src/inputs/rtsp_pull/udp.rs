@@ -523,7 +523,7 @@ fn bind_pair(ip: IpAddr) -> Result<(UdpSocket, UdpSocket, u16), PullError> {
             .local_addr()
             .map_err(|e| PullError::retry(format!("UDP: {e}")))?
             .port();
-        if port % 2 != 0 || port == u16::MAX {
+        if !port.is_multiple_of(2) || port == u16::MAX {
             continue;
         }
         if let Ok(rtcp) = udp_socket(SocketAddr::new(ip, port + 1)) {

@@ -818,8 +818,9 @@ impl UdpRelay {
 }
 
 /// A camera over UDP through a network that swaps every pair of adjacent RTP packets: the
-/// pull reorders them, counts nothing lost and decodes cleanly. Through one that also drops
-/// every 300th packet, exactly the dropped packets count as lost.
+/// pull reorders them, counts nothing lost and decodes cleanly; DELETE tears the session down
+/// (the camera stops sending). Through one that also drops every 300th packet, exactly the
+/// dropped packets count as lost.
 #[test]
 fn udp_reordering_is_not_loss() {
     let camera = RtspCamera::start(0, "aac", None);
@@ -849,6 +850,16 @@ fn udp_reordering_is_not_loss() {
     );
     let (status, _) = server.request("DELETE", &format!("/api/v1/pulls/{id}"), None);
     assert_eq!(status, 204);
+    // The pull sent TEARDOWN: the camera stops sending (it would go on for its 60 s session
+    // timeout otherwise).
+    std::thread::sleep(Duration::from_millis(1000));
+    let after = swapping.counts.forwarded.load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        swapping.counts.forwarded.load(Ordering::Relaxed),
+        after,
+        "the camera still sends after DELETE"
+    );
 
     let lossy = UdpRelay::start(
         camera.port,
@@ -956,4 +967,43 @@ fn a_webrtc_viewer_of_an_h265_camera_is_told_why_not() {
     );
     assert_eq!(report["totalVideoFrames"], 0, "{report}");
     eprintln!("Chromium was told: {}", report["errors"]);
+}
+
+/// Our UDP client authenticates (the camera asks for Basic credentials) and, with wrong ones,
+/// stops as `failed` with the camera's 401, without showing them.
+#[test]
+fn udp_pull_authenticates_and_fails_on_wrong_credentials() {
+    let camera = RtspCamera::start(0, "aac", Some("admin:right"));
+    let server = Switchyard::start();
+    let good = create_pull(
+        &server,
+        &format!(
+            "rtsp://admin:right@127.0.0.1:{}/cam?transport=udp",
+            camera.port
+        ),
+        "cam/auth",
+    );
+    wait_for_state(&server, &good, "running", Duration::from_secs(20));
+    server.wait_for_stream("cam/auth", true);
+    let (status, _) = server.request("DELETE", &format!("/api/v1/pulls/{good}"), None);
+    assert_eq!(status, 204);
+    let bad = create_pull(
+        &server,
+        &format!(
+            "rtsp://admin:wrong@127.0.0.1:{}/cam?transport=udp",
+            camera.port
+        ),
+        "cam/noauth",
+    );
+    let info = wait_for_state(&server, &bad, "failed", Duration::from_secs(10));
+    assert!(
+        info["last_error"].as_str().unwrap().contains("401"),
+        "{info}"
+    );
+    assert!(!info.to_string().contains("wrong") && !info.to_string().contains("right"));
+    let log = server.log_text();
+    assert!(
+        !log.contains(":wrong") && !log.contains(":right"),
+        "credentials in the log"
+    );
 }

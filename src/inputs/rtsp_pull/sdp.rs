@@ -18,6 +18,7 @@ use url::Url;
 pub struct MediaDescription {
     /// `video`, `audio`, `application`...
     pub media: String,
+    /// The first payload type of the section; 255 when it is not RTP.
     pub payload_type: u8,
     /// The encoding name in lower case (`h264`, `mpeg4-generic`, `pcmu`); empty if unknown.
     pub encoding: String,
@@ -55,12 +56,11 @@ pub fn parse(body: &[u8], base: &Url) -> Result<Presentation, String> {
             let _port = parts.next();
             let proto = parts.next().unwrap_or_default();
             let payload_type = parts.next().and_then(|p| p.parse::<u8>().ok());
-            if !proto.contains("RTP/") {
-                return Err(format!("media section {m:?} is not RTP"));
-            }
-            let Some(payload_type) = payload_type.filter(|p| *p < 128) else {
-                return Err(format!("media section {m:?} has no valid payload type"));
-            };
+            // A section that is not RTP (`MP2T/...`) or has no payload type is kept, so the
+            // indexes stay those of the description, but never chosen (no encoding).
+            let payload_type = payload_type
+                .filter(|p| *p < 128 && proto.contains("RTP/"))
+                .unwrap_or(u8::MAX);
             streams.push(MediaDescription {
                 media,
                 payload_type,
@@ -296,6 +296,14 @@ mod tests {
         assert_eq!(choice.skipped.len(), 3, "{:?}", choice.skipped);
         assert!(choice.skipped[0].contains("sprop-max-don-diff"));
         assert!(parse(b"<html>", &base).is_err());
-        assert!(parse(b"v=0\r\nm=video 0 RTP/AVP x\r\n", &base).is_err());
+        // Sections that are not RTP are there, and never chosen.
+        let p = parse(
+            b"v=0\r\nm=video 0 RTP/AVP x\r\nm=video 0 TCP/MP2T 33\r\n",
+            &base,
+        )
+        .unwrap();
+        assert_eq!(p.streams.len(), 2);
+        assert!(p.streams.iter().all(|s| s.encoding.is_empty()));
+        assert!(choose(&p).video.is_none());
     }
 }

@@ -256,6 +256,8 @@ pub struct UdpSession {
     ssrc: u32,
     epoch: Instant,
     recv_buf: Vec<u8>,
+    /// The socket (2 per stream: RTP, RTCP) the next read starts at.
+    next_socket: usize,
 }
 
 impl UdpSession {
@@ -302,6 +304,7 @@ impl UdpSession {
             ssrc: rand::random(),
             epoch: now,
             recv_buf: vec![0; 65_536],
+            next_socket: 0,
         };
         Ok((session, presentation))
     }
@@ -431,27 +434,29 @@ impl UdpSession {
             streams,
             recv_buf,
             epoch,
+            next_socket,
             ..
         } = self;
         let udp = std::future::poll_fn(|cx| {
-            for (i, s) in streams.iter().enumerate() {
-                for (socket, is_rtcp) in [(&s.rtp, false), (&s.rtcp, true)] {
-                    let mut buf = tokio::io::ReadBuf::new(recv_buf);
-                    match socket.poll_recv(cx, &mut buf) {
-                        Poll::Ready(Ok(())) => {
-                            return Poll::Ready(Ok((
-                                i,
-                                is_rtcp,
-                                Bytes::copy_from_slice(buf.filled()),
-                            )))
-                        }
-                        // ICMP port unreachable and the like: the camera's problem, reported
-                        // by silence (the idle timeout) rather than here.
-                        Poll::Ready(Err(e))
-                            if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
-                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                        Poll::Pending => {}
+            // Round robin from where the last read was, so a burst of video does not hold
+            // the audio back.
+            let count = 2 * streams.len();
+            for k in 0..count {
+                let n = (*next_socket + k) % count;
+                let (i, is_rtcp) = (n / 2, n % 2 == 1);
+                let s = &streams[i];
+                let socket = if is_rtcp { &s.rtcp } else { &s.rtp };
+                let mut buf = tokio::io::ReadBuf::new(recv_buf);
+                match socket.poll_recv(cx, &mut buf) {
+                    Poll::Ready(Ok(())) => {
+                        *next_socket = (n + 1) % count;
+                        return Poll::Ready(Ok((i, is_rtcp, Bytes::copy_from_slice(buf.filled()))));
                     }
+                    // ICMP port unreachable and the like: the camera's problem, reported
+                    // by silence (the idle timeout) rather than here.
+                    Poll::Ready(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => {}
                 }
             }
             Poll::Pending

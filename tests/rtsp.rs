@@ -330,8 +330,9 @@ fn decode_video(ffmpeg: &std::path::Path, url: &str, seconds: u32) -> (String, u
 /// every IDR) and AAC is pulled over TCP (retina's interleaved RTP) and over UDP (our client);
 /// both read back over HLS (ffprobe/ffmpeg 5.1) and over Enhanced RTMP (FFmpeg 9) with the
 /// camera's resolution and frame rate: 25 fps, within a GOP (25 frames) of what the time
-/// decoded holds. One pull at a time: gst-rtsp-server restarts a shared live pipeline for
-/// every PLAY with a Range (every client sends one), which other clients see as a jump.
+/// decoded holds. One pull at a time, so that nothing is lost: gst-rtsp-server restarts a
+/// shared pipeline at every other client's PLAY (see
+/// `a_second_client_restarting_the_cameras_pipeline_does_not_interrupt_a_pull`).
 #[test]
 fn h265_camera_over_tcp_and_udp_plays_over_hls_and_enhanced_rtmp() {
     let camera = RtspCamera::start_args(&["--video", "h265", "--audio", "aac"]);
@@ -1005,5 +1006,37 @@ fn udp_pull_authenticates_and_fails_on_wrong_credentials() {
     assert!(
         !log.contains(":wrong") && !log.contains(":right"),
         "credentials in the log"
+    );
+}
+
+/// gst-rtsp-server restarts a shared stream's pipeline when another client PLAYs it (every
+/// client asks for `Range: npt=0.000-`): the RTP timestamps of the first client's streams jump
+/// back by the time played. The first pull (TCP, retina) takes that as a restarted track and
+/// goes on, without reconnecting; it still decodes.
+#[test]
+fn a_second_client_restarting_the_cameras_pipeline_does_not_interrupt_a_pull() {
+    let camera = RtspCamera::start(0, "aac", None);
+    let server = Switchyard::start();
+    let first = create_pull(&server, &camera.url(), "cam/first");
+    wait_for_state(&server, &first, "running", Duration::from_secs(20));
+    server.wait_for_stream("cam/first", true);
+    std::thread::sleep(Duration::from_secs(6));
+    let second = create_pull(
+        &server,
+        &format!("{}?transport=udp", camera.url()),
+        "cam/second",
+    );
+    wait_for_state(&server, &second, "running", Duration::from_secs(20));
+    let jumped = server.wait_for_log(
+        "RTP timestamps jumped (encoder or server restarted)",
+        Duration::from_secs(10),
+    );
+    assert!(jumped.contains("stream=cam/first"), "{jumped}");
+    assert_decodes(&server.rtmp_url("cam/first"), 4, 75);
+    let (_, info) = server.get_json(&format!("/api/v1/pulls/{first}"));
+    assert_eq!(
+        (info["state"].as_str(), info["retries"].as_u64()),
+        (Some("running"), Some(0)),
+        "{info}"
     );
 }

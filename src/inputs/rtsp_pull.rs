@@ -34,7 +34,6 @@ use retina::client::{
     InitialTimestampPolicy, PacketItem, PlayOptions, SessionIdPolicy, SessionOptions, SetupOptions,
     TeardownPolicy, Transport,
 };
-use std::num::NonZeroU32;
 use udp::{Received, UdpSession};
 
 // ---------------------------------------------------------------------------------------------
@@ -67,10 +66,10 @@ fn play_options() -> PlayOptions {
         // own timeline, which we do not use (sender reports align the tracks), so a missing
         // one must not refuse the stream.
         .initial_timestamp(InitialTimestampPolicy::Permissive)
-        // A camera whose RTP clock jumps (reboot of the encoder behind an RTSP proxy, 32-bit
-        // wrap handled wrongly) would otherwise give timestamps that go backwards for ever;
-        // an error reconnects and starts a fresh timeline.
-        .enforce_timestamps_with_max_jump_secs(NonZeroU32::new(10).expect("nonzero"))
+    // No `enforce_timestamps_with_max_jump_secs`: retina would end the session at any step
+    // back of a stream's RTP clock, which gst-rtsp-server makes on every other client's PLAY
+    // of a shared stream (it restarts the pipeline), and the reconnection makes the next one.
+    // Our session clock takes a jump as a restarted track instead (ingest.rs).
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -17,7 +17,9 @@
 //!   put audio and video sampled at the same instant at the same time whatever their RTP
 //!   timestamps' random offsets and however differently late each arrives. Frames keep their
 //!   RTP clock as the track clock. The correction moves the audio, never the video; when it
-//!   steps the audio back, the frames that would go backwards are dropped.
+//!   steps the audio back, the frames that would go backwards are dropped. A track whose RTP
+//!   timestamps jump (a camera's encoder, or gst-rtsp-server's shared pipeline, restarting)
+//!   goes on aligned by arrival, then by the next reports: no reconnection.
 //! - **Bad packets** are counted and logged (the first, then every hundredth) and skipped;
 //!   a payload structure we do not implement (H.265 PACI, AAC interleaving) ends the pull
 //!   with a message, since every packet after it would fail too.
@@ -383,6 +385,17 @@ impl Ingest {
     }
 
     fn log_resyncs(&mut self) {
+        while let Some((track, step)) = self.clock.take_restart() {
+            let Some(stream) = self.streams.iter().find(|s| s.clock == track) else {
+                continue;
+            };
+            let rate = match stream.kind {
+                MediaKind::Video => 90_000,
+                MediaKind::Audio => self.audio.as_ref().map_or(1, |t| t.clock_rate.max(1)),
+            };
+            let step_s = step as f64 / f64::from(rate);
+            tracing::info!(stream = %self.stream_name(), track = %stream.kind, step_s, "RTSP RTP timestamps jumped (encoder or server restarted): the track goes on aligned by arrival until the next sender report");
+        }
         while let Some(r) = self.clock.take_resync() {
             let Some(stream) = self.streams.iter().find(|s| s.clock == r.track) else {
                 continue;

@@ -87,7 +87,8 @@ pub struct PullInfo {
     pub last_error: Option<String>,
     /// Bitrate of the media published, while running.
     pub bitrate_in_bps: u64,
-    /// WHEP pulls: RTP packets lost in the current session (after retransmissions).
+    /// RTSP and WHEP pulls: RTP packets lost in the current session (never arrived: reordered
+    /// packets are not lost; for WHEP, after retransmissions).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub packets_lost: Option<u64>,
     /// WHEP pulls: ICE round-trip time to the source, once measured.
@@ -464,7 +465,7 @@ impl PullManager {
             (s.tracks.video().is_some(), s.tracks.audio().is_some())
         });
         let counters = match (&pull.source, status.state) {
-            (Source::Whep(_) | Source::Origins(_), PullState::Running) => {
+            (Source::Rtsp(_) | Source::Whep(_) | Source::Origins(_), PullState::Running) => {
                 pull.counters.lock().unwrap().clone()
             }
             _ => None,

@@ -12,7 +12,8 @@ pub trait PullSink: Send {
     fn publish(&mut self) -> Result<Publisher, BusError>;
     /// Media flows: the tracks are on the bus.
     fn running(&mut self);
-    /// A WebRTC attempt's counters (loss, round-trip time), for the API.
+    /// An attempt's counters for the API: packets lost (RTSP, WebRTC), round-trip time
+    /// (WebRTC).
     fn counters(&mut self, _counters: Arc<ClientCounters>) {}
     /// The attempt ended but its publisher (with tracks) can continue in the next one: kept
     /// for up to `pull.hold_secs` so readers stay attached. Dropped by default.

@@ -18,7 +18,8 @@
 //! loop and what they return), `client` (sessions we offer: WHEP pulls, WHIP pushes, the load
 //! generator), `engine` (the loop; `engine/sessions.rs` carries out the commands), `peer`
 //! (offer and answer, building a connection), `outbox` with `srtp` and [`udp`] (protecting
-//! media and sending datagrams), `stun` (routing a new address), `stats` (counters).
+//! media and sending datagrams), `stun` (routing a new address), `stats` (counters), `unsendable` (422 for viewers of video we
+//! cannot send: H.265).
 
 mod bundle;
 mod client;
@@ -31,6 +32,7 @@ pub(crate) mod srtp;
 mod stats;
 mod stun;
 pub mod udp;
+mod unsendable;
 
 pub use client::{ClientCounters, ClientRole};
 pub use engine::start;

@@ -914,3 +914,38 @@ pub fn encode_flv(
         path.display()
     );
 }
+
+impl RtspCamera {
+    /// A camera with more of rtsp_server.py's options than [`RtspCamera::start`]: `args` are
+    /// passed as they are (`--video h265`, `--beep`, `--audio-delay-ms 300`, ...), on any port.
+    pub fn start_args(args: &[&str]) -> RtspCamera {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/rtsp_server.py");
+        assert!(
+            std::path::Path::new("/usr/bin/python3").exists(),
+            "/usr/bin/python3 missing; run scripts/test, which installs the test peers"
+        );
+        let mut child = Command::new("/usr/bin/python3")
+            .arg(script)
+            .args(["--port", "0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the GStreamer RTSP server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .strip_prefix("READY ")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| {
+                panic!("RTSP server did not start ({line:?}); run scripts/test, which installs gst-rtsp-server and x265enc (gstreamer1.0-plugins-bad)")
+            });
+        RtspCamera {
+            _proc: Proc(child),
+            port,
+        }
+    }
+}

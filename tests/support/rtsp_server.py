@@ -2,10 +2,14 @@
 """An IP camera for the tests: a GStreamer RTSP server (gst-rtsp-server through PyGObject).
 
 Run with Debian's /usr/bin/python3 (it has `gi`). Serves one live test pattern at
-rtsp://127.0.0.1:PORT/cam: H.264 (x264, no sliced threads, a keyframe every second) plus one
-audio track. Prints "READY <port>" on stdout once listening.
+rtsp://127.0.0.1:PORT/cam: H.264 (x264, no sliced threads, a keyframe every second) or H.265
+(x265, `rtph265pay`) plus one audio track. Prints "READY <port>" on stdout once listening.
 
     rtsp_server.py --port 0 --audio aac|opus|pcma|none [--auth user:pass] [--protocols tcp,udp]
+                   [--video h264|h265] [--beep]
+
+--beep: the audio is silence with a 50 ms 1 kHz beep at the start of every second, when the
+video has a keyframe (exactly every 25 frames: no scene-cut keyframes), to measure A/V sync.
 """
 
 import argparse
@@ -29,21 +33,49 @@ AUDIO = {
 }
 
 
+VIDEO = {
+    "h264": "x264enc tune=zerolatency sliced-threads=false key-int-max=25 bitrate=800 {x264} "
+    "! video/x-h264,profile=baseline ! rtph264pay name=pay0 pt=96 config-interval=-1",
+    "h265": "x265enc tune=zerolatency key-int-max=25 bitrate=800 {x265} "
+    "! video/x-h265,profile=main ! rtph265pay name=pay0 pt=96 config-interval=-1",
+}
+
+# One tick per second, starting at each second: audiotestsrc starts a tick one buffer before
+# the second, so buffers of 1 ms (48 samples). Not live, nor is the video with it: both
+# start at timestamp 0, so every beep is at a keyframe by construction (the sinks still send
+# in real time).
+BEEP = (
+    "audiotestsrc is-live=false wave=ticks freq=1000 sine-periods-per-tick=50 volume=0.5 "
+    "samplesperbuffer=48 ! audio/x-raw,rate=48000,channels=2"
+)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--audio", choices=sorted(AUDIO), default="aac")
     ap.add_argument("--auth", help="user:pass required (basic auth)")
     ap.add_argument("--protocols", default="tcp,udp")
+    ap.add_argument("--video", choices=sorted(VIDEO), default="h264")
+    ap.add_argument("--beep", action="store_true")
     args = ap.parse_args()
 
     Gst.init(None)
     video = (
-        "videotestsrc is-live=true pattern=smpte ! video/x-raw,width=640,height=360,framerate=25/1 "
-        "! x264enc tune=zerolatency sliced-threads=false key-int-max=25 bitrate=800 "
-        "! video/x-h264,profile=baseline ! rtph264pay name=pay0 pt=96 config-interval=-1"
+        "videotestsrc is-live=true pattern=smpte ! video/x-raw,format=I420,width=640,height=360,framerate=25/1 "
+        "! "
+        + VIDEO[args.video].format(
+            x264='option-string="scenecut=0"' if args.beep else "",
+            x265='option-string="scenecut=0"' if args.beep else "",
+        )
     )
-    launch = "( " + video + " " + AUDIO[args.audio] + " )"
+    audio = AUDIO[args.audio]
+    if args.beep:
+        video = video.replace("is-live=true", "is-live=false")
+    if args.beep and audio:
+        # The same encoder and payloader behind the beep source.
+        audio = BEEP + " ! audioconvert ! " + audio.split(" ! audioconvert ! ", 1)[1]
+    launch = "( " + video + " " + audio + " )"
 
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")

@@ -7,10 +7,14 @@
 //!
 //! [`SessionClock`] first aligns tracks by the arrival time of their first packet, because
 //! media must flow before any report comes (and some cameras never send one). Once a track
-//! and the reference track both have reports, the track's offset is corrected once to what
-//! the reports say, so audio and video stay in sync even when one of them arrives late (a
+//! and the reference track (the first with a report, or the one the caller prefers) both have
+//! reports, the track's offset is corrected once to what the reports say, so audio and video stay in sync even when one of them arrives late (a
 //! camera that buffers audio, a browser's pacer). Clock drift between tracks over hours is not
 //! corrected: every correction is a jump in the output.
+//!
+//! A track whose timestamps jump (more than 2 s back or 60 s forward: a restarted encoder or
+//! server pipeline) starts again: aligned by arrival at the jump, then by its next reports
+//! (see [`SessionClock::take_restart`]); the output goes on from where it was.
 //!
 //! The clock reads no time itself: the caller passes each packet's arrival time.
 
@@ -19,6 +23,13 @@ use switchyard_media::rescale;
 /// A sender-report alignment further than this from the arrival-time alignment is not
 /// believed: some cameras fill the NTP field of each track from a different clock.
 const MAX_CORRECTION_SECS: i64 = 10;
+
+/// A track's timestamps stepping back more than this (B-frames and reordering step back a
+/// few frames) or forward more than [`MAX_STEP_FORWARD_SECS`] is a new RTP clock, not the
+/// same one going on: an encoder restarted with a new random offset, a server that restarted
+/// its pipeline (gst-rtsp-server does when another client PLAYs a shared stream).
+const MAX_STEP_BACK_SECS: i64 = 2;
+const MAX_STEP_FORWARD_SECS: i64 = 60;
 
 /// Extends 32-bit RTP timestamps to `i64` across wrap-around. Small steps backwards
 /// (reordered packets, B-frames) give smaller values; a step is taken as the shorter way
@@ -79,9 +90,14 @@ pub struct SessionClock {
     tracks: Vec<Track>,
     /// Arrival time of the session's first packet: output time 0.
     origin_micros: Option<u64>,
-    /// The first track with a sender report; the others are aligned to it.
+    /// The track the others are aligned to: the preferred one, else the first with a sender
+    /// report.
     reference: Option<usize>,
+    preferred: Option<usize>,
     resyncs: Vec<Resync>,
+    /// Tracks that started again since the last [`SessionClock::take_restart`], with the
+    /// jump (in their clock units) that made them.
+    restarts: Vec<(usize, i64)>,
 }
 
 impl SessionClock {
@@ -102,6 +118,21 @@ impl SessionClock {
         self.tracks.len() - 1
     }
 
+    /// Makes `track` the reference the others are aligned to, so that a correction moves
+    /// them and never it (a video that jumps is seen; audio that drops a few frames is
+    /// hardly heard). Without a preference the first track with a sender report is the
+    /// reference. With one, nothing is corrected until that track has a report.
+    ///
+    /// # Panics
+    ///
+    /// If `track` was not returned by [`add_track`](Self::add_track).
+    pub fn prefer_reference(&mut self, track: usize) {
+        assert!(track < self.tracks.len(), "unknown track {track}");
+        if self.reference.is_none() {
+            self.preferred = Some(track);
+        }
+    }
+
     /// An RTCP sender report for `track`: its NTP timestamp (64-bit, RFC 3550 4) and the RTP
     /// timestamp of the same instant. Reports with an NTP timestamp of 0 (senders without a
     /// wallclock, RFC 3550 6.4.1) are ignored.
@@ -114,7 +145,7 @@ impl SessionClock {
             return;
         }
         self.tracks[track].report = Some((ntp, rtp));
-        if self.reference.is_none() {
+        if self.reference.is_none() && self.preferred.is_none_or(|p| p == track) {
             self.reference = Some(track);
         }
         for i in 0..self.tracks.len() {
@@ -137,6 +168,14 @@ impl SessionClock {
     /// If `track` was not returned by [`add_track`](Self::add_track).
     pub fn map(&mut self, track: usize, rtp: u32, arrival_micros: u64) -> i64 {
         let origin = *self.origin_micros.get_or_insert(arrival_micros);
+        let t = &self.tracks[track];
+        if let Some((_, last)) = t.unwrapper.last {
+            let step = t.unwrapper.extend(rtp) - last;
+            let rate = i64::from(t.clock_rate);
+            if step < -MAX_STEP_BACK_SECS * rate || step > MAX_STEP_FORWARD_SECS * rate {
+                self.restart(track, step);
+            }
+        }
         let t = &mut self.tracks[track];
         let extended = t.unwrapper.unwrap(rtp);
         if t.offset.is_none() {
@@ -148,6 +187,31 @@ impl SessionClock {
         }
         let offset = self.tracks[track].offset.unwrap_or_default();
         extended.saturating_add(offset).max(0)
+    }
+
+    /// The next track whose timestamps jumped since the last call, with the jump in its clock
+    /// units: it was aligned again by arrival (and will be by its next sender report), to log.
+    pub fn take_restart(&mut self) -> Option<(usize, i64)> {
+        (!self.restarts.is_empty()).then(|| self.restarts.remove(0))
+    }
+
+    /// Forgets what `track`'s timestamps were: its next packet is aligned by arrival, its
+    /// next report corrects it. When it is the reference, the others are corrected again
+    /// against its new reports.
+    fn restart(&mut self, track: usize, step: i64) {
+        let t = &mut self.tracks[track];
+        t.unwrapper = TimestampUnwrapper::new();
+        t.offset = None;
+        t.report = None;
+        t.final_offset = false;
+        if self.reference == Some(track) {
+            for (i, other) in self.tracks.iter_mut().enumerate() {
+                if i != track {
+                    other.final_offset = false;
+                }
+            }
+        }
+        self.restarts.push((track, step));
     }
 
     /// The next correction made by sender reports, if any was made since the last call: one
@@ -311,6 +375,32 @@ mod tests {
     }
 
     #[test]
+    fn a_preferred_reference_stays_and_the_others_move() {
+        let s = Sender {
+            ntp0: 0xe9a0_0000_0000_0000,
+            video0: 4_000_000_000,
+            audio0: 12_345,
+        };
+        let mut clock = SessionClock::new();
+        let video = clock.add_track(90_000);
+        let audio = clock.add_track(48_000);
+        clock.prefer_reference(video);
+        let v0 = clock.map(video, s.video(0.0), arrival(0.010));
+        clock.map(audio, s.audio(0.0), arrival(0.150));
+        // Audio reports first: it waits for the video's.
+        clock.sender_report(audio, s.ntp(1.0), s.audio(1.0));
+        assert_eq!(clock.take_resync(), None);
+        clock.sender_report(video, s.ntp(1.0), s.video(1.0));
+        let resync = clock.take_resync().unwrap();
+        assert_eq!((resync.track, resync.applied), (audio, true));
+        assert!((resync.step + 6720).abs() <= 2, "{resync:?}");
+        // The video never moved.
+        assert_eq!(clock.map(video, s.video(2.0), arrival(2.0)), v0 + 180_000);
+        let a = clock.map(audio, s.audio(2.0), arrival(2.2));
+        assert!((a as f64 / 48_000.0 - 2.0).abs() < 0.001);
+    }
+
+    #[test]
     fn reports_before_the_first_packets_apply_when_they_come() {
         let s = Sender {
             ntp0: 1 << 60,
@@ -326,6 +416,45 @@ mod tests {
         let a = clock.map(audio, s.audio(0.1), arrival(0.5));
         assert_eq!((v, a), (0, 0));
         assert_eq!(clock.take_resync().map(|r| r.track), Some(audio));
+    }
+
+    #[test]
+    fn a_jump_of_the_rtp_clock_starts_the_track_again() {
+        let s = Sender {
+            ntp0: 0xe9a0_0000_0000_0000,
+            video0: 4_000_000_000,
+            audio0: 12_345,
+        };
+        let mut clock = SessionClock::new();
+        let video = clock.add_track(90_000);
+        let audio = clock.add_track(48_000);
+        clock.prefer_reference(video);
+        clock.map(video, s.video(0.0), arrival(0.0));
+        clock.map(audio, s.audio(0.0), arrival(0.0));
+        clock.sender_report(video, s.ntp(1.0), s.video(1.0));
+        clock.sender_report(audio, s.ntp(1.0), s.audio(1.0));
+        assert!(clock.take_resync().is_some());
+        // Small steps back (B-frames) are not jumps.
+        assert_eq!(clock.map(video, s.video(2.0), arrival(2.0)), 180_000);
+        assert_eq!(clock.map(video, s.video(1.9), arrival(2.01)), 171_000);
+        assert_eq!(clock.take_restart(), None);
+        clock.map(video, s.video(4.5), arrival(4.5));
+        clock.map(audio, s.audio(4.5), arrival(4.5));
+        // The server restarts its pipeline at 5 s: both tracks' timestamps go back to 0.
+        let v = clock.map(video, s.video(0.0), arrival(5.0));
+        let a = clock.map(audio, s.audio(0.0), arrival(5.0));
+        assert_eq!((v, a), (450_000, 240_000), "aligned by arrival at the jump");
+        assert_eq!(clock.take_restart(), Some((video, -405_000)));
+        assert_eq!(clock.take_restart().map(|r| r.0), Some(audio));
+        // Then they follow their clocks, and the next reports align them again.
+        assert_eq!(clock.map(video, s.video(1.0), arrival(6.05)), 540_000);
+        clock.sender_report(video, s.ntp(6.0), s.video(1.0));
+        clock.sender_report(audio, s.ntp(6.0), s.audio(1.0) + 480);
+        let resync = clock.take_resync().unwrap();
+        assert_eq!((resync.track, resync.step), (audio, -480));
+        // A jump far forward (a new random offset) is one too.
+        clock.map(audio, s.audio(1.0).wrapping_add(1 << 30), arrival(6.1));
+        assert_eq!(clock.take_restart().map(|r| r.0), Some(audio));
     }
 
     #[test]

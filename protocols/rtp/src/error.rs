@@ -33,6 +33,9 @@ pub enum RtpError {
         size: usize,
         max: usize,
     },
+    /// A format parameter of the session description (SDP `a=fmtp`) that cannot be used.
+    #[error("{what}: {reason}")]
+    BadParameter { what: &'static str, reason: String },
     /// A frame handed to a packetizer is not well-formed 4-byte length-prefixed NAL units.
     #[error("frame to packetize, byte {offset}: {reason}")]
     BadFrame { offset: usize, reason: String },

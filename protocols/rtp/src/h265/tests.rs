@@ -575,7 +575,7 @@ fn random_frames_never_panic_the_packetizer() {
         let len = (xorshift(&mut rng) % 40) as usize;
         let frame: Vec<u8> = (0..len).map(|_| xorshift(&mut rng) as u8).collect();
         let mut out = Vec::new();
-        let keyframe = xorshift(&mut rng) % 2 == 0;
+        let keyframe = xorshift(&mut rng).is_multiple_of(2);
         let _ = p.packetize(&Bytes::from(frame), keyframe, &[], &mut out);
     }
 }

@@ -546,3 +546,22 @@ fn gstreamer_plays_an_h265_stream_over_whep() {
         "{refused:?}"
     );
 }
+
+/// An H.265 RTSP camera (GStreamer's x265enc and rtph265pay, Opus audio) reaches GStreamer's
+/// webrtcbin offering H.265: 640x360, no error.
+#[test]
+fn gstreamer_plays_an_h265_rtsp_camera_over_whep() {
+    let gst = gst_python();
+    let camera = RtspCamera::start_args(&["--video", "h265", "--audio", "opus"]);
+    let server = Switchyard::start();
+    let body = serde_json::json!({ "source": camera.url(), "name": "cam/hevc" }).to_string();
+    let (status, body) = server.request("POST", "/api/v1/pulls", Some(&body));
+    assert_eq!(status, 201, "{body}");
+    let info = server.wait_for_stream("cam/hevc", true);
+    assert_eq!(info["tracks"][0]["codec"], "hevc", "{info}");
+    let url = server.api("/whep/cam/hevc");
+    let run = Peer::start(&gst, "gst_whep.py", &url, 6, &["--video-codec", "h265"])
+        .finish(Duration::from_secs(40));
+    eprintln!("GStreamer offering H.265, RTSP camera: {}", run.report);
+    assert_played(&run, 75, 100);
+}

@@ -508,3 +508,60 @@ fn public_ips_are_advertised_as_host_candidates_in_the_answer() {
         0
     );
 }
+
+/// An H.265 stream (FFmpeg 9's libx265 over Enhanced RTMP, with Opus) reaches a WHEP viewer
+/// whose offer has H.265 (GStreamer's webrtcbin, RFC 7798): it decodes it at its size with no
+/// error, and its audio. A viewer offering H.264 only is told why not (422).
+#[test]
+fn gstreamer_plays_an_h265_stream_over_whep() {
+    let gst = gst_python();
+    let server = Switchyard::start();
+    let mut cmd = Command::new(ffmpeg9());
+    cmd.args(["-nostdin", "-v", "error", "-re", "-f", "lavfi", "-i"])
+        .arg("testsrc2=size=640x360:rate=25")
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-c:a", "libopus", "-ar", "48000", "-ac", "2", "-t", "30"])
+        .args(["-c:v", "libx265", "-preset", "ultrafast"])
+        .args(["-x265-params", "log-level=error:keyint=25"])
+        .args(["-f", "flv", &server.rtmp_url("live/hevc")]);
+    let _publisher = Proc(
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start ffmpeg 9"),
+    );
+    let info = server.wait_for_stream("live/hevc", true);
+    assert_eq!(info["tracks"][0]["codec"], "hevc", "{info}");
+    let url = server.api("/whep/live/hevc");
+    let run = Peer::start(&gst, "gst_whep.py", &url, 8, &["--video-codec", "h265"])
+        .finish(Duration::from_secs(40));
+    eprintln!("GStreamer offering H.265: {}", run.report);
+    assert_played(&run, 100, 100);
+    let refused = run_peer(&gst, "gst_whep.py", &url, 2);
+    assert_eq!(refused.report["connected"], false, "{refused:?}");
+    let errors = refused.report["errors"].to_string();
+    assert!(
+        errors.contains("422") && errors.contains("this stream is H.265"),
+        "{refused:?}"
+    );
+}
+
+/// An H.265 RTSP camera (GStreamer's x265enc and rtph265pay, Opus audio) reaches GStreamer's
+/// webrtcbin offering H.265: 640x360, no error.
+#[test]
+fn gstreamer_plays_an_h265_rtsp_camera_over_whep() {
+    let gst = gst_python();
+    let camera = RtspCamera::start_args(&["--video", "h265", "--audio", "opus"]);
+    let server = Switchyard::start();
+    let body = serde_json::json!({ "source": camera.url(), "name": "cam/hevc" }).to_string();
+    let (status, body) = server.request("POST", "/api/v1/pulls", Some(&body));
+    assert_eq!(status, 201, "{body}");
+    let info = server.wait_for_stream("cam/hevc", true);
+    assert_eq!(info["tracks"][0]["codec"], "hevc", "{info}");
+    let url = server.api("/whep/cam/hevc");
+    let run = Peer::start(&gst, "gst_whep.py", &url, 6, &["--video-codec", "h265"])
+        .finish(Duration::from_secs(40));
+    eprintln!("GStreamer offering H.265, RTSP camera: {}", run.report);
+    assert_played(&run, 75, 100);
+}

@@ -67,7 +67,10 @@ struct VideoUnit {
 impl Depacketizer {
     fn new(codec: VideoCodec) -> Self {
         match codec {
-            VideoCodec::H264 => Depacketizer::H264(H264Depacketizer::default(), Vec::new()),
+            // Publishers are never offered H.265 (peer.rs's publish order has no H.265).
+            VideoCodec::H264 | VideoCodec::H265 => {
+                Depacketizer::H264(H264Depacketizer::default(), Vec::new())
+            }
             VideoCodec::Vp8 => Depacketizer::Vp8(Vp8Depacketizer::default(), Vec::new()),
             VideoCodec::Vp9 { .. } => Depacketizer::Vp9(Vp9Depacketizer::default(), Vec::new()),
             VideoCodec::Av1 => Depacketizer::Av1(Av1Depacketizer::default(), Vec::new()),

@@ -4,4 +4,5 @@ pub mod fmp4;
 pub mod hls;
 pub mod mse;
 pub mod rtmp;
+mod video_rtp;
 pub mod whep;

@@ -1,11 +1,10 @@
 //! WHEP playback: bus frames as RTP for WebRTC viewers.
 //!
 //! A [`Feed`] is one stream as the viewers of this process see it: it packetizes each frame
-//! once (H.264 per RFC 6184 with SPS/PPS before every IDR; VP8 per RFC 7741; VP9 per RFC
-//! 9628; AV1 per the AV1 RTP spec with the sequence header before every keyframe; Opus per
-//! RFC 7587) and keeps the
-//! packetized frames since the last keyframe, so a viewer that connects starts on a keyframe
-//! at once. A [`Viewer`] only stamps its own RTP header (SSRC, payload type, sequence number,
+//! once (H.264 per RFC 6184 with SPS/PPS before every IDR; H.265 per RFC 7798 with VPS/SPS/PPS
+//! before every IRAP; VP8 per RFC 7741; VP9 per RFC 9628; AV1 per the AV1 RTP spec with the
+//! sequence header before every keyframe; Opus per RFC 7587) and keeps the packetized frames
+//! since the last keyframe, so a viewer that connects starts on a keyframe at once. A [`Viewer`] only stamps its own RTP header (SSRC, payload type, sequence number,
 //! timestamp) on the shared payloads.
 //!
 //! **GOP catch-up.** A viewer joining mid-GOP gets the cached frames from the keyframe on,
@@ -29,6 +28,7 @@
 //! runs and 0.2 s behind live half a second in. Sent at once instead of paced, the catch-up
 //! (900 packets here) overran aiortc's socket buffer, and its NACKs ask for 128 packets at most.
 
+use super::video_rtp::VideoPacketizer;
 use crate::bus::{BusFrame, TrackSet};
 use crate::webrtc::srtp::{rtp_header, RTP_HEADER_LEN};
 use bytes::Bytes;
@@ -37,11 +37,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 use switchyard_media::{rescale, CodecConfig, MediaKind, TrackId};
-use switchyard_rtp::av1::{av1c_config_obus, Av1Packetizer};
-use switchyard_rtp::h264::H264Packetizer;
-use switchyard_rtp::vp8::Vp8Packetizer;
-use switchyard_rtp::vp9::Vp9Packetizer;
-use switchyard_rtp::{Payload, RtpError};
+use switchyard_rtp::Payload;
 
 /// Largest RTP payload we send; with headers, SRTP tag and UDP/IP it stays under 1280 bytes.
 pub const MAX_PAYLOAD: usize = 1150;
@@ -62,13 +58,14 @@ const MAX_PENDING: usize = MAX_GOP_FRAMES;
 pub fn not_sent_reason(codec: &CodecConfig) -> Option<String> {
     match codec {
         CodecConfig::H264(_)
+        | CodecConfig::H265(_)
         | CodecConfig::Vp8
         | CodecConfig::Vp9 { .. }
         | CodecConfig::Av1 { .. }
         | CodecConfig::Opus { .. } => None,
         other => Some(match other.kind() {
             MediaKind::Video => format!(
-                "{} video is not sent over WebRTC (H.264, VP8, VP9 and AV1 are)",
+                "{} video is not sent over WebRTC (H.264, H.265, VP8, VP9 and AV1 are)",
                 other.name()
             ),
             MediaKind::Audio if crate::audio::AVAILABLE => format!(
@@ -80,60 +77,6 @@ pub fn not_sent_reason(codec: &CodecConfig) -> Option<String> {
                 other.name()
             ),
         }),
-    }
-}
-
-/// The packetizer of the stream's video codec.
-enum VideoPacketizer {
-    H264 {
-        packetizer: H264Packetizer,
-        sps: Vec<Bytes>,
-        pps: Vec<Bytes>,
-    },
-    Vp8(Vp8Packetizer),
-    Vp9(Vp9Packetizer),
-    Av1 {
-        packetizer: Av1Packetizer,
-        av1c: Bytes,
-    },
-}
-
-impl VideoPacketizer {
-    fn new(codec: &CodecConfig) -> Option<Self> {
-        Some(match codec {
-            CodecConfig::H264(config) => VideoPacketizer::H264 {
-                packetizer: H264Packetizer::new(MAX_PAYLOAD),
-                sps: config.sps_nals.clone(),
-                pps: config.pps_nals.clone(),
-            },
-            CodecConfig::Vp8 => VideoPacketizer::Vp8(Vp8Packetizer::new(MAX_PAYLOAD)),
-            CodecConfig::Vp9 { .. } => VideoPacketizer::Vp9(Vp9Packetizer::new(MAX_PAYLOAD)),
-            CodecConfig::Av1 { av1c } => VideoPacketizer::Av1 {
-                packetizer: Av1Packetizer::new(MAX_PAYLOAD),
-                av1c: av1c.clone(),
-            },
-            _ => return None,
-        })
-    }
-
-    fn packetize(
-        &mut self,
-        data: &Bytes,
-        keyframe: bool,
-        out: &mut Vec<Payload>,
-    ) -> Result<(), RtpError> {
-        match self {
-            VideoPacketizer::H264 {
-                packetizer,
-                sps,
-                pps,
-            } => packetizer.packetize(data, keyframe, sps, pps, out),
-            VideoPacketizer::Vp8(p) => p.packetize(data, out),
-            VideoPacketizer::Vp9(p) => p.packetize(data, keyframe, out),
-            VideoPacketizer::Av1 { packetizer, av1c } => {
-                packetizer.packetize(data, keyframe, av1c_config_obus(av1c), out)
-            }
-        }
     }
 }
 
@@ -215,7 +158,9 @@ impl Feed {
             return None;
         }
         self.gop.clear();
-        self.packetizer = after.as_ref().and_then(|(_, c)| VideoPacketizer::new(c));
+        self.packetizer = after
+            .as_ref()
+            .and_then(|(_, c)| VideoPacketizer::new(c, MAX_PAYLOAD));
         self.video = after
             .as_ref()
             .filter(|_| self.packetizer.is_some())
@@ -832,6 +777,23 @@ mod tests {
             .on_frame(&frame(&[0x32, 2, 0x20, 0x05], false))
             .unwrap();
         assert_eq!(&out.payloads[0].data[..], &[0x00, 3, 0x30, 0x20, 0x05]);
+        // H.265: the hvcC's VPS, SPS and PPS in an AP before an IRAP (IDR_W_RADL) picture.
+        let mut record = [&[1u8, 1, 0x60, 0, 0, 0, 0x90][..], &[0; 15], &[3]].concat();
+        for (t, nal) in [
+            (32u8, [0x40u8, 1, 0x0c]),
+            (33, [0x42, 1, 1]),
+            (34, [0x44, 1, 0xc1]),
+        ] {
+            record.extend_from_slice(&[t, 0, 1, 0, 3]);
+            record.extend_from_slice(&nal);
+        }
+        let config = switchyard_media::h265::HevcConfig::parse(record.into()).unwrap();
+        feed.on_tracks(tracks(CodecConfig::H265(config)));
+        let out = feed
+            .on_frame(&frame(&[0, 0, 0, 3, 0x26, 1, 0xaf], true))
+            .unwrap();
+        assert_eq!(out.payloads[0].data[..2], [48 << 1, 1], "an AP first");
+        assert_eq!(&out.payloads[1].data[..], &[0x26, 1, 0xaf]);
         // G.711 is not sent, and the feed says why.
         feed.on_tracks(tracks(CodecConfig::G711 {
             law: switchyard_media::G711Law::ALaw,

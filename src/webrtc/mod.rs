@@ -18,8 +18,7 @@
 //! loop and what they return), `client` (sessions we offer: WHEP pulls, WHIP pushes, the load
 //! generator), `engine` (the loop; `engine/sessions.rs` carries out the commands), `peer`
 //! (offer and answer, building a connection), `outbox` with `srtp` and [`udp`] (protecting
-//! media and sending datagrams), `stun` (routing a new address), `stats` (counters), `unsendable` (422 for viewers of video we
-//! cannot send: H.265).
+//! media and sending datagrams), `stun` (routing a new address), `stats` (counters).
 
 mod bundle;
 mod client;
@@ -32,7 +31,6 @@ pub(crate) mod srtp;
 mod stats;
 mod stun;
 pub mod udp;
-mod unsendable;
 
 pub use client::{ClientCounters, ClientRole};
 pub use engine::start;

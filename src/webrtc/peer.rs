@@ -13,7 +13,8 @@
 //! RFC 6184), VP8 (RFC 7741), VP9 (RFC 9628, profiles 0 and 2) or AV1 (AV1 RTP spec v1.0);
 //! H.264 is taken when the offer has it, else the first of the others in that order. Only
 //! that codec is put in the answer, so the publisher cannot switch to another mid-stream. A
-//! viewer (WHEP) is offered the codec the stream has: there is no transcoding.
+//! viewer (WHEP) is offered the codec the stream has: there is no transcoding. That may also
+//! be H.265 (RFC 7798, from RTSP cameras and Enhanced RTMP) for a viewer whose offer has it.
 
 use super::handle::SessionError;
 use super::srtp::KeyCapture;
@@ -24,7 +25,8 @@ use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::certificate::RTCCertificate;
 use rtc::peer_connection::configuration::interceptor_registry::configure_twcc_receiver_only;
 use rtc::peer_connection::configuration::media_engine::{
-    MediaEngine, MIME_TYPE_AV1, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8, MIME_TYPE_VP9,
+    MediaEngine, MIME_TYPE_AV1, MIME_TYPE_H264, MIME_TYPE_HEVC, MIME_TYPE_OPUS, MIME_TYPE_VP8,
+    MIME_TYPE_VP9,
 };
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
@@ -59,6 +61,7 @@ const OPUS_PT: u8 = 111;
 const VP8_PT: u8 = 96;
 const VP9_PT: u8 = 98; // profile-id=0; 100 for profile-id=2
 const AV1_PT: u8 = 45;
+const H265_PT: u8 = 49;
 
 /// A video codec WebRTC peers can send us or receive from us (passed through, never
 /// transcoded).
@@ -71,6 +74,8 @@ pub enum VideoCodec {
         profile: u8,
     },
     Av1,
+    /// Sent to viewers only (RFC 7798); publishers are not offered it.
+    H265,
 }
 
 impl VideoCodec {
@@ -94,6 +99,7 @@ impl VideoCodec {
                 profile: vpcc.get(4).copied().unwrap_or(0),
             }),
             CodecConfig::Av1 { .. } => Some(VideoCodec::Av1),
+            CodecConfig::H265(_) => Some(VideoCodec::H265),
             _ => None,
         }
     }
@@ -114,6 +120,7 @@ impl VideoCodec {
             VideoCodec::Vp8 => "VP8",
             VideoCodec::Vp9 { .. } => "VP9",
             VideoCodec::Av1 => "AV1",
+            VideoCodec::H265 => "H.265",
         }
     }
 
@@ -124,6 +131,7 @@ impl VideoCodec {
             VideoCodec::Vp8 => s.codecs.iter().any(|c| c == "vp8"),
             VideoCodec::Vp9 { profile } => s.vp9_profiles.contains(&profile),
             VideoCodec::Av1 => s.codecs.iter().any(|c| c == "av1"),
+            VideoCodec::H265 => s.codecs.iter().any(|c| c == "h265"),
         }
     }
 
@@ -141,6 +149,9 @@ impl VideoCodec {
                 VP9_PT + profile,
             )],
             VideoCodec::Av1 => vec![(video_codec(MIME_TYPE_AV1, ""), AV1_PT)],
+            // No fmtp: profile, tier and level default to Main, Main tier, 3.1 (RFC 7798 7.1),
+            // and receivers decode what comes; `rtc` matches the offer's line to an empty one.
+            VideoCodec::H265 => vec![(video_codec(MIME_TYPE_HEVC, ""), H265_PT)],
         }
     }
 }
@@ -477,6 +488,7 @@ fn negotiated(
                         || is(MIME_TYPE_VP8)
                         || is(MIME_TYPE_VP9)
                         || is(MIME_TYPE_AV1)
+                        || is(MIME_TYPE_HEVC)
                 }
             }
         })?
@@ -895,9 +907,8 @@ mod tests {
         assert_eq!(codec(&av1), Some(VideoCodec::Av1));
     }
 
-    #[test]
-    fn a_pull_offers_every_codec_and_learns_the_streams_from_the_answer() {
-        use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
+    fn test_local() -> Local {
+        use rtc::peer_connection::certificate::CertificateParams;
         let provider = rtc::crypto::default_provider().unwrap();
         let certificate = RTCCertificate::generate(
             provider.crypto(),
@@ -905,11 +916,16 @@ mod tests {
             CertificateParams::new(vec!["test".to_owned()]).unwrap(),
         )
         .unwrap();
-        let local = Local {
+        let candidates = vec!["127.0.0.1:9".parse().unwrap()];
+        Local {
             certificate,
-            candidates: vec!["127.0.0.1:9".parse().unwrap()],
-        };
-        let now = Instant::now();
+            candidates,
+        }
+    }
+
+    #[test]
+    fn a_pull_offers_every_codec_and_learns_the_streams_from_the_answer() {
+        let (local, now) = (test_local(), Instant::now());
         for stream in VideoCodec::PUBLISH_ORDER {
             let (offer, _) = build_offer(&local, Direction::Receive, None, now).unwrap();
             assert!(offer.video_codec.is_none(), "known from the answer");
@@ -949,5 +965,33 @@ mod tests {
         let vp8_only = CHROME_RECVONLY.replace("a=rtpmap:102 H264/90000\r\n", "");
         let s = check_offer_for(&vp8_only, Direction::Send, None).unwrap();
         assert!(s.video.is_none() && s.audio);
+    }
+
+    #[test]
+    fn h265_goes_to_viewers_whose_offer_has_it() {
+        let e = check_offer_for(CHROME_RECVONLY, Direction::Send, Some(VideoCodec::H265));
+        let e = e.unwrap_err().to_string();
+        assert!(
+            e.contains("this stream is H.265; your offer has only H.264, VP8"),
+            "{e}"
+        );
+        let offer = CHROME_RECVONLY.replace(" 96 102\r\n", " 96 102 49\r\n").replace(
+            "a=rtpmap:102 H264/90000\r\n",
+            "a=rtpmap:102 H264/90000\r\na=rtpmap:49 H265/90000\r\na=fmtp:49 level-id=93;profile-id=1;tier-flag=0;tx-mode=SRST\r\n",
+        );
+        let (local, now) = (test_local(), Instant::now());
+        let built = build(&local, &offer, Direction::Send, Some(VideoCodec::H265), now).unwrap();
+        assert_eq!(built.video_codec, Some(VideoCodec::H265));
+        assert_eq!(
+            built.video.map(|v| v.payload_type),
+            Some(49),
+            "{}",
+            built.sdp
+        );
+        assert!(
+            built.sdp.contains("a=rtpmap:49 H265/90000"),
+            "{}",
+            built.sdp
+        );
     }
 }

@@ -14,6 +14,9 @@ one JSON line:
 
 --bundle-policy none|balanced|max-compat|max-bundle (webrtcbin's; max-bundle by default):
 with none, each m-line gets a transport of its own and the offer has no a=group:BUNDLE.
+
+--video-codec h265: offers H.265 (RFC 7798) instead of H.264 and decodes it through
+rtph265depay ! h265parse ! avdec_h265.
 """
 
 import argparse
@@ -32,6 +35,8 @@ AUDIO_CAPS = (
     "encoding-params=(string)2"
 )
 
+VIDEO_CAPS_H265 = "application/x-rtp,media=video,encoding-name=H265,payload=49,clock-rate=90000"
+
 # Decoding chains, by transceiver kind. wait-for-keyframe: nothing reaches the decoder
 # before the first keyframe, so joining mid-GOP is no decode error.
 DECODERS = {
@@ -47,9 +52,21 @@ DECODERS = {
 }
 
 
+H265_DECODER = (
+    "video",
+    "queue ! rtph265depay ! h265parse"
+    " ! avdec_h265 ! fakesink name=sink sync=false",
+)
+
+
 class WhepPlayer(Peer):
-    def __init__(self, url, seconds, bundle_policy="max-bundle"):
+    def __init__(self, url, seconds, bundle_policy="max-bundle", video_codec="h264"):
         super().__init__(url, seconds)
+        self.decoders = dict(DECODERS)
+        video_caps = VIDEO_CAPS
+        if video_codec == "h265":
+            self.decoders[GstWebRTC.WebRTCKind.VIDEO] = H265_DECODER
+            video_caps = VIDEO_CAPS_H265
         self.counts = {"video": 0, "audio": 0}
         self.video_size = (None, None)
         self.pipeline = Gst.Pipeline.new("whep")
@@ -60,7 +77,7 @@ class WhepPlayer(Peer):
         self.webrtc.connect("pad-added", self._on_pad_added)
         # Receive-only transceivers: with nothing linked to webrtcbin's sink pads, adding
         # them is what makes webrtcbin ask for negotiation.
-        for caps in (VIDEO_CAPS, AUDIO_CAPS):
+        for caps in (video_caps, AUDIO_CAPS):
             self.webrtc.emit(
                 "add-transceiver",
                 GstWebRTC.WebRTCRTPTransceiverDirection.RECVONLY,
@@ -72,10 +89,10 @@ class WhepPlayer(Peer):
         if pad.get_direction() != Gst.PadDirection.SRC:
             return
         kind = pad.get_property("transceiver").get_property("kind")
-        if kind not in DECODERS:
+        if kind not in self.decoders:
             self.error(f"a source pad of unknown kind {kind}")
             return
-        name, description = DECODERS[kind]
+        name, description = self.decoders[kind]
         print(f"gst peer: receiving {name}", file=sys.stderr, flush=True)
         chain = Gst.parse_bin_from_description(description, True)
         self.pipeline.add(chain)
@@ -104,9 +121,10 @@ def main():
         default="max-bundle",
         choices=["none", "balanced", "max-compat", "max-bundle"],
     )
+    parser.add_argument("--video-codec", default="h264", choices=["h264", "h265"])
     options = parser.parse_args()
     Gst.init(None)
-    player = WhepPlayer(options.url, options.seconds, options.bundle_policy)
+    player = WhepPlayer(options.url, options.seconds, options.bundle_policy, options.video_codec)
     player.start()
     width, height = player.video_size
     player.report(

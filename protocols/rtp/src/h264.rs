@@ -496,7 +496,7 @@ impl H264Packetizer {
 
 /// The byte ranges of the NAL units of 4-byte length-prefixed `data` (empty ones skipped); an
 /// error ends the iteration.
-fn nal_ranges(data: &[u8]) -> impl Iterator<Item = Result<Range<usize>, RtpError>> + '_ {
+pub(crate) fn nal_ranges(data: &[u8]) -> impl Iterator<Item = Result<Range<usize>, RtpError>> + '_ {
     let mut pos = 0;
     std::iter::from_fn(move || loop {
         let rest = data.get(pos..).filter(|r| !r.is_empty())?;

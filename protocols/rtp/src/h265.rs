@@ -31,12 +31,20 @@
 //!   stays usable.
 //!
 //! Access unit delimiters and filler data are dropped: they carry nothing a muxer needs.
+//!
+//! [`H265Packetizer`] does the reverse for one access unit (sending side, for WHEP viewers):
+//! single NAL unit packets sharing the frame's bytes, FUs for NAL units over the payload size,
+//! and VPS, SPS and PPS (from the track's `hvcC`) in one AP before every IRAP picture.
 
 use crate::error::{malformed, RtpError};
+use crate::h264::nal_ranges;
 use crate::h264::MAX_ACCESS_UNIT_BYTES;
-use crate::packet::PacketRef;
+use crate::packet::{PacketRef, Payload};
 use bytes::{BufMut, Bytes, BytesMut};
-use switchyard_media::h265::{is_keyframe, nal_type, NAL_AUD, NAL_FD, NAL_PPS, NAL_SPS, NAL_VPS};
+use std::ops::Range;
+use switchyard_media::h265::{
+    is_irap, is_keyframe, nal_type, NAL_AUD, NAL_FD, NAL_PPS, NAL_SPS, NAL_VPS,
+};
 
 /// Payload type (in the NAL unit type field) of an aggregation packet (RFC 7798 4.4.2).
 const AP: u8 = 48;
@@ -350,6 +358,158 @@ impl H265Depacketizer {
             keyframe,
             parameter_sets,
         });
+    }
+}
+
+/// Smallest `max_payload` an [`H265Packetizer`] works with: an FU needs three header bytes
+/// and one byte of data.
+pub const MIN_PAYLOAD: usize = 4;
+
+/// H.265 access units -> RTP payloads (RFC 7798, `sprop-max-don-diff` 0: no DONL fields).
+#[derive(Debug, Clone)]
+pub struct H265Packetizer {
+    max_payload: usize,
+}
+
+impl H265Packetizer {
+    /// A packetizer whose payloads are at most `max_payload` bytes.
+    ///
+    /// # Panics
+    ///
+    /// If `max_payload` is below [`MIN_PAYLOAD`] (a configuration error, not input).
+    pub fn new(max_payload: usize) -> Self {
+        assert!(
+            max_payload >= MIN_PAYLOAD,
+            "H.265 RTP payloads need at least {MIN_PAYLOAD} bytes, not {max_payload}"
+        );
+        H265Packetizer { max_payload }
+    }
+
+    /// Packetizes one access unit given as 4-byte length-prefixed NAL units, appending its
+    /// payloads to `out`; the marker bit is set on the last one (RFC 7798 4.1).
+    ///
+    /// Before an IRAP picture (`keyframe`, or an IRAP slice in `frame`) the given parameter
+    /// sets (VPS, SPS, PPS, as [`HevcConfig::parameter_sets`] lists them) are sent as one AP
+    /// (4.4.2), or one by one when they do not fit, unless the access unit carries VPS, SPS
+    /// and PPS itself. NAL units that fit a packet go as single NAL unit packets (4.4.1)
+    /// sharing `frame`'s bytes; larger ones as FUs (4.4.3) of equal size. Access unit
+    /// delimiters, filler data and types 48-63 (RTP's packet types, or unspecified) are
+    /// dropped.
+    ///
+    /// Malformed length prefixes are an error and append nothing.
+    ///
+    /// [`HevcConfig::parameter_sets`]: switchyard_media::h265::HevcConfig::parameter_sets
+    pub fn packetize(
+        &self,
+        frame: &Bytes,
+        keyframe: bool,
+        parameter_sets: &[Bytes],
+        out: &mut Vec<Payload>,
+    ) -> Result<(), RtpError> {
+        let (mut irap, mut vps, mut sps, mut pps) = (false, false, false, false);
+        for range in nal_ranges(frame) {
+            let range = range?;
+            match nal_type(&frame[range]) {
+                NAL_VPS => vps = true,
+                NAL_SPS => sps = true,
+                NAL_PPS => pps = true,
+                t => irap |= is_irap(t),
+            }
+        }
+        let first = out.len();
+        if (keyframe || irap) && !(vps && sps && pps) {
+            self.parameter_sets(parameter_sets, out);
+        }
+        for range in nal_ranges(frame).flatten() {
+            if range.len() < 2 {
+                continue; // no room for a NAL unit header
+            }
+            match nal_type(&frame[range.clone()]) {
+                NAL_AUD | NAL_FD | 48..=63 => {}
+                _ => self.nal(frame, range, out),
+            }
+        }
+        if let Some(last) = out.get_mut(first..).and_then(|p| p.last_mut()) {
+            last.marker = true;
+        }
+        Ok(())
+    }
+
+    /// The parameter sets as one AP when they fit, else one by one.
+    fn parameter_sets(&self, sets: &[Bytes], out: &mut Vec<Payload>) {
+        let sets = || sets.iter().filter(|s| s.len() >= 2);
+        let count = sets().count();
+        if count == 0 {
+            return;
+        }
+        let size = 2 + sets().map(|s| 2 + s.len()).sum::<usize>();
+        if count > 1 && size <= self.max_payload && sets().all(|s| s.len() <= 0xffff) {
+            // F is the OR of the aggregated units' F bits, LayerId and TID their lowest
+            // (RFC 7798 4.4.2).
+            let f = sets().fold(0, |f, s| f | (s[0] & 0x80));
+            let layer = sets()
+                .map(|s| (u16::from(s[0] & 1) << 5) | u16::from(s[1] >> 3))
+                .min()
+                .unwrap_or(0);
+            let tid = sets().map(|s| s[1] & 7).min().unwrap_or(1);
+            let mut ap = BytesMut::with_capacity(size);
+            ap.put_u8(f | (AP << 1) | (layer >> 5) as u8);
+            ap.put_u8((((layer & 0x1f) as u8) << 3) | tid);
+            for s in sets() {
+                ap.put_u16(s.len() as u16);
+                ap.put_slice(s);
+            }
+            out.push(Payload {
+                data: ap.freeze(),
+                marker: false,
+            });
+        } else {
+            for s in sets() {
+                self.nal(s, 0..s.len(), out);
+            }
+        }
+    }
+
+    /// One NAL unit (`source[range]`, with its 2-byte header): a single NAL unit packet or
+    /// FUs.
+    fn nal(&self, source: &Bytes, range: Range<usize>, out: &mut Vec<Payload>) {
+        if range.len() <= self.max_payload {
+            out.push(Payload {
+                data: source.slice(range),
+                marker: false,
+            });
+            return;
+        }
+        let nal = &source[range];
+        let (header, body) = ([nal[0], nal[1]], &nal[2..]);
+        // The payload header is the NAL unit's with the type replaced by 49 (4.4.3).
+        let indicator = [(header[0] & 0x81) | (FU << 1), header[1]];
+        let kind = nal_type(nal);
+        let fragments = body.len().div_ceil(self.max_payload - 3);
+        let (base, longer) = (body.len() / fragments, body.len() % fragments);
+        // All fragments in one allocation, shared by slicing.
+        let mut buf = BytesMut::with_capacity(body.len() + 3 * fragments);
+        let mut rest = body;
+        let mut ends = Vec::with_capacity(fragments);
+        for i in 0..fragments {
+            let (chunk, tail) = rest.split_at(base + usize::from(i < longer));
+            rest = tail;
+            let start = if i == 0 { 0x80 } else { 0 };
+            let end = if i == fragments - 1 { 0x40 } else { 0 };
+            buf.put_slice(&indicator);
+            buf.put_u8(start | end | kind);
+            buf.put_slice(chunk);
+            ends.push(buf.len());
+        }
+        let buf = buf.freeze();
+        let mut start = 0;
+        for end in ends {
+            out.push(Payload {
+                data: buf.slice(start..end),
+                marker: false,
+            });
+            start = end;
+        }
     }
 }
 

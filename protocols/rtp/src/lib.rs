@@ -8,7 +8,7 @@
 //! - [`reorder`]: puts packets back in sequence-number order and counts losses
 //!   (RFC 3550 A.1 rules for 16-bit sequence numbers).
 //! - [`h264`]: RFC 6184 packetization-mode 1 (single NAL unit, STAP-A, FU-A) both ways.
-//! - [`h265`]: RFC 7798 single NAL unit packets, AP and FU, receiving side.
+//! - [`h265`]: RFC 7798 single NAL unit packets, AP and FU both ways.
 //! - [`vp8`]: RFC 7741, VP8 payload descriptor both ways.
 //! - [`vp9`]: RFC 9628, VP9 payload descriptor both ways (one spatial layer), and the
 //!   `vpcC` record from a keyframe.

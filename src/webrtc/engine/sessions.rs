@@ -11,7 +11,6 @@ use crate::outputs::whep::{Feed, TrackOut, Viewer};
 use crate::webrtc::client::{ClientCounters, ClientRole};
 use crate::webrtc::handle::{Command, Opened, Role, SessionError, SessionInfo};
 use crate::webrtc::peer::{self, Direction, SendTrack};
-use crate::webrtc::unsendable;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::transport::RTCIceCandidateInit;
 use std::collections::HashMap;
@@ -97,9 +96,6 @@ impl Engine {
             Role::Publish(_) => Direction::Receive,
             Role::Play(_) => Direction::Send,
         };
-        if let Role::Play(reader) = &role {
-            unsendable::refuse_unsendable_video(offer, reader.stream())?;
-        }
         let stream_video = match &role {
             Role::Play(reader) => peer::VideoCodec::of_stream(reader.stream()),
             Role::Publish(_) => None,

@@ -441,3 +441,141 @@ fn random_packets_never_panic_and_output_stays_well_formed() {
         }
     }
 }
+
+/// Our packets of `aus` (with `sets` before each IRAP), numbered and stamped like a sender.
+fn packetize(aus: &[H265AccessUnit], sets: &[Bytes], max_payload: usize) -> Vec<Captured> {
+    let packetizer = H265Packetizer::new(max_payload);
+    let mut packets = Vec::new();
+    for au in aus {
+        let mut payloads = Vec::new();
+        packetizer
+            .packetize(&au.data, au.keyframe, sets, &mut payloads)
+            .unwrap();
+        assert!(payloads.iter().all(|p| p.data.len() <= max_payload));
+        assert!(payloads.last().unwrap().marker);
+        assert_eq!(payloads.iter().filter(|p| p.marker).count(), 1);
+        for p in payloads {
+            packets.push(Captured {
+                sequence: 65_000u16.wrapping_add(packets.len() as u16),
+                timestamp: au.timestamp,
+                marker: p.marker,
+                payload: p.data.to_vec(),
+            });
+        }
+    }
+    packets
+}
+
+#[test]
+fn packetizer_and_depacketizer_round_trip_the_gstreamer_stream() {
+    let aus = depacketize(&read_rfc4571(GST_AP));
+    let sets = aus[0].parameter_sets.clone().unwrap();
+    let sets = [sets.vps, sets.sps, sets.pps];
+    // Small payloads: every slice fragmented, the parameter sets too big for one AP.
+    for max_payload in [MIN_PAYLOAD, 30, 100, 1150] {
+        let packets = packetize(&aus, &sets, max_payload);
+        if max_payload >= 100 {
+            assert_eq!(
+                packets
+                    .iter()
+                    .filter(|p| nal_type(&p.payload) == AP)
+                    .count(),
+                2
+            );
+        }
+        let again = depacketize(&packets);
+        assert_eq!(again, aus, "max_payload {max_payload}");
+    }
+}
+
+#[test]
+fn packetizer_sends_what_rtph265pay_sends() {
+    // GStreamer's packets (VPS, SPS, PPS each alone, before each IRAP), and ours of the
+    // access units they carry, with GStreamer's largest payload as our limit.
+    let gst = read_rfc4571(GST_SINGLE_NAL);
+    let aus = depacketize(&gst);
+    let sets = aus[0].parameter_sets.clone().unwrap();
+    let sets = [sets.vps, sets.sps, sets.pps];
+    let max_payload = gst.iter().map(|p| p.payload.len()).max().unwrap();
+    let ours = packetize(&aus, &sets, max_payload);
+    // The same payloads, but that the parameter sets go in one AP and fragments are even.
+    let singles = |packets: &[Captured]| -> Vec<Vec<u8>> {
+        let mut v: Vec<Vec<u8>> = packets
+            .iter()
+            .filter(|p| !matches!(nal_type(&p.payload), AP | FU | NAL_VPS | NAL_SPS | NAL_PPS))
+            .map(|p| p.payload.clone())
+            .collect();
+        v.sort();
+        v
+    };
+    assert!(!singles(&gst).is_empty());
+    assert_eq!(singles(&ours), singles(&gst));
+    let count =
+        |packets: &[Captured], t: u8| packets.iter().filter(|p| nal_type(&p.payload) == t).count();
+    assert_eq!(count(&ours, FU), count(&gst, FU));
+    assert_eq!(count(&ours, AP), count(&gst, NAL_SPS));
+    // Marker bits on the last packet of each access unit, as GStreamer sets them.
+    let markers = |packets: &[Captured]| -> Vec<u32> {
+        packets
+            .iter()
+            .filter(|p| p.marker)
+            .map(|p| p.timestamp)
+            .collect()
+    };
+    assert_eq!(markers(&ours), markers(&gst));
+    assert_eq!(depacketize(&ours), aus);
+}
+
+#[test]
+fn packetizer_keeps_in_band_parameter_sets_and_drops_what_cannot_be_sent() {
+    let p = H265Packetizer::new(1150);
+    let sets = [
+        Bytes::from_static(VPS),
+        Bytes::from_static(SPS),
+        Bytes::from_static(PPS),
+    ];
+    let mut out = Vec::new();
+    // The access unit has its own: none added. AUD and a type-48 unit are dropped.
+    let aud: &[u8] = &[NAL_AUD << 1, 0x01, 0x50];
+    let bad: &[u8] = &[AP << 1, 0x01, 0];
+    p.packetize(
+        &hvcc(&[aud, VPS, SPS, PPS, IDR, bad]),
+        true,
+        &sets,
+        &mut out,
+    )
+    .unwrap();
+    let got: Vec<&[u8]> = out.iter().map(|p| &p.data[..]).collect();
+    assert_eq!(got, [VPS, SPS, PPS, IDR]);
+    // A CRA not flagged as keyframe still gets the parameter sets, in one AP.
+    out.clear();
+    p.packetize(&hvcc(&[CRA]), false, &sets, &mut out).unwrap();
+    assert_eq!(out.len(), 2);
+    assert_eq!(&out[0].data[..], &ap(&[VPS, SPS, PPS])[..]);
+    // Not before other pictures.
+    out.clear();
+    p.packetize(&hvcc(&[TRAIL]), false, &sets, &mut out)
+        .unwrap();
+    assert_eq!(out.len(), 1);
+    // Malformed length prefixes append nothing.
+    out.clear();
+    let mut broken = hvcc(&[TRAIL]).to_vec();
+    broken[3] += 1;
+    assert!(p
+        .packetize(&Bytes::from(broken), false, &sets, &mut out)
+        .is_err());
+    assert!(out.is_empty());
+}
+
+#[test]
+fn random_frames_never_panic_the_packetizer() {
+    let mut rng = 7u64;
+    let p = H265Packetizer::new(MIN_PAYLOAD);
+    for _ in 0..2000 {
+        let len = (xorshift(&mut rng) % 40) as usize;
+        let frame: Vec<u8> = (0..len).map(|_| xorshift(&mut rng) as u8).collect();
+        let mut out = Vec::new();
+        let keyframe = xorshift(&mut rng).is_multiple_of(2);
+        let _ = p.packetize(&Bytes::from(frame), keyframe, &[], &mut out);
+    }
+}

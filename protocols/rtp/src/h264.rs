@@ -30,6 +30,7 @@
 //! every NAL unit that fits one packet.
 
 use crate::error::RtpError;
+use crate::framing::{self, AccessUnitFraming, NalUnitPayloads};
 use crate::packet::{PacketRef, Payload};
 use bytes::{BufMut, Bytes, BytesMut};
 use std::ops::Range;
@@ -71,12 +72,8 @@ pub struct H264AccessUnit {
 pub struct H264Depacketizer {
     /// NAL units of the access unit in progress, 4-byte length-prefixed.
     au: BytesMut,
-    /// RTP timestamp of the access unit in progress; `None` between access units.
-    au_timestamp: Option<u32>,
-    /// Part of the access unit in progress is missing or unusable.
-    au_damaged: bool,
-    /// Packets were lost with no access unit in progress: the next one may lack its start.
-    next_damaged: bool,
+    /// The access unit in progress: its timestamp, and whether part of it is missing.
+    framing: AccessUnitFraming,
     /// Where in `au` the NAL unit being reassembled from FU-A fragments starts (at its
     /// length prefix, filled in when the last fragment comes).
     fragment: Option<usize>,
@@ -90,9 +87,7 @@ impl Default for H264Depacketizer {
     fn default() -> Self {
         H264Depacketizer {
             au: BytesMut::new(),
-            au_timestamp: None,
-            au_damaged: false,
-            next_damaged: false,
+            framing: AccessUnitFraming::default(),
             fragment: None,
             sps: None,
             pps: None,
@@ -116,30 +111,7 @@ impl H264Depacketizer {
         lost: u16,
         out: &mut Vec<H264AccessUnit>,
     ) -> Result<(), RtpError> {
-        if lost > 0 {
-            // The lost packets may have ended the access unit in progress or started the next.
-            self.damage();
-            self.next_damaged = true;
-        }
-        if packet.payload.is_empty() {
-            return Ok(());
-        }
-        if self.au_timestamp != Some(packet.timestamp) {
-            // A new timestamp is a new access unit, whether or not the last one had its marker.
-            self.finish(out);
-            self.au_timestamp = Some(packet.timestamp);
-            self.au_damaged = self.next_damaged;
-        }
-        self.next_damaged = false;
-        let result = self.payload(&packet);
-        if result.is_err() {
-            self.abandon_fragment();
-            self.damage();
-        }
-        if packet.marker {
-            self.finish(out);
-        }
-        result
+        framing::push(self, packet, lost, out)
     }
 
     /// True until an IDR arrives intact, at the start and after any loss or error: the caller
@@ -149,7 +121,7 @@ impl H264Depacketizer {
     }
 
     fn damage(&mut self) {
-        self.au_damaged = true;
+        self.framing.damaged = true;
         self.waiting_for_idr = true;
     }
 
@@ -300,11 +272,11 @@ impl H264Depacketizer {
     /// Ends the access unit in progress and hands it out unless it is damaged or cannot be
     /// decoded (no IDR since the last damage).
     fn finish(&mut self, out: &mut Vec<H264AccessUnit>) {
-        let Some(timestamp) = self.au_timestamp.take() else {
+        let Some(timestamp) = self.framing.timestamp.take() else {
             return;
         };
         let incomplete = self.fragment.take().is_some();
-        if std::mem::take(&mut self.au_damaged) || incomplete {
+        if std::mem::take(&mut self.framing.damaged) || incomplete {
             self.au.clear();
             self.waiting_for_idr = true;
             return;
@@ -527,6 +499,30 @@ pub(crate) fn nal_ranges(data: &[u8]) -> impl Iterator<Item = Result<Range<usize
             return Some(Ok(offset + 4..pos));
         }
     })
+}
+
+impl NalUnitPayloads for H264Depacketizer {
+    type AccessUnit = H264AccessUnit;
+
+    fn framing(&mut self) -> &mut AccessUnitFraming {
+        &mut self.framing
+    }
+
+    fn payload(&mut self, packet: &PacketRef<'_>) -> Result<(), RtpError> {
+        H264Depacketizer::payload(self, packet)
+    }
+
+    fn abandon_fragment(&mut self) {
+        H264Depacketizer::abandon_fragment(self)
+    }
+
+    fn damage(&mut self) {
+        H264Depacketizer::damage(self)
+    }
+
+    fn finish(&mut self, out: &mut Vec<H264AccessUnit>) {
+        H264Depacketizer::finish(self, out)
+    }
 }
 
 #[cfg(test)]

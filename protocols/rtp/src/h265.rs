@@ -37,6 +37,7 @@
 //! and VPS, SPS and PPS (from the track's `hvcC`) in one AP before every IRAP picture.
 
 use crate::error::{malformed, RtpError};
+use crate::framing::{self, AccessUnitFraming, NalUnitPayloads};
 use crate::h264::nal_ranges;
 use crate::h264::MAX_ACCESS_UNIT_BYTES;
 use crate::packet::{PacketRef, Payload};
@@ -81,12 +82,8 @@ pub struct H265AccessUnit {
 pub struct H265Depacketizer {
     /// NAL units of the access unit in progress, 4-byte length-prefixed.
     au: BytesMut,
-    /// RTP timestamp of the access unit in progress; `None` between access units.
-    au_timestamp: Option<u32>,
-    /// Part of the access unit in progress is missing or unusable.
-    au_damaged: bool,
-    /// Packets were lost with no access unit in progress: the next one may lack its start.
-    next_damaged: bool,
+    /// The access unit in progress: its timestamp, and whether part of it is missing.
+    framing: AccessUnitFraming,
     /// Where in `au` the NAL unit being reassembled from FU fragments starts (at its length
     /// prefix, filled in when the last fragment comes).
     fragment: Option<usize>,
@@ -101,9 +98,7 @@ impl Default for H265Depacketizer {
     fn default() -> Self {
         H265Depacketizer {
             au: BytesMut::new(),
-            au_timestamp: None,
-            au_damaged: false,
-            next_damaged: false,
+            framing: AccessUnitFraming::default(),
             fragment: None,
             vps: None,
             sps: None,
@@ -128,30 +123,7 @@ impl H265Depacketizer {
         lost: u16,
         out: &mut Vec<H265AccessUnit>,
     ) -> Result<(), RtpError> {
-        if lost > 0 {
-            // The lost packets may have ended the access unit in progress or started the next.
-            self.damage();
-            self.next_damaged = true;
-        }
-        if packet.payload.is_empty() {
-            return Ok(());
-        }
-        if self.au_timestamp != Some(packet.timestamp) {
-            // A new timestamp is a new access unit, whether or not the last one had its marker.
-            self.finish(out);
-            self.au_timestamp = Some(packet.timestamp);
-            self.au_damaged = self.next_damaged;
-        }
-        self.next_damaged = false;
-        let result = self.payload(&packet);
-        if result.is_err() {
-            self.abandon_fragment();
-            self.damage();
-        }
-        if packet.marker {
-            self.finish(out);
-        }
-        result
+        framing::push(self, packet, lost, out)
     }
 
     /// True until an IRAP picture arrives intact, at the start and after any loss or error:
@@ -161,7 +133,7 @@ impl H265Depacketizer {
     }
 
     fn damage(&mut self) {
-        self.au_damaged = true;
+        self.framing.damaged = true;
         self.waiting_for_irap = true;
     }
 
@@ -323,11 +295,11 @@ impl H265Depacketizer {
     /// Ends the access unit in progress and hands it out unless it is damaged or cannot be
     /// decoded (no IRAP since the last damage).
     fn finish(&mut self, out: &mut Vec<H265AccessUnit>) {
-        let Some(timestamp) = self.au_timestamp.take() else {
+        let Some(timestamp) = self.framing.timestamp.take() else {
             return;
         };
         let incomplete = self.fragment.take().is_some();
-        if std::mem::take(&mut self.au_damaged) || incomplete {
+        if std::mem::take(&mut self.framing.damaged) || incomplete {
             self.au.clear();
             self.waiting_for_irap = true;
             return;
@@ -510,6 +482,30 @@ impl H265Packetizer {
             });
             start = end;
         }
+    }
+}
+
+impl NalUnitPayloads for H265Depacketizer {
+    type AccessUnit = H265AccessUnit;
+
+    fn framing(&mut self) -> &mut AccessUnitFraming {
+        &mut self.framing
+    }
+
+    fn payload(&mut self, packet: &PacketRef<'_>) -> Result<(), RtpError> {
+        H265Depacketizer::payload(self, packet)
+    }
+
+    fn abandon_fragment(&mut self) {
+        H265Depacketizer::abandon_fragment(self)
+    }
+
+    fn damage(&mut self) {
+        H265Depacketizer::damage(self)
+    }
+
+    fn finish(&mut self, out: &mut Vec<H265AccessUnit>) {
+        H265Depacketizer::finish(self, out)
     }
 }
 

@@ -31,6 +31,7 @@ pub mod av1;
 pub mod clock;
 mod error;
 pub mod fmtp;
+mod framing;
 pub mod h264;
 pub mod h265;
 pub mod header;

@@ -17,7 +17,6 @@ use switchyard_media::{aac::AudioSpecificConfig, h264::AvcConfig, h265::HevcConf
 use switchyard_media::{CodecConfig, Frame, MediaKind, Track, TrackId};
 
 use crate::error::{encode, Fmp4Error};
-use crate::hevc;
 
 /// `trex` / `trun` sample flags (ISO/IEC 14496-12 8.8.3.1): `sample_depends_on` = 2, a sync
 /// sample that depends on no other.
@@ -254,6 +253,8 @@ fn hvc1(track: TrackId, c: &HevcConfig) -> Result<Hvc1, Fmp4Error> {
         .map_err(|e| invalid(track, format!("hvcC: {e}")))?;
     // Frames on the bus always carry 4-byte NAL lengths, whatever the source's record said.
     hvcc.length_size_minus_one = 3;
+    // Chromium's MSE rejects a video config with an empty coded size, so when the record does
+    // not say the size it is read from the SPS (ITU-T H.265 7.3.2.2.1).
     let (width, height) = match c.resolution {
         Some(size) => size,
         None => hvcc
@@ -261,7 +262,8 @@ fn hvc1(track: TrackId, c: &HevcConfig) -> Result<Hvc1, Fmp4Error> {
             .iter()
             .filter(|a| a.nal_unit_type == 33)
             .flat_map(|a| a.nalus.iter())
-            .find_map(|sps| hevc::sps_resolution(sps).ok())
+            .find_map(|sps| switchyard_media::h265::parse_sps(sps).ok())
+            .map(|sps| (sps.width, sps.height))
             .unwrap_or((0, 0)),
     };
     Ok(Hvc1 {

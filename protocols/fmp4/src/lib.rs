@@ -26,7 +26,6 @@
 
 mod error;
 mod fragment;
-mod hevc;
 mod init;
 mod sample;
 

@@ -33,6 +33,80 @@ pub struct Config {
     /// within a path segment, e.g. `live/*`) is pushed to `url` (`{name}` is replaced by the
     /// stream name).
     pub pushes: Vec<PushRule>,
+    /// Limits on streams, readers, sessions per IP, request bodies and publisher bitrate
+    /// (`[limits]`; see `src/limits.rs`).
+    pub limits: crate::limits::LimitsConfig,
+    /// The certificate of `http.https_listen` and `rtmp.rtmps_listen`.
+    pub tls: crate::tls::TlsConfig,
+    /// API tokens and publish/play authorization (`[auth]`, `[auth.jwt]`, `[[auth.rules]]`).
+    pub auth: crate::auth::AuthConfig,
+    /// Cluster mode: a stream directory shared by every node on Redis (`[cluster]`; see
+    /// `src/cluster`).
+    pub cluster: ClusterSection,
+}
+
+/// `[cluster]`: off until `directory` is set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSection {
+    /// The Redis server holding the directory, `redis://HOST:6379/0` (`rediss://` for TLS,
+    /// `redis://:password@HOST/0` with a password). Empty: cluster mode is off.
+    pub directory: String,
+    /// The base URL other nodes and viewers reach this node at (`http://10.0.0.5:8080`).
+    /// Empty: `http://` and the HTTP listener's address, which only suits nodes on one host.
+    pub advertise_url: String,
+    /// How long a registration lives in the directory without being refreshed; it is
+    /// refreshed every third of it. A node that dies leaves the directory within this time.
+    pub lease_ttl_secs: u64,
+    /// Viewers (readers of any output but pushes) this node takes before WHEP offers and HLS
+    /// playlist requests are redirected (`307`) to a node with room; 0: no limit.
+    pub max_viewers: u64,
+    /// Like `max_viewers`, for the bitrate this node sends, in kbit/s; 0: no limit.
+    pub max_bitrate_out_kbps: u64,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        ClusterSection {
+            directory: String::new(),
+            advertise_url: String::new(),
+            lease_ttl_secs: 10,
+            max_viewers: 0,
+            max_bitrate_out_kbps: 0,
+        }
+    }
+}
+
+impl ClusterSection {
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.directory.is_empty() {
+            return Ok(());
+        }
+        let url = reqwest::Url::parse(&self.directory).map_err(|e| {
+            anyhow::anyhow!("cluster.directory: {:?} is not a URL: {e}", self.directory)
+        })?;
+        anyhow::ensure!(
+            matches!(url.scheme(), "redis" | "rediss") && url.host_str().is_some(),
+            "cluster.directory must be a redis:// or rediss:// URL with a host (e.g. \"redis://127.0.0.1:6379/0\")"
+        );
+        if !self.advertise_url.is_empty() {
+            let advertised = reqwest::Url::parse(&self.advertise_url).map_err(|e| {
+                anyhow::anyhow!(
+                    "cluster.advertise_url: {:?} is not a URL: {e}",
+                    self.advertise_url
+                )
+            })?;
+            anyhow::ensure!(
+                matches!(advertised.scheme(), "http" | "https") && advertised.path() == "/",
+                "cluster.advertise_url must be an http(s) base URL without a path (e.g. \"http://10.0.0.5:8080\")"
+            );
+        }
+        anyhow::ensure!(
+            (3..=3600).contains(&self.lease_ttl_secs),
+            "cluster.lease_ttl_secs must be within 3..=3600"
+        );
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,6 +121,10 @@ pub struct HttpConfig {
     /// A request head must be complete within this time of the accept (first request) or of
     /// its first byte (later requests): slow-headers clients are cut off.
     pub header_timeout_secs: u64,
+    /// HTTPS (and WSS) for the same console, API, WHIP/WHEP, HLS, MSE and metrics, with
+    /// HTTP/2 by ALPN, e.g. "0.0.0.0:8443"; the certificate is `[tls]`'s. Empty: off.
+    #[serde(with = "optional_addr")]
+    pub https_listen: Option<SocketAddr>,
 }
 
 impl Default for HttpConfig {
@@ -55,6 +133,7 @@ impl Default for HttpConfig {
             listen: ([0, 0, 0, 0], 8080).into(),
             idle_timeout_secs: 60,
             header_timeout_secs: 10,
+            https_listen: None,
         }
     }
 }
@@ -74,6 +153,9 @@ pub struct WebrtcConfig {
     /// Testing aid: drop one in this many media packets to viewers on their first send
     /// (retransmissions on NACK still go), to see loss recovery work. 0: off.
     pub simulate_loss_one_in: u32,
+    /// A WHIP/WHEP session whose ICE and DTLS have not completed this long after the POST is
+    /// removed (a client that POSTs offers and never connects cannot pile sessions up).
+    pub connect_timeout_secs: u64,
 }
 
 impl Default for WebrtcConfig {
@@ -84,6 +166,7 @@ impl Default for WebrtcConfig {
             public_ips: Vec::new(),
             ice_servers: Vec::new(),
             simulate_loss_one_in: 0,
+            connect_timeout_secs: 30,
         }
     }
 }
@@ -97,6 +180,7 @@ impl WebrtcConfig {
             ice_servers: self.ice_servers.clone(),
             own_thread: true,
             simulate_loss_one_in: self.simulate_loss_one_in,
+            connect_timeout: std::time::Duration::from_secs(self.connect_timeout_secs),
         }
     }
 }
@@ -201,6 +285,9 @@ pub struct PullSection {
     /// PEM file of extra CA certificates trusted for `rtmps://` targets, besides the public web
     /// PKI roots (empty: none).
     pub tls_ca_file: String,
+    /// Bearer token sent with the WHEP POSTs of origin pulls (`origins`), for origins whose
+    /// `[[auth.rules]]` protect play (empty: none).
+    pub origin_token: String,
 }
 
 impl Default for PullSection {
@@ -213,6 +300,7 @@ impl Default for PullSection {
             tls_ca_file: String::new(),
             on_demand_idle_secs: 30,
             hold_secs: 10,
+            origin_token: String::new(),
         }
     }
 }
@@ -294,11 +382,23 @@ impl BusSection {
             reader_queue_frames: self.reader_queue_frames,
             gop_cache_max_bytes: self.gop_cache_max_bytes,
             publisher_takeover: self.publisher_takeover,
+            ..Default::default()
         }
     }
 }
 
 impl Config {
+    /// The bus's settings: `[bus]` and the limits the bus enforces.
+    pub fn bus_config(&self) -> crate::bus::BusConfig {
+        crate::bus::BusConfig {
+            max_streams: self.limits.max_streams,
+            max_readers_per_stream: self.limits.max_readers_per_stream,
+            max_publisher_bitrate_kbps: self.limits.max_publisher_bitrate_kbps,
+            bitrate_window: std::time::Duration::from_secs(self.limits.bitrate_window_secs),
+            ..self.bus.to_bus_config()
+        }
+    }
+
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
@@ -321,6 +421,16 @@ impl Config {
             (1..=600).contains(&self.http.header_timeout_secs),
             "http.header_timeout_secs must be within 1..=600, not {}",
             self.http.header_timeout_secs
+        );
+        anyhow::ensure!(
+            (1..=600).contains(&self.webrtc.connect_timeout_secs),
+            "webrtc.connect_timeout_secs must be within 1..=600, not {}",
+            self.webrtc.connect_timeout_secs
+        );
+        anyhow::ensure!(
+            (1..=3600).contains(&self.rtmp.media_timeout_secs),
+            "rtmp.media_timeout_secs must be within 1..=3600, not {}",
+            self.rtmp.media_timeout_secs
         );
         anyhow::ensure!(
             (128..=65536).contains(&self.rtmp.chunk_size),
@@ -383,6 +493,12 @@ impl Config {
             "node_id must be at most 64 letters, digits, '.', '_' or '-', not {:?}",
             self.node_id
         );
+        self.limits.validate()?;
+        self.cluster.validate()?;
+        self.tls.validate(&[
+            ("http.https_listen", self.http.https_listen.is_some()),
+            ("rtmp.rtmps_listen", self.rtmp.rtmps_listen.is_some()),
+        ])?;
         for origin in &self.origins {
             let url = reqwest::Url::parse(origin)
                 .map_err(|e| anyhow::anyhow!("origins: {origin:?} is not a URL: {e}"))?;
@@ -401,10 +517,38 @@ impl Config {
         if self.pulls.is_empty() {
             text.push_str("\n# [[pulls]]                      # streams pulled at boot (none)\n# source = \"rtsp://user:pass@camera:554/path\"   # or rtmp://, rtmps://, http(s)://HOST/whep/NAME\n# name = \"cam/door\"\n# token = \"...\"                   # bearer token of a WHEP source (optional)\n");
         }
+        if self.auth.rules.is_empty() {
+            text.push_str("\n# [[auth.rules]]                 # publish/play rules (none: everything is allowed)\n# streams = \"live/*\"              # first rule whose pattern and action match decides\n# action = \"publish\"             # publish | play | any\n# tokens = [\"secret\"]             # static tokens\n# jwt = true                      # JWTs verified with [auth.jwt]\n# webhook = \"http://127.0.0.1:9000/auth\"\n");
+        }
         if self.pushes.is_empty() {
             text.push_str("\n# [[pushes]]                     # push rules (none)\n# stream = \"live/*\"               # `*` matches within a path segment\n# url = \"rtmp://cdn.example/app/{name}\"\n");
         }
         text
+    }
+}
+
+/// An optional listen address, written `""` when off (TOML has no null).
+pub mod optional_addr {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::net::SocketAddr;
+
+    pub fn serialize<S: Serializer>(addr: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match addr {
+            Some(a) => s.collect_str(a),
+            None => s.serialize_str(""),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse().map(Some).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not an IP:port address (e.g. \"0.0.0.0:8443\"; \"\" for off)"
+            ))
+        })
     }
 }
 
@@ -420,6 +564,15 @@ pub fn parse_udp_listen(s: &str) -> Result<SocketAddr, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auth_rules_print_and_parse_back() {
+        let text = "[auth]\napi_tokens = [\"a\"]\n[auth.jwt]\nhs256_secret = \"s\"\n[[auth.rules]]\nstreams = \"live/*\"\naction = \"play\"\ntokens = [\"t\"]\njwt = true\nwebhook = \"http://127.0.0.1:9/auth\"\n";
+        let config = Config::parse(text).unwrap();
+        assert_eq!(config.auth.rules[0].action, crate::auth::RuleAction::Play);
+        assert_eq!(Config::parse(&config.to_toml()).unwrap(), config);
+        assert!(crate::auth::Auth::from_config(&config.auth).is_ok());
+    }
 
     #[test]
     fn empty_file_gives_defaults_and_printed_config_parses_back() {
@@ -445,6 +598,17 @@ mod tests {
         assert!(Config::parse("[http]\nidle_timeout_secs = 0").is_err());
         assert!(Config::parse("[http]\nheader_timeout_secs = 0").is_err());
         assert!(Config::parse("node_id = \"a, b\"").is_err());
+        assert!(Config::parse("[limits]\nmax_request_body_bytes = 10").is_err());
+        assert!(Config::parse("[limits]\nmax_stream = 1").is_err());
+        let c =
+            Config::parse("[limits]\nmax_streams = 2\nmax_publisher_bitrate_kbps = 500").unwrap();
+        assert_eq!(
+            (
+                c.bus_config().max_streams,
+                c.bus_config().max_publisher_bitrate_kbps
+            ),
+            (2, 500)
+        );
         let c = Config::parse("node_id = \"edge-1.eu\"\n[http]\nidle_timeout_secs = 5").unwrap();
         assert_eq!(
             (c.node_id.as_str(), c.http.idle_timeout_secs),

@@ -7,7 +7,12 @@ use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 pub fn init() {
-    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_string());
+    init_with("info");
+}
+
+/// Like [`init`], with `default` as the filter when `RUST_LOG` is not set.
+pub fn init_with(default: &str) {
+    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| default.to_string());
     let spec = if spec.contains("rtc") {
         spec
     } else {

@@ -44,7 +44,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PullState {
     /// An on-demand pull with no reader: not connected.
@@ -71,7 +71,7 @@ pub enum PullApiError {
 }
 
 /// A pull as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PullInfo {
     pub id: String,
     /// The source URL with any `user:pass@` replaced by `***@`.
@@ -105,8 +105,32 @@ enum Source {
     Rtsp(RtspSource),
     Rtmp(RtmpUrl),
     Whep(WhepSource),
-    /// `{origin}/whep/{name}` of each origin in turn.
-    Origins(Vec<WhepSource>),
+    /// The owner of the stream in the cluster directory (asked anew on every attempt), then
+    /// `{origin}/whep/{name}` of each configured origin in turn.
+    Origins(OriginSources),
+}
+
+/// Where an origin pull looks for its stream.
+struct OriginSources {
+    name: String,
+    /// The chain of node ids the pull carries on (this node's last).
+    chain: Vec<String>,
+    token: Option<String>,
+    /// The configured `origins`, in order, after the directory's answer.
+    fixed: Vec<WhepSource>,
+    directory: Option<Arc<dyn OriginDirectory>>,
+}
+
+/// The cluster's stream directory, as origin pulls ask it (`cluster`): the base URL of the
+/// node that publishes a stream. `Ok(None)`: no other node has it; `Err`: the directory
+/// cannot be asked (the reason).
+pub trait OriginDirectory: Send + Sync {
+    fn owner_url<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Option<String>, String>> + Send + 'a>,
+    >;
 }
 
 impl Source {
@@ -174,6 +198,8 @@ pub struct PullManager {
     origins: Vec<String>,
     /// This node's id in `Switchyard-Via` chains.
     node_id: String,
+    /// The cluster's directory, asked for streams nobody here has (before `origins`).
+    directory: OnceLock<Arc<dyn OriginDirectory>>,
 }
 
 type Pulls = Arc<Mutex<BTreeMap<String, Arc<Pull>>>>;
@@ -206,6 +232,7 @@ impl PullManager {
             } else {
                 config.node_id.clone()
             },
+            directory: OnceLock::new(),
         };
         if !config.pulls.is_empty() && tokio::runtime::Handle::try_current().is_err() {
             tracing::error!("no tokio runtime; configured pulls not started");
@@ -362,25 +389,57 @@ impl PullManager {
         &self.origins
     }
 
-    /// Starts an origin pull of `name` if origins are configured: true if one will try. `via`:
-    /// the nodes the request for it came through (empty for a reader of this node).
+    /// Installs the cluster's directory (once): readers of streams nobody here has then
+    /// start origin pulls from the stream's owner.
+    pub fn set_directory(&self, directory: Arc<dyn OriginDirectory>) {
+        let _ = self.directory.set(directory);
+    }
+
+    /// The names published here by origin pulls (copies of other nodes' streams).
+    pub fn origin_pull_names(&self) -> std::collections::HashSet<String> {
+        self.pulls
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|p| p.origin_pull)
+            .map(|p| p.name.clone())
+            .collect()
+    }
+
+    /// Starts an origin pull of `name` if the cluster directory or origins are configured:
+    /// true if one will try. `via`: the nodes the request for it came through (empty for a
+    /// reader of this node).
     fn demand_from_origins(&self, name: &str, via: &[String]) -> bool {
-        if self.origins.is_empty() || crate::bus::validate_name(name).is_err() {
+        let directory = self.directory.get().cloned();
+        if (self.origins.is_empty() && directory.is_none())
+            || crate::bus::validate_name(name).is_err()
+        {
             return false;
         }
         let mut chain = via.to_vec();
         chain.push(self.node_id.clone());
-        let sources: Vec<WhepSource> = self
+        let token = Some(self.settings.origin_token.clone()).filter(|t| !t.is_empty());
+        let fixed: Vec<WhepSource> = self
             .origins
             .iter()
-            .filter_map(|o| WhepSource::parse(&format!("{o}/whep/{name}"), None).ok())
+            .filter_map(|o| WhepSource::parse(&format!("{o}/whep/{name}"), token.clone()).ok())
             .map(|s| s.with_via(&chain))
             .collect();
-        if sources.is_empty() {
+        if fixed.is_empty() && directory.is_none() {
             return false;
         }
-        let shown = self.origins.join(" ");
-        match self.insert(Source::Origins(sources), shown, name, true, true) {
+        let mut shown: Vec<String> = self.origins.clone();
+        if directory.is_some() {
+            shown.insert(0, "cluster directory".to_string());
+        }
+        let sources = OriginSources {
+            name: name.to_string(),
+            chain: chain.clone(),
+            token,
+            fixed,
+            directory,
+        };
+        match self.insert(Source::Origins(sources), shown.join(" "), name, true, true) {
             Ok(id) => {
                 tracing::info!(id, name, origins = ?self.origins, via = %chain.join(", "), "origin pull started by a reader");
                 true
@@ -581,7 +640,23 @@ async fn whep_attempt(
         Source::Whep(source) => whep_pull::run(client, source, settings, sink).await,
         Source::Origins(origins) => {
             let mut errors = Vec::new();
-            for source in origins {
+            let mut sources = Vec::new();
+            if let Some(directory) = &origins.directory {
+                match directory.owner_url(&origins.name).await {
+                    Ok(Some(owner)) => {
+                        match WhepSource::parse(
+                            &format!("{owner}/whep/{}", origins.name),
+                            origins.token.clone(),
+                        ) {
+                            Ok(source) => sources.push(source.with_via(&origins.chain)),
+                            Err(e) => errors.push(format!("the owner's URL {owner:?}: {e}")),
+                        }
+                    }
+                    Ok(None) => errors.push("no node of the cluster publishes it".to_string()),
+                    Err(e) => errors.push(e),
+                }
+            }
+            for source in sources.iter().chain(&origins.fixed) {
                 let error = whep_pull::run(client, source, settings, sink).await;
                 if sink.was_running {
                     return error;
@@ -694,7 +769,9 @@ async fn run_pull_attempts(
         let was_running = sink.was_running;
         drop(sink);
         ever_running |= was_running;
-        if pull.origin_pull && !was_running && (!ever_running || attempt >= 3) {
+        // An origin pull that had the stream keeps trying while it holds the stream for its
+        // readers (`pull.hold_secs`): the directory may name a new owner meanwhile.
+        if pull.origin_pull && !was_running && (!ever_running || (attempt >= 3 && held.is_none())) {
             // No origin has it (any more): readers get their 404 rather than a wait.
             tracing::info!(id = %pull.id, name = %pull.name, error = %error.message, "no origin has the stream");
             pull.set_state(PullState::Failed, Some(error.message));

@@ -11,6 +11,8 @@
 //! Pushes come from the API (`/api/v1/pushes`, `/rest-api/push/*`) or from `[[pushes]]` rules
 //! in the config, which push every stream whose name matches a pattern.
 
+pub use crate::bus::matches_pattern;
+
 use crate::audio::AudioNeed;
 use crate::bus::{Peer, Reader, ReaderEvent, Registry};
 use crate::config::{Config, PushRule};
@@ -25,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 use switchyard_media::{CodecConfig, MediaKind};
 use tokio_util::sync::CancellationToken;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PushState {
     /// The stream is not on the bus (yet, or its publisher went away).
@@ -38,7 +40,7 @@ pub enum PushState {
 }
 
 /// Where a push came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PushOrigin {
     Api,
@@ -479,23 +481,6 @@ fn notes_for(tracks: &crate::bus::TrackSet) -> Vec<String> {
     notes
 }
 
-/// Whether `name` matches `pattern` (`*` matches within one path segment).
-pub fn matches_pattern(pattern: &str, name: &str) -> bool {
-    let (p, n): (Vec<&str>, Vec<&str>) = (pattern.split('/').collect(), name.split('/').collect());
-    p.len() == n.len()
-        && p.iter()
-            .zip(&n)
-            .all(|(p, n)| glob_segment(p.as_bytes(), n.as_bytes()))
-}
-
-fn glob_segment(p: &[u8], n: &[u8]) -> bool {
-    match p.split_first() {
-        None => n.is_empty(),
-        Some((b'*', rest)) => (0..=n.len()).any(|i| glob_segment(rest, &n[i..])),
-        Some((c, rest)) => n.first() == Some(c) && glob_segment(rest, &n[1..]),
-    }
-}
-
 /// Starts a rule push for every new stream that matches a rule; rule pushes of streams gone
 /// for a while are stopped.
 async fn apply_rules(inner: Arc<Inner>, rules: Vec<PushRule>) {
@@ -543,20 +528,5 @@ async fn apply_rules(inner: Arc<Inner>, rules: Vec<PushRule>) {
         for id in stale {
             inner.stop(id);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn patterns_match_within_segments() {
-        assert!(matches_pattern("live/*", "live/a"));
-        assert!(matches_pattern("live/cam*", "live/cam12"));
-        assert!(!matches_pattern("live/*", "live/a/b"));
-        assert!(!matches_pattern("live/*", "other/a"));
-        assert!(matches_pattern("*/*", "x/y"));
-        assert!(matches_pattern("exact", "exact"));
     }
 }

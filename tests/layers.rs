@@ -19,15 +19,21 @@ use std::path::{Path, PathBuf};
 /// layers below it. The protocol crates sit below all of these (cargo enforces that: they do
 /// not depend on `switchyard`); the binary (`src/main.rs`) sits above them all.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("bus", &["bus", "logging"]),
-    ("media services", &["audio"]),
+    ("bus", &["bus", "logging", "limits"]),
+    ("media services, authorization", &["audio", "auth"]),
     (
         "protocol adapters",
-        &["inputs", "outputs", "webrtc", "rtmp"],
+        &["inputs", "outputs", "webrtc", "rtmp", "tls"],
     ),
     ("configuration", &["config"]),
-    ("pull and push managers", &["pulls", "pushes"]),
-    ("HTTP, load generator", &["http", "loadtest"]),
+    (
+        "pull and push managers, cluster",
+        &["pulls", "pushes", "cluster"],
+    ),
+    (
+        "HTTP, load generator, source",
+        &["http", "loadtest", "source"],
+    ),
     ("server", &["server"]),
 ];
 

@@ -44,28 +44,6 @@ fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// Open sockets of a process.
-fn sockets(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter(|l| l.to_string_lossy().starts_with("socket:"))
-        .count()
-}
-
-/// Tasks alive in a node's runtime, from `/metrics`.
-fn tasks_alive(node: &Switchyard) -> u64 {
-    let text = ureq::get(&node.api("/metrics"))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("switchyard_tasks_alive "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .expect("switchyard_tasks_alive in /metrics") as u64
-}
-
 #[test]
 fn whep_pull_republishes_for_rtmp_hls_and_whep_and_deletes_the_remote_session() {
     let origin = Switchyard::start();
@@ -396,7 +374,7 @@ fn bad_sources_get_clear_errors_and_states_and_nothing_leaks() {
     let origin = Switchyard::start();
     let edge = Switchyard::start_with_config(FAST_RETRY);
     let _ = edge.get_json("/api/v1/pulls");
-    let (sockets_before, tasks_before) = (sockets(edge.pid()), tasks_alive(&edge));
+    let (sockets_before, tasks_before) = (edge.open_fds().1, edge.tasks_alive());
 
     let refused = |body: serde_json::Value, status: u16, needle: &str| {
         let (got, answer) = edge.request("POST", "/api/v1/pulls", Some(&body.to_string()));
@@ -496,7 +474,7 @@ fn bad_sources_get_clear_errors_and_states_and_nothing_leaks() {
     let _ = edge.get_json("/api/v1/pulls");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let now = (sockets(edge.pid()), tasks_alive(&edge));
+        let now = (edge.open_fds().1, edge.tasks_alive());
         if now.0 <= sockets_before && now.1 <= tasks_before {
             break;
         }

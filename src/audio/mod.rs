@@ -23,6 +23,6 @@ pub use convert::{ConvertError, Converter, Pushed};
 pub use need::{AudioCodec, AudioNeed};
 pub use settings::{configure, AudioSettings};
 pub use view::{
-    conversions, subscribe, subscribe_now, tracks_settled, Conversion, ConversionInfo, AVAILABLE,
-    CONVERTED_TO_AAC, CONVERTED_TO_OPUS, CORRUPT_FRAMES, IDLE_STOP,
+    conversions, settled_tracks, subscribe, subscribe_now, tracks_settled, Conversion,
+    ConversionInfo, AVAILABLE, CONVERTED_TO_AAC, CONVERTED_TO_OPUS, CORRUPT_FRAMES, IDLE_STOP,
 };

@@ -5,7 +5,7 @@ use serde::Serialize;
 use switchyard_media::CodecConfig;
 
 /// A codec audio is converted to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AudioCodec {
     Aac,

@@ -19,7 +19,8 @@ pub const IDLE_STOP: Duration = Duration::from_secs(5);
 /// How long a subscriber waits for a new stream's tracks before deciding what it needs.
 const TRACKS_WAIT: Duration = Duration::from_secs(5);
 /// How long a subscriber of a young stream with video but no audio yet waits for its audio
-/// (RTMP publishers announce the two one after the other).
+/// (RTMP publishers announce the two one after the other; a WebRTC pull's audio can come
+/// after its first keyframe), counted from the stream's first tracks.
 const AUDIO_WAIT: Duration = Duration::from_millis(1500);
 
 /// Process totals for `/metrics`: frames out of conversions to AAC and to Opus, and corrupt
@@ -49,7 +50,7 @@ pub struct Conversion {
 }
 
 /// A conversion's state for the API.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ConversionInfo {
     pub codec: AudioCodec,
     /// `running`, `idle` (no reader needs it now) or `unavailable`.
@@ -166,15 +167,20 @@ fn reader_of(registry: &Registry, stream: &Arc<Stream>, peer: Peer, need: AudioN
 }
 
 /// Whether what to convert can be decided on the stream's tracks now: it has tracks, and
-/// audio unless it is too old for its audio still to come.
+/// audio unless its tracks are too old for its audio still to come. Counted from its first
+/// tracks, not from [`Stream::started`]: a pull claims its name before it connects, which can
+/// take longer than [`AUDIO_WAIT`].
 pub fn tracks_settled(stream: &Stream) -> bool {
     let tracks = stream.tracks().borrow().clone();
     !tracks.tracks.is_empty()
-        && (tracks.audio().is_some() || stream.started().elapsed() >= AUDIO_WAIT)
+        && (tracks.audio().is_some()
+            || stream
+                .tracks_since()
+                .is_some_and(|since| since.elapsed() >= AUDIO_WAIT))
 }
 
 /// Waits (up to [`TRACKS_WAIT`]) until [`tracks_settled`].
-async fn settled_tracks(stream: &Arc<Stream>) {
+pub async fn settled_tracks(stream: &Arc<Stream>) {
     let mut watch = stream.tracks();
     let deadline = tokio::time::Instant::now() + TRACKS_WAIT;
     loop {
@@ -185,8 +191,10 @@ async fn settled_tracks(stream: &Arc<Stream>) {
         let until = if tracks.tracks.is_empty() {
             deadline
         } else {
-            let young_until = stream.started() + AUDIO_WAIT;
-            deadline.min(tokio::time::Instant::from_std(young_until))
+            let since = stream
+                .tracks_since()
+                .unwrap_or_else(std::time::Instant::now);
+            deadline.min(tokio::time::Instant::from_std(since + AUDIO_WAIT))
         };
         match tokio::time::timeout_at(until, watch.changed()).await {
             Ok(Ok(())) => {}
@@ -564,5 +572,36 @@ mod tests {
             .as_deref()
             .unwrap()
             .contains("--features transcode"));
+    }
+
+    /// A pull claims its name, then connects; its video is announced with its first keyframe
+    /// and its audio a moment later. However long connecting took, the audio is waited for.
+    #[test]
+    fn a_pull_that_took_long_to_connect_still_waits_for_its_audio() {
+        let registry = Registry::new(BusConfig::default());
+        let mut publisher = registry
+            .publish("pulled", Peer::new("whep-pull", None))
+            .unwrap();
+        let stream = registry.get("pulled").unwrap();
+        let video = Track {
+            id: TrackId(1),
+            codec: CodecConfig::Vp8,
+            clock_rate: 90_000,
+        };
+        let audio = Track {
+            id: TrackId(2),
+            codec: CodecConfig::Opus {
+                channels: 2,
+                head: None,
+            },
+            clock_rate: 48_000,
+        };
+        // Connecting takes longer than the wait for audio.
+        std::thread::sleep(AUDIO_WAIT + Duration::from_millis(100));
+        assert!(!tracks_settled(&stream), "no tracks yet");
+        publisher.set_tracks(vec![video.clone()]);
+        assert!(!tracks_settled(&stream), "the audio may still come");
+        publisher.set_tracks(vec![video, audio]);
+        assert!(tracks_settled(&stream));
     }
 }

@@ -23,7 +23,7 @@ mod settings;
 mod shared;
 mod stream;
 
-pub use name::{validate_name, BusError};
+pub use name::{matches_pattern, validate_name, BusError};
 pub use peer::Peer;
 pub use publisher::Publisher;
 pub use reader::{Reader, ReaderEvent, TryRecv};

@@ -34,6 +34,9 @@ impl Publisher {
     /// Replaces the stream's tracks. Readers see the change in order with frames; the GOP
     /// cache restarts, since its frames belong to the old configuration.
     pub fn set_tracks(&mut self, tracks: Vec<Track>) {
+        if !tracks.is_empty() {
+            let _ = self.stream.tracks_since.set(std::time::Instant::now());
+        }
         let set = Arc::new(TrackSet {
             generation: self.next_track_generation,
             tracks,
@@ -65,6 +68,12 @@ impl Publisher {
         let mut shared = stream.shared.lock().unwrap();
         let kind = shared.tracks.get(frame.track).map(|t| t.kind());
         let has_video = shared.tracks.video().is_some();
+        if kind == Some(MediaKind::Video) {
+            stream
+                .counters
+                .video_frames_in
+                .fetch_add(1, Ordering::Relaxed);
+        }
         let starts_gop = kind == Some(MediaKind::Video) && frame.keyframe;
         if kind == Some(MediaKind::Video) && frame.pts != frame.dts {
             stream.b_frames.store(true, Ordering::Relaxed);
@@ -92,11 +101,53 @@ impl Publisher {
         if let Some(tx) = &shared.tx {
             let _ = tx.send(BusItem::Frame(item));
         }
+        if stream.max_bitrate_bps > 0 {
+            let measured =
+                shared
+                    .bitrate_meter
+                    .add(len, std::time::Instant::now(), stream.bitrate_window);
+            drop(shared);
+            if let Some(bps) = measured.filter(|bps| *bps > stream.max_bitrate_bps) {
+                self.over_bitrate(bps);
+            }
+        }
+    }
+
+    /// Cuts off a publisher measured above `limits.max_publisher_bitrate_kbps`: its adapter
+    /// sees the kick and closes the session.
+    fn over_bitrate(&self, bps: u64) {
+        if self.is_kicked() {
+            return;
+        }
+        crate::limits::hit(crate::limits::Limit::MaxPublisherBitrate);
+        let max_kbps = self.stream.max_bitrate_bps / 1000;
+        tracing::warn!(
+            stream = %self.stream.name,
+            publisher = %self.stream.publisher_description(),
+            bitrate_kbps = bps / 1000,
+            max_kbps,
+            window_secs = self.stream.bitrate_window.as_secs(),
+            "publisher cut off: its bitrate is over limits.max_publisher_bitrate_kbps"
+        );
+        self.stream.kick_because(format!(
+            "bitrate {} kbit/s over limits.max_publisher_bitrate_kbps ({max_kbps})",
+            bps / 1000
+        ));
     }
 
     /// Whether the publisher must stop (kicked through the API or taken over).
     pub fn is_kicked(&self) -> bool {
         *self.kicked.borrow()
+    }
+
+    /// Why the publisher was kicked, for its adapter to report.
+    pub fn kick_reason(&self) -> String {
+        self.stream
+            .kick_reason
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or_else(|| "kicked through the API or taken over".to_string())
     }
 
     /// Resolves when the publisher must stop (kicked through the API or taken over).

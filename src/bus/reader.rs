@@ -31,6 +31,8 @@ pub struct Reader {
     has_video: bool,
     /// Whether this reader is in the stream's per-protocol reader counts.
     counted: bool,
+    /// Whether this reader is in the stream's session reader count (`max_readers_per_stream`).
+    session: bool,
 }
 
 /// Result of [`Reader::try_recv`].
@@ -66,7 +68,24 @@ impl Reader {
             last_generation: None,
             has_video: false,
             counted: true,
+            session: false,
         }
+    }
+
+    /// Adds this reader to its stream's session readers; returns how many there were before.
+    pub(crate) fn count_as_session(&mut self) -> usize {
+        if std::mem::replace(&mut self.session, true) {
+            return self
+                .stream
+                .accounting()
+                .session_readers
+                .load(Ordering::SeqCst)
+                - 1;
+        }
+        self.stream
+            .accounting()
+            .session_readers
+            .fetch_add(1, Ordering::SeqCst)
     }
 
     /// Takes this reader out of the stream's reader counts: for an output that reads once on
@@ -98,11 +117,7 @@ impl Reader {
 
     /// Counts bytes this reader's output sent, for the stream's bitrate out.
     pub fn add_bytes_out(&self, n: usize) {
-        self.stream
-            .accounting()
-            .counters
-            .bytes_out
-            .fetch_add(n as u64, Ordering::Relaxed);
+        self.stream.add_bytes_out(n);
     }
 
     /// Counts frames an output skipped for this reader (e.g. to get back to the live edge).
@@ -193,6 +208,12 @@ impl Reader {
 
 impl Drop for Reader {
     fn drop(&mut self) {
+        if self.session {
+            self.stream
+                .accounting()
+                .session_readers
+                .fetch_sub(1, Ordering::SeqCst);
+        }
         self.uncount();
     }
 }

@@ -5,7 +5,7 @@ use super::peer::Peer;
 use super::publisher::Publisher;
 use super::reader::Reader;
 use super::settings::BusConfig;
-use super::shared::{DemandHook, EndedTotals, RegistryInner};
+use super::shared::{ClaimHook, DemandHook, EndedTotals, RegistryInner};
 use super::stream::Stream;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -35,6 +35,7 @@ impl Registry {
                 streams: Mutex::new(HashMap::new()),
                 ended: EndedTotals::default(),
                 demand: std::sync::OnceLock::new(),
+                claim: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -72,6 +73,29 @@ impl Registry {
         }
     }
 
+    /// Installs the hook asked before a publisher from outside takes a name (once).
+    pub fn set_claim_hook(&self, hook: ClaimHook) {
+        let _ = self.inner.claim.set(hook);
+    }
+
+    /// Like [`Registry::publish`] for a publisher from outside (RTMP, WHIP): asks the claim
+    /// hook first, unless the name is published here already (a takeover or a refusal is
+    /// then [`Registry::publish`]'s to decide).
+    pub async fn publish_claimed(&self, name: &str, peer: Peer) -> Result<Publisher, BusError> {
+        validate_name(name)?;
+        if let Some(hook) = self.inner.claim.get() {
+            if self.get(name).is_none() {
+                hook(name.to_string())
+                    .await
+                    .map_err(|reason| BusError::ClaimedElsewhere {
+                        name: name.to_string(),
+                        reason,
+                    })?;
+            }
+        }
+        self.publish(name, peer)
+    }
+
     /// Claims `name` for a new publisher.
     pub fn publish(&self, name: &str, peer: Peer) -> Result<Publisher, BusError> {
         validate_name(name)?;
@@ -85,6 +109,15 @@ impl Registry {
             }
             tracing::info!(stream = name, old = %existing.publisher_description(), "publisher takeover");
             existing.kick();
+        } else {
+            let max = self.inner.config.max_streams;
+            if max > 0 && streams.len() >= max {
+                crate::limits::hit(crate::limits::Limit::MaxStreams);
+                return Err(BusError::TooManyStreams {
+                    name: name.to_string(),
+                    max,
+                });
+            }
         }
         let stream = Arc::new(Stream::new(name.to_string(), peer, &self.inner.config));
         streams.insert(name.to_string(), stream.clone());
@@ -99,6 +132,24 @@ impl Registry {
         // A new reader starts sooner on a fresh keyframe where the publisher can make one.
         stream.request_keyframe();
         Ok(Reader::new(stream, peer))
+    }
+
+    /// Counts `reader` as a session reader of its stream (an RTMP player, a WHEP viewer, an
+    /// MSE client: one per client, unlike HLS's one muxer for all), or refuses it when the
+    /// stream has `max_readers_per_stream` already. The count is taken before the check, so
+    /// readers joining at once never exceed the limit (at worst both of the last two are
+    /// refused).
+    pub fn admit_reader(&self, mut reader: Reader) -> Result<Reader, BusError> {
+        let max = self.inner.config.max_readers_per_stream;
+        let before = reader.count_as_session();
+        if max > 0 && before >= max {
+            crate::limits::hit(crate::limits::Limit::MaxReadersPerStream);
+            return Err(BusError::TooManyReaders {
+                name: reader.stream().name().to_string(),
+                max,
+            });
+        }
+        Ok(reader)
     }
 
     /// The publisher of a new view derived from `stream`, off the registry (see

@@ -20,6 +20,7 @@ pub(crate) struct RegistryInner {
     pub streams: Mutex<HashMap<String, Arc<Stream>>>,
     pub ended: EndedTotals,
     pub demand: std::sync::OnceLock<(DemandHook, std::time::Duration)>,
+    pub claim: std::sync::OnceLock<ClaimHook>,
 }
 
 /// Asked when a reader wants a stream that is not on the bus: returns true if a source for it
@@ -27,3 +28,15 @@ pub(crate) struct RegistryInner {
 /// the reader waits: false then means the source gave up (no origin has the stream), so the
 /// reader need not wait out the whole time.
 pub type DemandHook = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// Asked before a publisher takes a name ([`super::registry::Registry::publish_claimed`]):
+/// `Err(reason)` refuses it. Cluster mode claims the name in its directory here, so that of
+/// two nodes getting a publisher for one name at once exactly one wins.
+pub type ClaimHook = Arc<
+    dyn Fn(
+            String,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
+        + Send
+        + Sync,
+>;

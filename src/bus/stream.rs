@@ -89,12 +89,15 @@ pub struct Counters {
     pub frames_in: u64,
     pub bytes_out: u64,
     pub frames_dropped: u64,
+    /// Video frames only (`frames_in` counts audio too): the frame rate is measured on it.
+    pub video_frames_in: u64,
 }
 
 #[derive(Default)]
 pub(crate) struct AtomicCounters {
     pub bytes_in: AtomicU64,
     pub frames_in: AtomicU64,
+    pub video_frames_in: AtomicU64,
     pub bytes_out: AtomicU64,
     pub frames_dropped: AtomicU64,
 }
@@ -108,6 +111,31 @@ pub(crate) struct Shared {
     /// False after the cache overflowed, until the next keyframe.
     pub gop_caching: bool,
     pub next_sequence: u64,
+    /// The publisher's bitrate being measured against `max_bitrate_bps`.
+    pub bitrate_meter: BitrateMeter,
+}
+
+/// Bytes a publisher gave over the current window.
+#[derive(Debug, Default)]
+pub(crate) struct BitrateMeter {
+    since: Option<Instant>,
+    bytes: u64,
+}
+
+impl BitrateMeter {
+    /// Adds `len` bytes at `now`; at the end of each `window`, the bitrate over it (bits/s).
+    pub fn add(&mut self, len: usize, now: Instant, window: Duration) -> Option<u64> {
+        let since = *self.since.get_or_insert(now);
+        self.bytes += len as u64;
+        let elapsed = now.duration_since(since);
+        if elapsed < window {
+            return None;
+        }
+        let bps = (self.bytes as f64 * 8.0 / elapsed.as_secs_f64()) as u64;
+        self.since = Some(now);
+        self.bytes = 0;
+        Some(bps)
+    }
 }
 
 /// A named stream: one publisher, many readers.
@@ -116,10 +144,14 @@ pub struct Stream {
     publisher: Peer,
     started: Instant,
     started_wall: SystemTime,
+    /// When the publisher first announced tracks ([`Stream::tracks_since`]).
+    pub(super) tracks_since: OnceLock<Instant>,
     pub(super) gop_cache_max_bytes: usize,
     pub(crate) shared: Mutex<Shared>,
     pub(super) tracks_watch: watch::Sender<Arc<TrackSet>>,
     pub(super) kicked: watch::Sender<bool>,
+    /// Why the publisher was kicked, when not through the API or by a takeover.
+    pub(super) kick_reason: Mutex<Option<String>>,
     pub(crate) counters: AtomicCounters,
     /// Keyframe requests from readers, counted; publishers that can ask their source for a
     /// keyframe (WebRTC) watch it.
@@ -127,6 +159,11 @@ pub struct Stream {
     /// Set once a video frame's pts differed from its dts (B-frames).
     pub(super) b_frames: std::sync::atomic::AtomicBool,
     pub(crate) readers: Mutex<HashMap<&'static str, usize>>,
+    /// Session readers (see [`crate::bus::Registry::admit_reader`]).
+    pub(crate) session_readers: std::sync::atomic::AtomicUsize,
+    /// `limits.max_publisher_bitrate_kbps` in bits per second (0: none) and its window.
+    pub(super) max_bitrate_bps: u64,
+    pub(super) bitrate_window: Duration,
     rate: Mutex<RateSampler>,
     /// Set on a derived view ([`Stream::derived`]): the stream it is derived from, where its
     /// readers, bytes out and keyframe requests are counted.
@@ -148,6 +185,8 @@ pub struct StreamSnapshot {
     pub counters: Counters,
     pub bitrate_in_bps: u64,
     pub bitrate_out_bps: u64,
+    /// Video frames per second received, over the same interval as the bitrates.
+    pub video_fps: f64,
     /// The video has B-frames (frames presented in another order than decoded).
     pub b_frames: bool,
 }
@@ -161,6 +200,7 @@ impl Stream {
             publisher,
             started: Instant::now(),
             started_wall: SystemTime::now(),
+            tracks_since: OnceLock::new(),
             gop_cache_max_bytes: config.gop_cache_max_bytes,
             shared: Mutex::new(Shared {
                 tx: Some(tx),
@@ -169,13 +209,18 @@ impl Stream {
                 gop_bytes: 0,
                 gop_caching: true,
                 next_sequence: 0,
+                bitrate_meter: BitrateMeter::default(),
             }),
             tracks_watch: watch::channel(tracks).0,
             kicked: watch::channel(false).0,
+            kick_reason: Mutex::new(None),
             counters: AtomicCounters::default(),
             keyframe_requests: AtomicU64::new(0),
             b_frames: std::sync::atomic::AtomicBool::new(false),
             readers: Mutex::new(HashMap::new()),
+            session_readers: Default::default(),
+            max_bitrate_bps: config.max_publisher_bitrate_kbps.saturating_mul(1000),
+            bitrate_window: config.bitrate_window,
             rate: Mutex::new(RateSampler::default()),
             parent: None,
             attached: Mutex::new(Vec::new()),
@@ -190,12 +235,23 @@ impl Stream {
         s.started = parent.started;
         s.started_wall = parent.started_wall;
         s.parent = Some(parent.clone());
+        // What the layer above makes from the source is not a publisher's input.
+        s.max_bitrate_bps = 0;
         s
     }
 
     /// Where readers of this stream are counted: the parent of a derived view, else itself.
     pub(crate) fn accounting(&self) -> &Stream {
         self.parent.as_deref().unwrap_or(self)
+    }
+
+    /// Counts bytes an output sent to the stream's readers (its bitrate out), also for outputs
+    /// that serve many clients from one reader (HLS).
+    pub fn add_bytes_out(&self, n: usize) {
+        self.accounting()
+            .counters
+            .bytes_out
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Asks the publisher for a keyframe (a reader joined or lost pictures). Publishers that
@@ -235,6 +291,12 @@ impl Stream {
         self.kicked.send_replace(true);
     }
 
+    /// Kicks the publisher for `reason` (a limit), which its adapter reports.
+    pub(crate) fn kick_because(&self, reason: String) {
+        *self.kick_reason.lock().unwrap() = Some(reason);
+        self.kick();
+    }
+
     pub fn counters(&self) -> Counters {
         let c = &self.counters;
         Counters {
@@ -242,6 +304,7 @@ impl Stream {
             frames_in: c.frames_in.load(Ordering::Relaxed),
             bytes_out: c.bytes_out.load(Ordering::Relaxed),
             frames_dropped: c.frames_dropped.load(Ordering::Relaxed),
+            video_frames_in: c.video_frames_in.load(Ordering::Relaxed),
         }
     }
 
@@ -260,8 +323,11 @@ impl Stream {
 
     pub fn snapshot(&self) -> StreamSnapshot {
         let counters = self.counters();
-        let (bitrate_in_bps, bitrate_out_bps) =
-            self.rate.lock().unwrap().sample(Instant::now(), &counters);
+        let Rates {
+            bitrate_in_bps,
+            bitrate_out_bps,
+            video_fps,
+        } = self.rate.lock().unwrap().sample(Instant::now(), &counters);
         StreamSnapshot {
             name: self.name.clone(),
             publisher: self.publisher.clone(),
@@ -272,6 +338,7 @@ impl Stream {
             counters,
             bitrate_in_bps,
             bitrate_out_bps,
+            video_fps,
             b_frames: self.b_frames.load(Ordering::Relaxed),
         }
     }
@@ -295,28 +362,44 @@ impl Stream {
         self.started
     }
 
+    /// When the stream first had tracks. A pull claims its name before it connects, so this
+    /// can be seconds after [`Stream::started`].
+    pub fn tracks_since(&self) -> Option<Instant> {
+        self.tracks_since.get().copied()
+    }
+
     /// Whether the video has had B-frames (a derived view answers for its source).
     pub fn has_b_frames(&self) -> bool {
         self.accounting().b_frames.load(Ordering::Relaxed)
     }
 }
 
-/// Bitrates over the interval between two API samples (at least one second apart).
+/// Rates over the interval between two API samples (about a second apart at least; a little
+/// less, so that a client looking every second, like the console's events, gets a new value
+/// each time despite timer jitter).
 #[derive(Default)]
 struct RateSampler {
     last: Option<(Instant, Counters)>,
-    rates: (u64, u64),
+    rates: Rates,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Rates {
+    bitrate_in_bps: u64,
+    bitrate_out_bps: u64,
+    video_fps: f64,
 }
 
 impl RateSampler {
-    fn sample(&mut self, now: Instant, c: &Counters) -> (u64, u64) {
+    fn sample(&mut self, now: Instant, c: &Counters) -> Rates {
         match self.last {
-            Some((at, prev)) if now.duration_since(at) >= Duration::from_secs(1) => {
+            Some((at, prev)) if now.duration_since(at) >= Duration::from_millis(900) => {
                 let secs = now.duration_since(at).as_secs_f64();
-                self.rates = (
-                    ((c.bytes_in - prev.bytes_in) as f64 * 8.0 / secs) as u64,
-                    ((c.bytes_out - prev.bytes_out) as f64 * 8.0 / secs) as u64,
-                );
+                self.rates = Rates {
+                    bitrate_in_bps: ((c.bytes_in - prev.bytes_in) as f64 * 8.0 / secs) as u64,
+                    bitrate_out_bps: ((c.bytes_out - prev.bytes_out) as f64 * 8.0 / secs) as u64,
+                    video_fps: (c.video_frames_in - prev.video_frames_in) as f64 / secs,
+                };
                 self.last = Some((now, *c));
             }
             Some(_) => {}

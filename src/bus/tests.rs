@@ -287,3 +287,71 @@ fn readers_of_a_derived_view_count_on_its_source() {
     drop(reader);
     assert!(publisher.stream().readers_by_protocol().is_empty());
 }
+
+#[test]
+fn a_new_stream_beyond_max_streams_is_refused_but_a_takeover_is_not_a_new_stream() {
+    let registry = Registry::new(BusConfig {
+        max_streams: 2,
+        publisher_takeover: true,
+        ..BusConfig::default()
+    });
+    let _a = registry.publish("a", peer()).unwrap();
+    let b = registry.publish("b", peer()).unwrap();
+    assert!(matches!(
+        registry.publish("c", peer()),
+        Err(BusError::TooManyStreams { max: 2, .. })
+    ));
+    let _b2 = registry
+        .publish("b", peer())
+        .expect("takeover of a name in use");
+    drop(b);
+    drop(_b2);
+    let _c = registry.publish("c", peer()).expect("a slot came free");
+}
+
+#[test]
+fn session_readers_beyond_the_limit_are_refused_and_their_slots_come_back() {
+    let registry = Registry::new(BusConfig {
+        max_readers_per_stream: 2,
+        ..BusConfig::default()
+    });
+    let mut publisher = registry.publish("s", peer()).unwrap();
+    publisher.set_tracks(tracks());
+    let admit = || registry.admit_reader(registry.subscribe("s", peer()).unwrap());
+    let first = admit().unwrap();
+    let _second = admit().unwrap();
+    // Readers that are not sessions (an HLS muxer, a push) do not count.
+    let _muxer = registry.subscribe("s", peer()).unwrap();
+    assert!(matches!(
+        admit(),
+        Err(BusError::TooManyReaders { max: 2, .. })
+    ));
+    drop(first);
+    let _third = admit().expect("a slot came free");
+}
+
+#[test]
+fn a_publisher_over_the_bitrate_limit_is_kicked() {
+    let registry = Registry::new(BusConfig {
+        max_publisher_bitrate_kbps: 100,
+        bitrate_window: std::time::Duration::from_millis(100),
+        ..BusConfig::default()
+    });
+    let mut publisher = registry.publish("fat", peer()).unwrap();
+    publisher.set_tracks(tracks());
+    // 10 frames of 10 kB within a little over the window: well over 100 kbit/s.
+    for n in 0..10 {
+        let mut frame = video(n, 10);
+        frame.data = Bytes::from(vec![0u8; 10_000]);
+        publisher.push(frame);
+        std::thread::sleep(std::time::Duration::from_millis(12));
+    }
+    assert!(publisher.is_kicked());
+    let mut slow = registry.publish("thin", peer()).unwrap();
+    slow.set_tracks(tracks());
+    for n in 0..10 {
+        slow.push(video(n, 10));
+        std::thread::sleep(std::time::Duration::from_millis(12));
+    }
+    assert!(!slow.is_kicked(), "8-byte frames are far under the limit");
+}

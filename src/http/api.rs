@@ -4,21 +4,26 @@ use super::{ApiError, AppState};
 use crate::bus::{validate_name, Stream, StreamSnapshot};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::UNIX_EPOCH;
 use switchyard_media::{CodecConfig, Track};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/streams", get(list_streams))
-        .route("/streams/{*name}", get(get_stream).delete(delete_stream))
+pub fn routes() -> OpenApiRouter<AppState> {
+    let router = OpenApiRouter::new().routes(routes!(list_streams));
+    super::routes_at(
+        router,
+        "/streams/{*name}",
+        routes!(get_stream, delete_stream),
+    )
 }
 
-#[derive(Serialize)]
-struct StreamInfo {
+/// A stream as `GET /api/v1/streams` and the console's events show it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct StreamInfo {
     name: String,
     publisher: PeerInfo,
     tracks: Vec<TrackInfo>,
@@ -26,6 +31,10 @@ struct StreamInfo {
     readers_total: usize,
     bitrate_in_bps: u64,
     bitrate_out_bps: u64,
+    /// Video frames per second received, measured since the previous look at the stream (at
+    /// least a second before); `null` without video. Publishers rarely declare a frame rate,
+    /// and RTP and WHIP have none to declare.
+    fps: Option<f64>,
     bytes_in: u64,
     bytes_out: u64,
     frames_in: u64,
@@ -40,7 +49,7 @@ struct StreamInfo {
     audio_conversions: Vec<crate::audio::ConversionInfo>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct WebRtcInfo {
     video: String,
     audio: String,
@@ -78,13 +87,13 @@ impl WebRtcInfo {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct PeerInfo {
     protocol: &'static str,
     remote: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct TrackInfo {
     id: u32,
     kind: String,
@@ -157,6 +166,10 @@ impl StreamInfo {
             readers,
             bitrate_in_bps: s.bitrate_in_bps,
             bitrate_out_bps: s.bitrate_out_bps,
+            fps: s
+                .tracks
+                .video()
+                .map(|_| (s.video_fps * 100.0).round() / 100.0),
             bytes_in: s.counters.bytes_in,
             bytes_out: s.counters.bytes_out,
             frames_in: s.counters.frames_in,
@@ -176,17 +189,31 @@ impl StreamInfo {
     }
 }
 
-async fn list_streams(State(state): State<AppState>) -> Json<Vec<StreamInfo>> {
-    Json(
-        state
-            .registry
-            .list()
-            .iter()
-            .map(|s| StreamInfo::of(s))
-            .collect(),
-    )
+/// Every stream on the bus, as `GET /api/v1/streams` lists them.
+pub(super) fn stream_infos(state: &AppState) -> Vec<StreamInfo> {
+    state
+        .registry
+        .list()
+        .iter()
+        .map(|s| StreamInfo::of(s))
+        .collect()
 }
 
+/// Every stream on the bus.
+#[utoipa::path(get, path = "/streams", tag = "streams",
+    responses((status = 200, description = "The streams, in name order", body = Vec<StreamInfo>)))]
+async fn list_streams(State(state): State<AppState>) -> Json<Vec<StreamInfo>> {
+    Json(stream_infos(&state))
+}
+
+/// One stream.
+#[utoipa::path(get, path = "/streams/{name}", tag = "streams",
+    params(super::openapi::StreamName),
+    responses(
+        (status = 200, description = "The stream", body = StreamInfo),
+        (status = 400, description = "Not a valid stream name", body = super::ErrorBody),
+        (status = 404, description = "No such stream", body = super::ErrorBody),
+    ))]
 async fn get_stream(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -199,6 +226,14 @@ async fn get_stream(
     Ok(Json(StreamInfo::of(&stream)))
 }
 
+/// Disconnects the stream's publisher (the stream ends).
+#[utoipa::path(delete, path = "/streams/{name}", tag = "streams",
+    params(super::openapi::StreamName),
+    responses(
+        (status = 204, description = "The publisher was disconnected"),
+        (status = 400, description = "Not a valid stream name", body = super::ErrorBody),
+        (status = 404, description = "No such stream", body = super::ErrorBody),
+    ))]
 async fn delete_stream(
     State(state): State<AppState>,
     Path(name): Path<String>,

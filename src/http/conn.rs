@@ -15,6 +15,12 @@
 //!   progress, from the head to the end of the response body (an LL-HLS blocking playlist
 //!   request that waits for the next part is in progress, not idle).
 //!
+//! Each connection also takes its place in `limits.max_sessions_per_ip` at the accept; one over
+//! the limit gets `429 Too Many Requests` (RFC 6585 4) and is closed.
+//! HTTPS connections (`super::tls`) run TLS over the same [`TimedIo`], so these timeouts hold
+//! for them too, and the header timeout of the first request covers the TLS handshake (a client
+//! that opens a connection and never finishes the handshake is cut off with it).
+//!
 //! A connection with a request in progress never times out. One upgraded to a WebSocket (`101`,
 //! RFC 6455 4.2.2; or an HTTP/2 extended `CONNECT`, RFC 8441) leaves these timeouts for good:
 //! MSE clients hold theirs as long as they watch, and the MSE writer has its own write timeout.
@@ -127,16 +133,23 @@ impl Timing {
 }
 
 /// Shared by a connection's IO and its service.
-struct ConnState {
+pub struct ConnState {
     timeouts: ConnTimeouts,
     remote: SocketAddr,
     timing: Mutex<Timing>,
     /// The task that last found the socket with nothing to read: woken when the connection
     /// becomes idle, so that its read arms the idle timer.
     reader: Mutex<Option<Waker>>,
+    /// The connection's place in `limits.max_sessions_per_ip`.
+    #[allow(dead_code)] // held for its Drop
+    permit: Option<crate::limits::SessionPermit>,
 }
 
 impl ConnState {
+    pub fn remote(&self) -> SocketAddr {
+        self.remote
+    }
+
     fn request_ended(&self) {
         let idle = self.timing.lock().unwrap().request_ended(Instant::now());
         if idle {
@@ -151,12 +164,61 @@ impl ConnState {
 pub struct TimedListener {
     listener: TcpListener,
     timeouts: ConnTimeouts,
+    ip_sessions: Option<Arc<crate::limits::IpSessions>>,
+    /// Whether a connection over the limit is answered with a plain-text 429 (on a TLS port it
+    /// would be garbage to the client: such a connection is only closed).
+    answer_refusals: bool,
 }
 
 impl TimedListener {
     pub fn new(listener: TcpListener, timeouts: ConnTimeouts) -> Self {
-        TimedListener { listener, timeouts }
+        TimedListener {
+            listener,
+            timeouts,
+            ip_sessions: None,
+            answer_refusals: true,
+        }
     }
+
+    /// Counts each connection in `ip_sessions` (`limits.max_sessions_per_ip`); one over the
+    /// limit is answered 429 and closed.
+    pub fn limit_sessions(mut self, ip_sessions: Arc<crate::limits::IpSessions>) -> Self {
+        self.ip_sessions = Some(ip_sessions);
+        self
+    }
+
+    /// Like [`Self::limit_sessions`], for a TLS port: a connection over the limit is closed
+    /// without an answer (before the TLS handshake, nothing readable can be said).
+    pub fn limit_tls_sessions(mut self, ip_sessions: Arc<crate::limits::IpSessions>) -> Self {
+        self.ip_sessions = Some(ip_sessions);
+        self.answer_refusals = false;
+        self
+    }
+}
+
+/// Answers a connection over `limits.max_sessions_per_ip` with a 429 and closes it. Its request
+/// is read first (for at most a second), so that the close does not reset the connection
+/// before the client reads the answer.
+fn refuse_over_limit(mut stream: TcpStream, max: usize) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = serde_json::json!({
+        "error": format!("too many connections from your address (at most {max}, limits.max_sessions_per_ip)")
+    })
+    .to_string();
+    let answer = format!(
+        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            let mut head = [0u8; 4096];
+            let _ = stream.read(&mut head).await;
+            let _ = stream.write_all(answer.as_bytes()).await;
+            let _ = stream.shutdown().await;
+            while matches!(stream.read(&mut head).await, Ok(n) if n > 0) {}
+        })
+        .await;
+    });
 }
 
 impl axum::serve::Listener for TimedListener {
@@ -167,11 +229,24 @@ impl axum::serve::Listener for TimedListener {
         loop {
             match self.listener.accept().await {
                 Ok((stream, remote)) => {
+                    let permit = match &self.ip_sessions {
+                        Some(table) => match table.admit(remote.ip(), "HTTP connection") {
+                            Some(permit) => Some(permit),
+                            None => {
+                                if self.answer_refusals {
+                                    refuse_over_limit(stream, table.max());
+                                }
+                                continue;
+                            }
+                        },
+                        None => None,
+                    };
                     let state = Arc::new(ConnState {
                         timeouts: self.timeouts,
                         remote,
                         timing: Mutex::new(Timing::new(Instant::now())),
                         reader: Mutex::new(None),
+                        permit,
                     });
                     let io = TimedIo {
                         stream,
@@ -217,7 +292,10 @@ impl TimedIo {
     fn expired(&self, expiry: Expiry) -> io::Error {
         let (what, after) = match expiry {
             Expiry::Idle => ("idle", self.state.timeouts.idle),
-            Expiry::Header => ("request head not complete", self.state.timeouts.header),
+            Expiry::Header => {
+                crate::limits::hit(crate::limits::Limit::HttpHeaderTimeout);
+                ("request head not complete", self.state.timeouts.header)
+            }
         };
         tracing::debug!(remote = %self.state.remote, what, after_secs = after.as_secs(), "HTTP connection timed out; closing");
         io::Error::new(
@@ -275,41 +353,66 @@ impl AsyncRead for TimedIo {
     }
 }
 
+/// The body of an `AsyncWrite` impl that hands every write to the wrapper's field `$inner`
+/// (a wrapper that only changes how it reads).
+macro_rules! delegate_async_write {
+    ($inner:ident) => {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Pin::new(&mut self.get_mut().$inner).poll_write(cx, buf)
+        }
+
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[io::IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            Pin::new(&mut self.get_mut().$inner).poll_write_vectored(cx, bufs)
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            self.$inner.is_write_vectored()
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().$inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().$inner).poll_shutdown(cx)
+        }
+    };
+}
+pub(super) use delegate_async_write;
+
 impl AsyncWrite for TimedIo {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
-    }
+    delegate_async_write!(stream);
+}
 
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
-    }
+/// A connection's IO that carries its timing state: a [`TimedIo`], or TLS over one.
+pub trait ConnIo {
+    fn conn_state(&self) -> &Arc<ConnState>;
+}
 
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+impl ConnIo for TimedIo {
+    fn conn_state(&self) -> &Arc<ConnState> {
+        &self.state
     }
 }
 
-/// Makes each connection's [`ConnService`] (what `axum::serve` takes for a make-service).
+/// Makes each connection's [`ConnService`] (what `axum::serve` takes for a make-service), for
+/// any listener whose connections are [`ConnIo`]s.
 #[derive(Clone)]
 pub struct MakeConnService(pub Router);
 
-impl<'a> tower_service::Service<IncomingStream<'a, TimedListener>> for MakeConnService {
+impl<'a, L> tower_service::Service<IncomingStream<'a, L>> for MakeConnService
+where
+    L: axum::serve::Listener,
+    L::Io: ConnIo,
+{
     type Response = ConnService;
     type Error = Infallible;
     type Future = std::future::Ready<Result<ConnService, Infallible>>;
@@ -318,10 +421,10 @@ impl<'a> tower_service::Service<IncomingStream<'a, TimedListener>> for MakeConnS
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, incoming: IncomingStream<'a, TimedListener>) -> Self::Future {
+    fn call(&mut self, incoming: IncomingStream<'a, L>) -> Self::Future {
         std::future::ready(Ok(ConnService {
             router: self.0.clone(),
-            state: incoming.io().state.clone(),
+            state: incoming.io().conn_state().clone(),
         }))
     }
 }

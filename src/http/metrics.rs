@@ -24,6 +24,9 @@ impl Metrics {
     }
 }
 
+/// Prometheus metrics (text exposition format 0.0.4).
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "The metrics", content_type = "text/plain", body = String)))]
 pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     let totals = state.registry.totals();
     let m = &state.metrics;
@@ -79,6 +82,22 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
             );
             metrics::counter!("switchyard_audio_corrupt_frames_total")
                 .absolute(CORRUPT_FRAMES.load(Relaxed));
+        }
+        metrics::describe_counter!(
+            "switchyard_limit_hits_total",
+            "Clients refused or cut off by a limit or timeout ([limits], *_timeout_secs), by limit"
+        );
+        for (limit, hits) in crate::limits::hits() {
+            metrics::counter!("switchyard_limit_hits_total", "limit" => limit.name())
+                .absolute(hits);
+        }
+        metrics::describe_counter!(
+            "switchyard_auth_denied_total",
+            "Requests refused by authorization (401/403), by protocol and action"
+        );
+        for ((protocol, action), n) in state.auth.denials() {
+            metrics::counter!("switchyard_auth_denied_total", "protocol" => protocol, "action" => action)
+                .absolute(n);
         }
         if let Some(webrtc) = &state.webrtc {
             use std::sync::atomic::Ordering::Relaxed;

@@ -27,30 +27,48 @@ use crate::pulls::{PullApiError, PullInfo};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/pulls", get(list).post(create))
-        .route("/pulls/{id}", get(show).delete(remove))
-        .route("/node", get(node))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, remove))
+        .routes(routes!(node))
 }
 
-async fn node(State(state): State<AppState>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({
-        "node_id": state.pulls.node_id(),
-        "origins": state.pulls.origins().iter().map(|o| crate::inputs::pull::redact(o)).collect::<Vec<_>>(),
-    }))
+/// This node, as `GET /api/v1/node` shows it.
+#[derive(Serialize, ToSchema)]
+struct NodeInfo {
+    /// This node's id in the `Switchyard-Via` chain of its WHEP pulls.
+    node_id: String,
+    /// The configured origins (credentials redacted).
+    origins: Vec<String>,
+}
+
+#[utoipa::path(get, path = "/node", tag = "pulls", operation_id = "get_node",
+    responses((status = 200, description = "This node's id and origins", body = NodeInfo)))]
+async fn node(State(state): State<AppState>) -> Json<NodeInfo> {
+    Json(NodeInfo {
+        node_id: state.pulls.node_id().to_string(),
+        origins: state
+            .pulls
+            .origins()
+            .iter()
+            .map(|o| crate::inputs::pull::redact(o))
+            .collect(),
+    })
 }
 
 /// The WCS-compatible routes, mounted at `/rest-api/pull`.
-pub fn wcs_routes() -> Router<AppState> {
-    Router::new()
-        .route("/startup", post(wcs_startup))
-        .route("/find_all", post(wcs_find_all).get(wcs_find_all))
-        .route("/terminate", post(wcs_terminate))
+pub fn wcs_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(wcs_startup))
+        .routes(routes!(wcs_find_all, wcs_find_all_get))
+        .routes(routes!(wcs_terminate))
 }
 
 impl From<PullApiError> for ApiError {
@@ -64,53 +82,60 @@ impl From<PullApiError> for ApiError {
     }
 }
 
-#[derive(Deserialize)]
+/// A new pull.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreatePull {
+    /// `rtsp://`, `rtmp://` or `http(s)://.../whep/NAME` (credentials may be in the URL).
+    #[schema(example = "rtsp://user:pass@camera.example:554/stream1")]
     source: String,
+    /// The stream name it is published as here.
+    #[schema(example = "cam/door")]
     name: String,
+    /// Connect only while someone reads the stream.
     #[serde(default)]
     on_demand: bool,
+    /// A WHEP source's bearer token (RFC 9725 4.5).
     #[serde(default)]
     token: Option<String>,
 }
 
+/// The id of a pull or push just made.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Created {
+    pub(super) id: String,
+}
+
+#[utoipa::path(post, path = "/pulls", tag = "pulls", operation_id = "create_pull",
+    request_body = CreatePull,
+    responses(
+        (status = 201, description = "The pull started (an unreachable source shows in its state)", body = Created),
+        (status = 400, description = "Bad JSON, a malformed or unsupported URL, or an invalid name", body = super::ErrorBody),
+        (status = 409, description = "The name is in use", body = super::ErrorBody),
+    ))]
 async fn create(
     State(state): State<AppState>,
     body: Result<Json<CreatePull>, JsonRejection>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    // The rejection text can quote the body, and with it a password: keep only its kind.
-    let Json(req) = body.map_err(|e| {
-        let what = match e {
-            JsonRejection::MissingJsonContentType(_) => {
-                "expected Content-Type: application/json".to_string()
-            }
-            JsonRejection::JsonSyntaxError(_) => "malformed JSON".to_string(),
-            JsonRejection::JsonDataError(e) => {
-                let detail = e.body_text();
-                // serde's messages name fields and types, not values, except for unknown
-                // variants; those do not occur here.
-                format!("invalid pull request: {}", strip_prefix(&detail))
-            }
-            other => format!("invalid request body: {}", other.body_text()),
-        };
-        ApiError::new(StatusCode::BAD_REQUEST, what)
-    })?;
+) -> Result<(StatusCode, Json<Created>), ApiError> {
+    let req = super::json_body(body, "pull request")?;
     let id = state
         .pulls
         .start(&req.source, &req.name, req.on_demand, req.token)?;
-    Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": id }))))
+    Ok((StatusCode::CREATED, Json(Created { id })))
 }
 
-/// axum prefixes serde's message with its own sentence; keep serde's part.
-fn strip_prefix(text: &str) -> &str {
-    text.split_once(": ").map(|(_, rest)| rest).unwrap_or(text)
-}
-
+#[utoipa::path(get, path = "/pulls", tag = "pulls", operation_id = "list_pulls",
+    responses((status = 200, description = "Every pull", body = Vec<PullInfo>)))]
 async fn list(State(state): State<AppState>) -> Json<Vec<PullInfo>> {
     Json(state.pulls.list())
 }
 
+#[utoipa::path(get, path = "/pulls/{id}", tag = "pulls", operation_id = "get_pull",
+    params(("id" = String, Path, description = "The pull id")),
+    responses(
+        (status = 200, description = "The pull", body = PullInfo),
+        (status = 404, description = "No such pull", body = super::ErrorBody),
+    ))]
 async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -122,6 +147,12 @@ async fn show(
         .ok_or_else(|| PullApiError::NotFound(format!("pull {id:?} not found")).into())
 }
 
+#[utoipa::path(delete, path = "/pulls/{id}", tag = "pulls", operation_id = "delete_pull",
+    params(("id" = String, Path, description = "The pull id")),
+    responses(
+        (status = 204, description = "The pull stopped"),
+        (status = 404, description = "No such pull", body = super::ErrorBody),
+    ))]
 async fn remove(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -130,34 +161,49 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+/// WCS `pull/startup`.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = WcsPullStartup)]
 #[serde(rename_all = "camelCase")]
 struct WcsStartup {
+    /// The remote node's base URL, or a full `.../whep/NAME` URL.
+    #[schema(example = "http://origin.example:8080")]
     uri: String,
+    #[schema(example = "live/cam1")]
     remote_stream_name: String,
+    /// Default: the remote name.
     local_stream_name: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
+/// WCS `pull/terminate`: give at least one.
+#[derive(Deserialize, Default, ToSchema)]
+#[schema(as = WcsPullTerminate)]
 #[serde(rename_all = "camelCase")]
 struct WcsTerminate {
     local_media_session_id: Option<String>,
     local_stream_name: Option<String>,
+    /// Every pull from that node.
     uri: Option<String>,
+}
+
+/// A pull as WCS shows it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct WcsPull {
+    /// The pull id.
+    local_media_session_id: String,
+    remote_stream_name: String,
+    local_stream_name: String,
+    uri: String,
+    /// The pull's state in upper case.
+    status: String,
+    has_audio: bool,
+    has_video: bool,
 }
 
 /// A WCS body: malformed JSON is our JSON error (400), without quoting the body.
 fn wcs_body<T>(json: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    json.map(|Json(t)| t).map_err(|e| {
-        let what = match e {
-            JsonRejection::JsonDataError(e) => strip_prefix(&e.body_text()).to_string(),
-            JsonRejection::MissingJsonContentType(_) => {
-                "expected Content-Type: application/json".to_string()
-            }
-            _ => "malformed JSON".to_string(),
-        };
-        ApiError::new(StatusCode::BAD_REQUEST, format!("bad JSON body: {what}"))
-    })
+    super::json_body(json, "WCS request")
 }
 
 /// A source URL as WCS's `uri` (the remote node) and `remoteStreamName`.
@@ -168,24 +214,36 @@ fn wcs_split(source: &str) -> (String, String) {
     }
 }
 
-fn wcs_object(p: &PullInfo) -> serde_json::Value {
+fn wcs_object(p: &PullInfo) -> WcsPull {
     let (uri, remote) = wcs_split(&p.source);
     let status = serde_json::to_value(p.state).unwrap_or_default();
-    serde_json::json!({
-        "localMediaSessionId": p.id,
-        "remoteStreamName": if remote.is_empty() { p.name.clone() } else { remote },
-        "localStreamName": p.name,
-        "uri": uri,
-        "status": status.as_str().unwrap_or("").to_uppercase(),
-        "hasAudio": p.has_audio,
-        "hasVideo": p.has_video,
-    })
+    WcsPull {
+        local_media_session_id: p.id.clone(),
+        remote_stream_name: if remote.is_empty() {
+            p.name.clone()
+        } else {
+            remote
+        },
+        local_stream_name: p.name.clone(),
+        uri,
+        status: status.as_str().unwrap_or("").to_uppercase(),
+        has_audio: p.has_audio,
+        has_video: p.has_video,
+    }
 }
 
+#[utoipa::path(post, path = "/startup", tag = "wcs", operation_id = "wcs_pull_startup",
+    request_body = WcsStartup,
+    responses(
+        (status = 200, description = "The pull started", body = WcsPull),
+        (status = 400, description = "Bad JSON, a malformed or unsupported URL, or an invalid name", body = super::ErrorBody),
+        (status = 404, description = "The pull ended at once", body = super::ErrorBody),
+        (status = 409, description = "The local name is in use", body = super::ErrorBody),
+    ))]
 async fn wcs_startup(
     State(state): State<AppState>,
     json: Result<Json<WcsStartup>, JsonRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<WcsPull>, ApiError> {
     let req = wcs_body(json)?;
     let uri = req.uri.trim_end_matches('/');
     // A full WHEP URL is taken as it is; a node's base URL gets `/whep/{remoteStreamName}`.
@@ -206,9 +264,25 @@ async fn wcs_startup(
     Ok(Json(wcs_object(&info)))
 }
 
-async fn wcs_find_all(State(state): State<AppState>) -> Json<Vec<serde_json::Value>> {
+#[utoipa::path(post, path = "/find_all", tag = "wcs", operation_id = "wcs_pull_find_all",
+    responses((status = 200, description = "Every pull", body = Vec<WcsPull>)))]
+async fn wcs_find_all(State(state): State<AppState>) -> Json<Vec<WcsPull>> {
     Json(state.pulls.list().iter().map(wcs_object).collect())
 }
+
+#[utoipa::path(get, path = "/find_all", tag = "wcs", operation_id = "wcs_pull_find_all_get",
+    responses((status = 200, description = "Every pull", body = Vec<WcsPull>)))]
+async fn wcs_find_all_get(state: State<AppState>) -> Json<Vec<WcsPull>> {
+    wcs_find_all(state).await
+}
+
+#[utoipa::path(post, path = "/terminate", tag = "wcs", operation_id = "wcs_pull_terminate",
+    request_body = WcsTerminate,
+    responses(
+        (status = 200, description = "The matching pulls stopped"),
+        (status = 400, description = "Bad JSON, or none of the three given", body = super::ErrorBody),
+        (status = 404, description = "No pull matches", body = super::ErrorBody),
+    ))]
 
 async fn wcs_terminate(
     State(state): State<AppState>,

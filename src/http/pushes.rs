@@ -11,34 +11,31 @@ use crate::pushes::{Push, PushError};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/pushes", get(list).post(create))
-        .route("/pushes/{id}", get(show).delete(remove))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, remove))
 }
 
 /// The WCS-compatible routes, mounted at `/rest-api/push`.
-pub fn wcs_routes() -> Router<AppState> {
-    Router::new()
-        .route("/startup", post(wcs_startup))
-        .route("/find_all", post(wcs_find_all).get(wcs_find_all))
-        .route("/terminate", post(wcs_terminate))
+pub fn wcs_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(wcs_startup))
+        .routes(routes!(wcs_find_all, wcs_find_all_get))
+        .routes(routes!(wcs_terminate))
 }
 
 /// A JSON body, with malformed JSON answered as our JSON error (400).
 fn body<T>(json: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    json.map(|Json(t)| t).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("bad JSON body: {}", e.body_text()),
-        )
-    })
+    super::json_body(json, "push request")
 }
 
 impl From<PushError> for ApiError {
@@ -47,15 +44,21 @@ impl From<PushError> for ApiError {
     }
 }
 
-#[derive(Deserialize)]
+/// A new push.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreatePush {
+    /// The stream name to push.
+    #[schema(example = "live/cam1")]
     stream: String,
+    /// `rtmp://` or `rtmps://` target.
+    #[schema(example = "rtmp://cdn.example/app/KEY")]
     url: String,
 }
 
-#[derive(Serialize)]
-struct PushInfo {
+/// A push as `GET /api/v1/pushes` and the console's events show it.
+#[derive(Serialize, ToSchema)]
+pub(super) struct PushInfo {
     id: String,
     stream: String,
     url: String,
@@ -92,20 +95,35 @@ impl From<&Arc<Push>> for PushInfo {
     }
 }
 
+#[utoipa::path(post, path = "/pushes", tag = "pushes", operation_id = "create_push",
+    request_body = CreatePush,
+    responses(
+        (status = 201, description = "The push started (it waits for the stream if need be)", body = super::pulls::Created),
+        (status = 400, description = "Bad JSON, an invalid stream name or a bad target URL", body = super::ErrorBody),
+    ))]
 async fn create(
     State(state): State<AppState>,
     json: Result<Json<CreatePush>, JsonRejection>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<super::pulls::Created>), ApiError> {
     let req = body(json)?;
     let push = state.pushes.start(&req.stream, &req.url)?;
     Ok((
         StatusCode::CREATED,
-        Json(serde_json::json!({ "id": push.id.to_string() })),
+        Json(super::pulls::Created {
+            id: push.id.to_string(),
+        }),
     ))
 }
 
+/// Every push, as `GET /api/v1/pushes` lists them.
+pub(super) fn push_infos(state: &AppState) -> Vec<PushInfo> {
+    state.pushes.list().iter().map(PushInfo::from).collect()
+}
+
+#[utoipa::path(get, path = "/pushes", tag = "pushes", operation_id = "list_pushes",
+    responses((status = 200, description = "Every push", body = Vec<PushInfo>)))]
 async fn list(State(state): State<AppState>) -> Json<Vec<PushInfo>> {
-    Json(state.pushes.list().iter().map(PushInfo::from).collect())
+    Json(push_infos(&state))
 }
 
 fn find(state: &AppState, id: &str) -> Result<Arc<Push>, ApiError> {
@@ -115,6 +133,12 @@ fn find(state: &AppState, id: &str) -> Result<Arc<Push>, ApiError> {
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no push with id {id:?}")))
 }
 
+#[utoipa::path(get, path = "/pushes/{id}", tag = "pushes", operation_id = "get_push",
+    params(("id" = String, Path, description = "The push id")),
+    responses(
+        (status = 200, description = "The push", body = PushInfo),
+        (status = 404, description = "No such push", body = super::ErrorBody),
+    ))]
 async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -122,6 +146,12 @@ async fn show(
     Ok(Json(PushInfo::from(&find(&state, &id)?)))
 }
 
+#[utoipa::path(delete, path = "/pushes/{id}", tag = "pushes", operation_id = "delete_push",
+    params(("id" = String, Path, description = "The push id")),
+    responses(
+        (status = 204, description = "The push stopped"),
+        (status = 404, description = "No such push", body = super::ErrorBody),
+    ))]
 async fn remove(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -131,14 +161,20 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+/// WCS `push/startup`.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = WcsPushStartup)]
 #[serde(rename_all = "camelCase")]
 struct WcsStartup {
+    #[schema(example = "live/cam1")]
     stream_name: String,
+    #[schema(example = "rtmp://cdn.example/app/KEY")]
     rtmp_url: String,
 }
 
-#[derive(Deserialize, Default)]
+/// WCS `push/terminate`: `mediaSessionId`, or `streamName` (and optionally `rtmpUrl`).
+#[derive(Deserialize, Default, ToSchema)]
+#[schema(as = WcsPushTerminate)]
 #[serde(rename_all = "camelCase")]
 struct WcsTerminate {
     media_session_id: Option<String>,
@@ -146,28 +182,62 @@ struct WcsTerminate {
     rtmp_url: Option<String>,
 }
 
-fn wcs_object(p: &Arc<Push>) -> serde_json::Value {
-    let state = serde_json::to_value(p.status().state).unwrap_or_default();
-    serde_json::json!({
-        "mediaSessionId": p.id.to_string(),
-        "streamName": p.stream,
-        "rtmpUrl": p.url,
-        "status": state.as_str().unwrap_or("").to_uppercase(),
-    })
+/// A push as WCS shows it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct WcsPush {
+    media_session_id: String,
+    stream_name: String,
+    rtmp_url: String,
+    /// The push's state in upper case.
+    status: String,
 }
+
+fn wcs_object(p: &Arc<Push>) -> WcsPush {
+    let state = serde_json::to_value(p.status().state).unwrap_or_default();
+    WcsPush {
+        media_session_id: p.id.to_string(),
+        stream_name: p.stream.clone(),
+        rtmp_url: p.url.clone(),
+        status: state.as_str().unwrap_or("").to_uppercase(),
+    }
+}
+
+#[utoipa::path(post, path = "/startup", tag = "wcs", operation_id = "wcs_push_startup",
+    request_body = WcsStartup,
+    responses(
+        (status = 200, description = "The push started", body = WcsPush),
+        (status = 400, description = "Bad JSON, an invalid stream name or a bad target URL", body = super::ErrorBody),
+    ))]
 
 async fn wcs_startup(
     State(state): State<AppState>,
     json: Result<Json<WcsStartup>, JsonRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<WcsPush>, ApiError> {
     let req = body(json)?;
     let push = state.pushes.start(&req.stream_name, &req.rtmp_url)?;
     Ok(Json(wcs_object(&push)))
 }
 
-async fn wcs_find_all(State(state): State<AppState>) -> Json<Vec<serde_json::Value>> {
+#[utoipa::path(post, path = "/find_all", tag = "wcs", operation_id = "wcs_push_find_all",
+    responses((status = 200, description = "Every push", body = Vec<WcsPush>)))]
+async fn wcs_find_all(State(state): State<AppState>) -> Json<Vec<WcsPush>> {
     Json(state.pushes.list().iter().map(wcs_object).collect())
 }
+
+#[utoipa::path(get, path = "/find_all", tag = "wcs", operation_id = "wcs_push_find_all_get",
+    responses((status = 200, description = "Every push", body = Vec<WcsPush>)))]
+async fn wcs_find_all_get(state: State<AppState>) -> Json<Vec<WcsPush>> {
+    wcs_find_all(state).await
+}
+
+#[utoipa::path(post, path = "/terminate", tag = "wcs", operation_id = "wcs_push_terminate",
+    request_body = WcsTerminate,
+    responses(
+        (status = 200, description = "The matching pushes stopped"),
+        (status = 400, description = "Bad JSON, or neither mediaSessionId nor streamName", body = super::ErrorBody),
+        (status = 404, description = "No push matches", body = super::ErrorBody),
+    ))]
 
 async fn wcs_terminate(
     State(state): State<AppState>,

@@ -301,7 +301,7 @@ pub async fn pull(
     let mut running = false;
     loop {
         let events = tokio::select! {
-            _ = ingest.publisher_mut().kicked() => return PullError::retry("stream kicked through the API"),
+            _ = ingest.publisher_mut().kicked() => return PullError::retry(format!("stream {}", ingest.publisher_mut().kick_reason())),
             r = tokio::time::timeout(connect_timeout, client.read_events()) => match r {
                 Ok(Ok(events)) => events,
                 Ok(Err(e)) => return PullError::retry(e.to_string()),

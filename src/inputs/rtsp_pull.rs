@@ -148,7 +148,7 @@ async fn interrupted(ingest: &mut Ingest, settings: &RtspSettings) -> PullError 
     let deadline = tokio::time::Instant::from_std(ingest.last_media + settings.idle_timeout);
     let publisher = ingest.publisher.as_mut().expect("publishing");
     tokio::select! {
-        _ = publisher.kicked() => PullError::retry("publisher kicked through the API"),
+        _ = publisher.kicked() => PullError::retry(format!("publisher {}", publisher.kick_reason())),
         _ = tokio::time::sleep_until(deadline) => PullError::retry(format!(
             "no media for {} s", settings.idle_timeout.as_secs()
         )),

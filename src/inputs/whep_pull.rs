@@ -230,7 +230,9 @@ pub async fn run(
     let (webrtc, http) = (&webrtc, &client.http);
     let publisher = match sink.publish() {
         Ok(p) => p,
-        Err(e @ BusError::AlreadyPublishing { .. }) => return PullError::retry(e.to_string()),
+        Err(e @ (BusError::AlreadyPublishing { .. } | BusError::TooManyStreams { .. })) => {
+            return PullError::retry(e.to_string())
+        }
         Err(e) => return PullError::permanent(e.to_string()),
     };
     let stream = publisher.stream().clone();

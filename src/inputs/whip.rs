@@ -448,4 +448,9 @@ impl WhipIngest {
     pub fn is_kicked(&self) -> bool {
         self.publisher.is_kicked()
     }
+
+    /// Why it was kicked.
+    pub fn kick_reason(&self) -> String {
+        self.publisher.kick_reason()
+    }
 }

@@ -4,13 +4,15 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
 use super::http::{Answer, HttpConn, HttpTarget, Sink};
-use super::report::{HttpLoadReport, SessionStats, MODE_LL_HLS, MODE_PLAIN_HLS};
-use super::session::{run_http_sessions, Never};
+use super::media_meter::{Fmp4Video, TsVideo};
+use super::probe::{FrameMeter, FreezeRule, SessionProbe};
+use super::report::{SessionStats, MODE_LL_HLS, MODE_PLAIN_HLS};
+use super::session::Never;
 
 /// Longest playlist accepted.
 const MAX_PLAYLIST: usize = 1024 * 1024;
@@ -20,34 +22,6 @@ const MAX_CONSECUTIVE_ERRORS: u32 = 10;
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 /// Shortest pause between two playlist polls of a plain HLS client.
 const MIN_POLL: Duration = Duration::from_millis(100);
-
-/// Opens `sessions` HLS players on `url` (`http://HOST[:PORT]/path/index.m3u8`, port 80 by
-/// default), keeps them playing for `duration`, then closes them and reports.
-///
-/// Each session first GETs the playlist. With `EXT-X-PART-INF` (LL-HLS), like hls.js in
-/// low-latency mode, it GETs the init section and the last listed part, then loops: a blocking
-/// playlist reload (`_HLS_msn` / `_HLS_part` of the part after the last listed one) on one
-/// keep-alive connection, and at the same time a GET of the `EXT-X-PRELOAD-HINT` part on a
-/// second one (the server holds both until that part exists); then GETs every listed part it
-/// has not fetched yet. Without `EXT-X-PART-INF` (or with a `#plain` fragment on the URL), it
-/// GETs the init section if any and the last listed segment, then polls the playlist every
-/// half target duration and GETs each new segment once. Request failures (non-2xx answers,
-/// bad playlists) are counted and retried; a session fails on a TCP or HTTP framing error, on
-/// [`MAX_CONSECUTIVE_ERRORS`] failed requests in a row, or if no media came before the deadline.
-///
-/// # Errors
-///
-/// Only if `url` cannot be parsed.
-pub async fn hls_load(url: &str, sessions: usize, duration: Duration) -> Result<HttpLoadReport> {
-    let target = Arc::new(HttpTarget::parse(url, "http")?);
-    let mut report = run_http_sessions(sessions, duration, |_, stats| {
-        let target = target.clone();
-        async move { hls_session(&target, &stats).await }
-    })
-    .await;
-    report.protocol = "hls";
-    Ok(report)
-}
 
 /// What a client needs from a media playlist.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -174,15 +148,37 @@ fn blocking_reload_path(path: &str, (msn, part): (u64, u32)) -> String {
     format!("{path}{separator}_HLS_msn={msn}&_HLS_part={part}")
 }
 
-/// One HLS player until an unrecoverable error (or cancellation at the deadline).
-async fn hls_session(target: &Arc<HttpTarget>, stats: &Arc<SessionStats>) -> Result<Never> {
+/// One HLS player until an unrecoverable error (or until the run drops it).
+///
+/// It first GETs the playlist. With `EXT-X-PART-INF` (LL-HLS), like hls.js in low-latency
+/// mode, it GETs the init section and the last listed part, then loops: a blocking playlist
+/// reload (`_HLS_msn` / `_HLS_part` of the part after the last listed one) on one keep-alive
+/// connection, and at the same time a GET of the `EXT-X-PRELOAD-HINT` part on a second one
+/// (the server holds both until that part exists); then GETs every listed part it has not
+/// fetched yet. Without `EXT-X-PART-INF` (or with a `#plain` fragment on the URL), it GETs the
+/// init section if any and the last listed segment, then polls the playlist every half target
+/// duration and GETs each new segment once. Request failures (non-2xx answers, bad playlists)
+/// are counted and retried; a session fails on a TCP or HTTP framing error or on
+/// [`MAX_CONSECUTIVE_ERRORS`] failed requests in a row. The session is connected once it has a
+/// playlist; the media it fetches is metered frame by frame (`media_received`).
+pub(super) async fn hls_session(
+    target: Arc<HttpTarget>,
+    probe: Arc<SessionProbe>,
+    stats: Arc<SessionStats>,
+) -> Result<Never> {
+    let target = &target;
     let mut client = HlsClient {
         target: target.clone(),
+        meter: FrameMeter::new(probe.clone(), "hls", FreezeRule::Playout, false),
+        probe,
+        body: Vec::new(),
         stats: stats.clone(),
         playlist_conn: HttpConn::new(target.clone(), stats.clone()),
         media_conn: HttpConn::new(target.clone(), stats.clone()),
         consecutive_errors: 0,
-        init_fetched: false,
+        init_uri: None,
+        video: Fmp4Video::default(),
+        ts: TsVideo::default(),
     };
     loop {
         let Some(playlist) = client.playlist(&target.path).await? else {
@@ -203,11 +199,18 @@ async fn hls_session(target: &Arc<HttpTarget>, stats: &Arc<SessionStats>) -> Res
 
 struct HlsClient {
     target: Arc<HttpTarget>,
+    probe: Arc<SessionProbe>,
+    meter: FrameMeter,
+    /// The body of the media request in flight.
+    body: Vec<u8>,
     stats: Arc<SessionStats>,
     playlist_conn: HttpConn,
     media_conn: HttpConn,
     consecutive_errors: u32,
-    init_fetched: bool,
+    /// The init section fetched last (`EXT-X-MAP` changes with the stream's configuration).
+    init_uri: Option<String>,
+    video: Fmp4Video,
+    ts: TsVideo,
 }
 
 impl HlsClient {
@@ -225,11 +228,24 @@ impl HlsClient {
     fn media_answer(&mut self, path: &str, answer: &Answer) -> Result<bool> {
         if answer.ok() {
             self.consecutive_errors = 0;
-            self.stats.playing.store(true, Ordering::Relaxed);
             Ok(true)
         } else {
             self.failed(answer.describe(path))?;
             Ok(false)
+        }
+    }
+
+    /// Meters the frames of a media answer (an init section, a segment or a part); unreadable
+    /// media counts as a request error.
+    fn media_received(&mut self, body: &[u8]) {
+        let now = Instant::now();
+        let read = if TsVideo::is_ts(body) {
+            self.ts.received(body, &mut self.meter, now)
+        } else {
+            self.video.received(body, &mut self.meter, now)
+        };
+        if let Err(e) = read {
+            self.stats.note_request_error(e);
         }
     }
 
@@ -241,6 +257,7 @@ impl HlsClient {
             .playlist_conn
             .get(path, Sink::Keep(&mut body, MAX_PLAYLIST))
             .await?;
+        self.probe.add_bytes(body.len() as u64);
         self.parse_playlist(path, &answer, &body)
     }
 
@@ -258,7 +275,10 @@ impl HlsClient {
             .context("not UTF-8")
             .and_then(Playlist::parse);
         match parsed {
-            Ok(playlist) => Ok(Some(playlist)),
+            Ok(playlist) => {
+                self.probe.connected();
+                Ok(Some(playlist))
+            }
             Err(e) => {
                 self.failed(format!("GET {path}: {e:#}"))?;
                 Ok(None)
@@ -270,19 +290,29 @@ impl HlsClient {
     async fn media(&mut self, uri: &str) -> Result<bool> {
         let path = self.target.resolve(&self.target.path, uri)?;
         SessionStats::add(&self.stats.media_requests, 1);
+        self.body.clear();
         let answer = self
             .media_conn
-            .get(&path, Sink::Media(&self.stats.media_bytes))
+            .get(&path, Sink::Media(&self.probe, &mut self.body))
             .await?;
-        self.media_answer(&path, &answer)
+        let ok = self.media_answer(&path, &answer)?;
+        if ok {
+            let body = std::mem::take(&mut self.body);
+            self.media_received(&body);
+            self.body = body;
+        }
+        Ok(ok)
     }
 
-    /// GETs the init section once per session.
+    /// GETs the init section, once per `EXT-X-MAP` URI.
     async fn init(&mut self, playlist: &Playlist) -> Result<bool> {
         match &playlist.map {
-            Some(map) if !self.init_fetched => {
-                self.init_fetched = self.media(map).await?;
-                Ok(self.init_fetched)
+            Some(map) if self.init_uri.as_ref() != Some(map) => {
+                let fetched = self.media(map).await?;
+                if fetched {
+                    self.init_uri = Some(map.clone());
+                }
+                Ok(fetched)
             }
             _ => Ok(true),
         }
@@ -298,6 +328,9 @@ impl HlsClient {
         let mut next = playlist.segments.last().map_or(0, |(msn, _)| *msn);
         loop {
             let polled = tokio::time::Instant::now();
+            if !self.init(&playlist).await? {
+                return Ok(());
+            }
             for (msn, uri) in &playlist.segments {
                 if *msn >= next {
                     self.media(uri).await?;
@@ -346,11 +379,14 @@ impl HlsClient {
                 };
                 let media_conn = &mut self.media_conn;
                 let stats = &self.stats;
+                let probe = &self.probe;
+                let body = &mut self.body;
+                body.clear();
                 let hint_fut = async {
                     match &hint_path {
                         Some(path) => {
                             SessionStats::add(&stats.media_requests, 1);
-                            Some(media_conn.get(path, Sink::Media(&stats.media_bytes)).await)
+                            Some(media_conn.get(path, Sink::Media(probe, body)).await)
                         }
                         None => None,
                     }
@@ -365,6 +401,7 @@ impl HlsClient {
                         }
                     }
                 };
+                self.probe.add_bytes(reloaded.1.len() as u64);
                 let new_playlist = if reloaded.0.ok() {
                     std::str::from_utf8(&reloaded.1)
                         .context("not UTF-8")
@@ -382,10 +419,19 @@ impl HlsClient {
                 }
                 (reloaded, hint_answer, new_playlist)
             };
+            let hint_listed = new_playlist.as_ref().is_some_and(|p| p.lists_part(hinted));
             match (&hint_path, hint_answer) {
+                // The server answered at once that the hinted part is not coming (a segment
+                // was cut there, RFC 8216bis 6.2.6): an abandoned hint, as players take it.
+                (Some(_), Some(Some(Ok(answer)))) if answer.not_found() && !hint_listed => {
+                    SessionStats::add(&self.stats.abandoned_hints, 1);
+                }
                 (Some(path), Some(Some(answer))) => {
                     if self.media_answer(path, &answer?)? {
                         last = Some(hinted);
+                        let body = std::mem::take(&mut self.body);
+                        self.media_received(&body);
+                        self.body = body;
                     }
                 }
                 (Some(_), _) => {
@@ -401,6 +447,9 @@ impl HlsClient {
             };
             playlist = new_playlist;
             self.consecutive_errors = 0;
+            if !self.init(&playlist).await? {
+                return Ok(());
+            }
             // Catch up on listed parts not fetched yet (none, usually).
             let first_listed = playlist.parts.first().map(|p| (p.msn, p.index));
             if last.is_none() || last < first_listed {

@@ -2,13 +2,13 @@
 //! ([`HttpTarget`]), response heads ([`parse_head`]), chunked bodies ([`ChunkedDecoder`]) and
 //! a keep-alive connection that reconnects when needed ([`HttpConn`]). Plain TCP only.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::probe::SessionProbe;
 use super::report::SessionStats;
 use super::session::read_some;
 
@@ -295,12 +295,16 @@ impl ChunkedDecoder {
     }
 }
 
+/// Largest media body kept for reading its frames (a segment at 60 Mbit/s of 4 s).
+pub(super) const MAX_MEDIA_KEPT: usize = 32 * 1024 * 1024;
+
 /// Where a response body goes.
 pub(super) enum Sink<'a> {
     /// Kept, up to a limit (playlists).
     Keep(&'a mut Vec<u8>, usize),
-    /// Counted as media bytes of the session, then dropped.
-    Media(&'a AtomicU64),
+    /// Media: counted as the session's bytes, and kept (up to a limit) for the client to
+    /// read the frames in it.
+    Media(&'a SessionProbe, &'a mut Vec<u8>),
 }
 
 impl Sink<'_> {
@@ -312,8 +316,11 @@ impl Sink<'_> {
                 }
                 body.extend_from_slice(data);
             }
-            Sink::Media(counter) => {
-                counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+            Sink::Media(probe, body) => {
+                probe.add_bytes(data.len() as u64);
+                if body.len() + data.len() <= MAX_MEDIA_KEPT {
+                    body.extend_from_slice(data);
+                }
             }
         }
         true
@@ -342,6 +349,10 @@ pub(super) struct Answer {
 impl Answer {
     pub(super) fn ok(&self) -> bool {
         (200..300).contains(&self.status)
+    }
+
+    pub(super) fn not_found(&self) -> bool {
+        self.status == 404
     }
 
     pub(super) fn describe(&self, path: &str) -> String {
@@ -711,24 +722,26 @@ mod tests {
         let target =
             Arc::new(HttpTarget::parse(&format!("http://127.0.0.1:{port}/"), "http").unwrap());
         let stats = Arc::new(SessionStats::default());
+        let probe = SessionProbe::new(0);
+        let mut media = Vec::new();
         let mut conn = HttpConn::new(target, stats.clone());
         let mut body = Vec::new();
         let answer = conn.get("/a", Sink::Keep(&mut body, 100)).await.unwrap();
         assert!(answer.ok());
         assert_eq!(body, b"hello");
         let answer = conn
-            .get("/b", Sink::Media(&stats.media_bytes))
+            .get("/b", Sink::Media(&probe, &mut media))
             .await
             .unwrap();
         assert!(answer.ok());
-        assert_eq!(SessionStats::get(&stats.media_bytes), 3);
+        assert_eq!((probe.bytes(), &media[..]), (3, &b"abc"[..]));
         let answer = conn
-            .get("/c", Sink::Media(&stats.media_bytes))
+            .get("/c", Sink::Media(&probe, &mut media))
             .await
             .unwrap();
         assert_eq!(answer.status, 404);
         assert_eq!(answer.describe("/c"), "GET /c: 404 not found");
-        assert_eq!(SessionStats::get(&stats.media_bytes), 3);
+        assert_eq!(probe.bytes(), 3);
         let mut body = Vec::new();
         assert!(conn.get("/d", Sink::Keep(&mut body, 1)).await.is_err()); // over the limit
         drop(conn);

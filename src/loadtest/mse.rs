@@ -1,44 +1,33 @@
-//! The WebSocket MSE client: [`mse_load`] runs many players of a `ws://.../mse/{name}` stream;
-//! each does the RFC 6455 opening handshake, then counts bytes without parsing frames.
+//! The WebSocket MSE client: one load session ([`mse_session`]) plays a `ws://.../mse/{name}`
+//! stream like a Media Source Extensions player.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::http::{parse_head, HttpTarget, ERROR_BODY_KEPT};
-use super::report::{HttpLoadReport, SessionStats};
-use super::session::{read_some, run_http_sessions, Never, READ_BUFFER};
+use super::media_meter::Fmp4Video;
+use super::probe::{FrameMeter, FreezeRule, SessionProbe};
+use super::report::SessionStats;
+use super::session::{read_some, Never, READ_BUFFER};
+use super::ws_frames::{close_frame, pong_frame, FrameReader, Opcode};
 
-/// Opens `sessions` WebSocket MSE players on `url` (`ws://HOST[:PORT]/mse/{name}`, port 80 by
-/// default), keeps them reading for `duration`, then closes them and reports.
+/// One MSE player until the server closes or fails the connection (or the run drops it).
 ///
-/// Each session sends the RFC 6455 opening handshake (with its own `Sec-WebSocket-Key`),
-/// requires `101 Switching Protocols` with `Upgrade: websocket`, then reads into one reused
-/// buffer and counts bytes without parsing frames. It sends nothing after the handshake (a
-/// client that never sends needs no masking) and answers no ping. The server closing the
-/// connection fails the session.
-///
-/// # Errors
-///
-/// Only if `url` cannot be parsed.
-pub async fn mse_load(url: &str, sessions: usize, duration: Duration) -> Result<HttpLoadReport> {
-    let target = Arc::new(HttpTarget::parse(url, "ws")?);
-    let mut report = run_http_sessions(sessions, duration, |index, stats| {
-        let target = target.clone();
-        async move { mse_session(&target, index, &stats).await }
-    })
-    .await;
-    report.protocol = "mse";
-    report.mode = "mse";
-    Ok(report)
-}
-
-/// One MSE player: opening handshake, then count bytes until the server closes.
-async fn mse_session(target: &HttpTarget, index: usize, stats: &SessionStats) -> Result<Never> {
+/// It sends the RFC 6455 opening handshake (with its own `Sec-WebSocket-Key`), requires `101
+/// Switching Protocols` with `Upgrade: websocket` (then it is connected), and reads the
+/// messages: the `{"mime"}` text, init segments and one fMP4 fragment per frame, metered
+/// frame by frame. It sends nothing but pongs and a close; the server closing the connection
+/// fails the session.
+pub(super) async fn mse_session(
+    target: Arc<HttpTarget>,
+    probe: Arc<SessionProbe>,
+    stats: Arc<SessionStats>,
+) -> Result<Never> {
+    let index = probe.index;
     let mut stream = TcpStream::connect((target.host.as_str(), target.port))
         .await
         .context("connect")?;
@@ -77,14 +66,100 @@ async fn mse_session(target: &HttpTarget, index: usize, stats: &SessionStats) ->
             body.chars().take(ERROR_BODY_KEPT).collect::<String>()
         );
     }
-    stats.playing.store(true, Ordering::Relaxed);
-    SessionStats::add(&stats.media_bytes, (end - used) as u64);
+    probe.connected();
+    let mut player = MsePlayer {
+        frames: FrameReader::default(),
+        meter: FrameMeter::new(probe.clone(), "mse", FreezeRule::Arrival, true),
+        video: Fmp4Video::default(),
+        replies: Vec::new(),
+        closed: None,
+    };
+    let (mut start, mut n) = (used, end - used);
     loop {
-        let n = read_some(&mut stream, &mut buf)
+        probe.add_bytes(n as u64);
+        player.received(&buf[start..start + n], &stats)?;
+        if !player.replies.is_empty() {
+            let sent = stream.write_all(&player.replies).await;
+            player.replies.clear();
+            // After the server's close, our answering close may find the socket gone.
+            if player.closed.is_none() {
+                sent.context("send pong")?;
+            }
+        }
+        if let Some(why) = player.closed.take() {
+            bail!("the server closed the WebSocket: {why}");
+        }
+        start = 0;
+        n = read_some(&mut stream, &mut buf)
             .await
             .context("during playback")?;
-        SessionStats::add(&stats.media_bytes, n as u64);
     }
+}
+
+/// What an MSE player keeps between reads.
+struct MsePlayer {
+    frames: FrameReader,
+    meter: FrameMeter,
+    video: Fmp4Video,
+    /// Frames to send (pongs).
+    replies: Vec<u8>,
+    /// The server's close frame, in words.
+    closed: Option<String>,
+}
+
+impl MsePlayer {
+    /// Reads the messages in `data`: init segments and fragments are metered, pings answered,
+    /// the server's `{"error"}` text or close frame end the session.
+    fn received(&mut self, data: &[u8], stats: &SessionStats) -> Result<()> {
+        let now = Instant::now();
+        let mut error = None;
+        let (meter, video, replies, closed) = (
+            &mut self.meter,
+            &mut self.video,
+            &mut self.replies,
+            &mut self.closed,
+        );
+        self.frames
+            .feed(data, |message| match message.opcode {
+                Opcode::Binary => {
+                    if let Err(e) = video.received(message.payload, meter, now) {
+                        stats.note_request_error(e);
+                    }
+                }
+                Opcode::Text => {
+                    let text = message.text().unwrap_or_default();
+                    if text.contains("\"error\"") {
+                        error = Some(text.chars().take(ERROR_BODY_KEPT).collect::<String>());
+                    }
+                }
+                Opcode::Ping => pong_frame(message.payload, mask(), replies),
+                Opcode::Close => {
+                    // RFC 6455 5.5.1: answer with a close frame, then the session ends.
+                    close_frame(message.close_code(), "", mask(), replies);
+                    *closed = Some(format!(
+                        "{} {}",
+                        message
+                            .close_code()
+                            .map_or("no code".to_string(), |c| c.to_string()),
+                        String::from_utf8_lossy(message.close_reason())
+                    ));
+                }
+                Opcode::Pong => {}
+            })
+            .map_err(|e| anyhow::anyhow!("WebSocket: {e}"))?;
+        if let Some(error) = error {
+            bail!("the server said: {error}");
+        }
+        Ok(())
+    }
+}
+
+/// A masking key for a client frame (RFC 6455 5.3: unpredictable; nothing here is secret).
+fn mask() -> [u8; 4] {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    nanos.wrapping_mul(0x9e37_79b9).to_be_bytes()
 }
 
 /// A `Sec-WebSocket-Key`: 16 bytes, base64 (RFC 6455, 4.1), different per session and run.

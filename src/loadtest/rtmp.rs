@@ -1,36 +1,27 @@
-//! The RTMP play client: [`rtmp_play_load`] opens many RTMP play sessions against one stream
-//! and reports how many started playing and how many bytes each received. It exists to measure
-//! a *server's* cost of RTMP fan-out, so the client side is kept as cheap as possible:
+//! The RTMP play client: one load session ([`rtmp_session`]) plays a stream like a player
+//! would, cheaply:
 //!
-//! - Connects are spread over a short ramp (at most [`RAMP_STEP`](super::RAMP_STEP) apart and
-//!   at most [`RAMP_MAX`](super::RAMP_MAX) in total), so the server's accept queue is not
-//!   flooded.
-//! - Each session does the handshake and `connect` / `createStream` / `play` with `rml_rtmp`'s
-//!   [`Handshake`] and [`ClientSession`].
-//! - As soon as the server answers `NetStream.Play.Start`, the session is dropped and the
-//!   connection becomes a *light reader*: it reads into one reused buffer and counts bytes,
-//!   without parsing chunks. The only thing it still sends is an RTMP Acknowledgement (message
-//!   type 3 on chunk stream 2, with a full type-0 chunk header) each time the bytes received
-//!   since the last one reach the window size that the server announced with a Window
-//!   Acknowledgement Size message (nginx-rtmp announces 5 000 000 bytes). The acknowledgement
-//!   carries the total number of bytes received since the handshake, as the RTMP specification
-//!   asks (`rml_rtmp`'s own session sends the count since the previous acknowledgement instead).
-//!   Since nothing else is parsed, server pings (User Control ping requests) are not answered
-//!   after play starts; the acknowledgements are the only traffic from client to server.
-//! - Byte counting starts at play start: bytes that arrived in the same read as the
-//!   `NetStream.Play.Start` status are not counted.
-//!
-//! All sessions share one deadline, `duration` after the call; then every connection is closed
-//! and a [`RtmpLoadReport`] is returned. A session that fails (refused connection, handshake or
-//! command error, server closing the connection, play not started before the deadline) is
-//! counted in [`RtmpLoadReport::failed`]; it never aborts the others. One tokio task runs per
-//! session.
+//! - It does the handshake and `connect` / `createStream` / `play` with `rml_rtmp`'s
+//!   [`Handshake`] and [`ClientSession`]; the session is connected when the server answers
+//!   `NetStream.Play.Start`.
+//! - From then on the connection is a *light reader*: one reused buffer, and a chunk-stream
+//!   walker of our own (`rtmp_chunks.rs`) that copies nothing but the first bytes of each
+//!   message, enough to see a video message's frame type, timestamp and probe stamp. The
+//!   meter (`probe.rs`) counts frames, keyframes, freezes, jitter and latency from them.
+//! - The only thing it still sends is an RTMP Acknowledgement (message type 3 on chunk stream
+//!   2, with a full type-0 chunk header) each time the bytes received since the last one reach
+//!   the window size that the server announced with a Window Acknowledgement Size message
+//!   (nginx-rtmp announces 5 000 000 bytes). The acknowledgement carries the total number of
+//!   bytes received since the handshake, as the RTMP specification asks (`rml_rtmp`'s own
+//!   session sends the count since the previous acknowledgement instead). Server pings (User
+//!   Control ping requests) are not answered after play starts.
+//! - Bytes are counted from play start: bytes that arrived in the same read as the
+//!   `NetStream.Play.Start` status are not counted (their frames are).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use rml_rtmp::chunk_io::ChunkDeserializer;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
     ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult,
@@ -38,57 +29,20 @@ use rml_rtmp::sessions::{
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::report::{RtmpLoadReport, Tally};
-use super::session::{ramp_step, read_some, Never, READ_BUFFER};
+use super::probe::{FrameMeter, FreezeRule, SeenFrame, SessionProbe};
+use super::rtmp_chunks::{ChunkMessage, ChunkReader};
+use super::session::{read_some, Never, READ_BUFFER};
 
 /// RTMP message type of an Acknowledgement.
 const MSG_ACKNOWLEDGEMENT: u8 = 3;
-/// RTMP message type of a Set Chunk Size.
-const MSG_SET_CHUNK_SIZE: u8 = 1;
+/// RTMP message type of a video message.
+const MSG_VIDEO: u8 = 9;
 /// RTMP message type of a Window Acknowledgement Size.
 const MSG_WINDOW_ACK_SIZE: u8 = 5;
 
-/// Opens `sessions` RTMP play sessions on `url` (`rtmp://HOST[:PORT]/app/key`, port 1935 by
-/// default), keeps them reading for `duration`, then closes them and reports.
-///
-/// # Errors
-///
-/// Only if `url` cannot be parsed; per-session errors are counted in the report.
-pub async fn rtmp_play_load(
-    url: &str,
-    sessions: usize,
-    duration: Duration,
-) -> Result<RtmpLoadReport> {
-    let target = Arc::new(RtmpTarget::parse(url)?);
-    let started = Instant::now();
-    let start = tokio::time::Instant::now();
-    let deadline = start + duration;
-    let step = ramp_step(sessions);
-
-    let mut tasks = Vec::with_capacity(sessions);
-    let mut at = start;
-    for _ in 0..sessions {
-        tasks.push(tokio::spawn(run_session(target.clone(), at, deadline)));
-        at += step;
-    }
-
-    let mut tally = Tally::new();
-    for task in tasks {
-        let outcome = match task.await {
-            Ok(outcome) => outcome,
-            Err(e) => SessionOutcome {
-                bytes: 0,
-                error: Some((Instant::now(), format!("session task: {e}"))),
-            },
-        };
-        tally.add(outcome.bytes, outcome.error);
-    }
-    Ok(tally.into_report(sessions, started))
-}
-
 /// Where to play from, parsed from an `rtmp://` URL.
 #[derive(Debug, PartialEq, Eq)]
-struct RtmpTarget {
+pub(super) struct RtmpTarget {
     /// Host name or address, without IPv6 brackets.
     host: String,
     port: u16,
@@ -100,7 +54,7 @@ struct RtmpTarget {
 }
 
 impl RtmpTarget {
-    fn parse(url: &str) -> Result<Self> {
+    pub(super) fn parse(url: &str) -> Result<Self> {
         let rest = url
             .strip_prefix("rtmp://")
             .with_context(|| format!("not an rtmp:// URL: {url}"))?;
@@ -145,45 +99,12 @@ impl RtmpTarget {
     }
 }
 
-/// What one session brings back.
-struct SessionOutcome {
-    /// Bytes received after play start.
-    bytes: u64,
-    /// `None` if the session was playing at the deadline.
-    error: Option<(Instant, String)>,
-}
-
-/// Runs one session from `start_at` to `deadline`.
-async fn run_session(
+/// One RTMP player: connects, starts playback, then reads, counts and meters the video until
+/// an error (returned) or until the run drops it.
+pub(super) async fn rtmp_session(
     target: Arc<RtmpTarget>,
-    start_at: tokio::time::Instant,
-    deadline: tokio::time::Instant,
-) -> SessionOutcome {
-    tokio::time::sleep_until(start_at).await;
-    let mut progress = Progress::default();
-    let result = tokio::time::timeout_at(deadline, play(&target, &mut progress)).await;
-    let error = match result {
-        // The deadline is the normal end of a session that plays.
-        Err(_elapsed) if progress.playing => None,
-        Err(_elapsed) => Some("play did not start before the end of the run".to_string()),
-        Ok(Err(e)) => Some(format!("{e:#}")),
-        Ok(Ok(never)) => match never {},
-    };
-    SessionOutcome {
-        bytes: progress.bytes,
-        error: error.map(|message| (Instant::now(), message)),
-    }
-}
-
-/// State of a session that survives its cancellation at the deadline.
-#[derive(Default)]
-struct Progress {
-    playing: bool,
-    bytes: u64,
-}
-
-/// Connects, starts playback, then reads and counts until an error.
-async fn play(target: &RtmpTarget, progress: &mut Progress) -> Result<Never> {
+    probe: Arc<SessionProbe>,
+) -> Result<Never> {
     let mut stream = TcpStream::connect((target.host.as_str(), target.port))
         .await
         .context("connect")?;
@@ -192,8 +113,27 @@ async fn play(target: &RtmpTarget, progress: &mut Progress) -> Result<Never> {
 
     let leftover = handshake(&mut stream, &mut buf).await?;
 
-    let mut setup = Setup::new(target)?;
+    let mut chunks = ChunkReader::default();
+    let mut meter = FrameMeter::new(probe.clone(), "rtmp", FreezeRule::Arrival, true);
+    let mut setup = Setup::new(&target)?;
     let mut received = leftover.len() as u64;
+    let mut window = None;
+    let watch = |data: &[u8],
+                 chunks: &mut ChunkReader,
+                 meter: &mut FrameMeter,
+                 window: &mut Option<u32>| {
+        let now = Instant::now();
+        chunks.feed(data, |message| match message.type_id {
+            MSG_VIDEO => {
+                if let Some(frame) = video_frame(message, now) {
+                    meter.frame(frame);
+                }
+            }
+            MSG_WINDOW_ACK_SIZE => *window = message.head_u32(),
+            _ => {}
+        })
+    };
+    watch(&leftover, &mut chunks, &mut meter, &mut window)?;
     let mut started = setup.feed(&leftover)?;
     setup.flush(&mut stream).await?;
     while !started {
@@ -201,21 +141,24 @@ async fn play(target: &RtmpTarget, progress: &mut Progress) -> Result<Never> {
             .await
             .context("before play started")?;
         received += n as u64;
+        watch(&buf[..n], &mut chunks, &mut meter, &mut window)?;
         started = setup.feed(&buf[..n])?;
         setup.flush(&mut stream).await?;
     }
-    let window = setup.window.filter(|&w| w > 0).map(u64::from);
     drop(setup);
-    progress.playing = true;
+    probe.connected();
 
-    // Light reader: count bytes, acknowledge windows, parse nothing.
+    // Player: count bytes, meter video messages, acknowledge windows.
+    let window = window.filter(|&w| w > 0).map(u64::from);
     let mut acked = 0u64;
     loop {
         let n = read_some(&mut stream, &mut buf)
             .await
             .context("during playback")?;
-        progress.bytes += n as u64;
+        probe.add_bytes(n as u64);
         received += n as u64;
+        let mut ignored = None;
+        watch(&buf[..n], &mut chunks, &mut meter, &mut ignored)?;
         if let Some(window) = window {
             if received - acked >= window {
                 // The sequence number wraps at 2^32 (RTMP 1.0, 5.4.3).
@@ -229,6 +172,39 @@ async fn play(target: &RtmpTarget, progress: &mut Progress) -> Result<Never> {
             }
         }
     }
+}
+
+/// A video message as a frame the meter counts: FLV video tag header (legacy: frame type and
+/// codec id, `AVCPacketType` 1 = coded frame; Enhanced RTMP: `IsExHeader`, frame type, packet
+/// type `CodedFrames` or `CodedFramesX`); sequence headers and metadata are not frames.
+fn video_frame(message: &ChunkMessage<'_>, now: Instant) -> Option<SeenFrame> {
+    let head = message.head;
+    let first = *head.first()?;
+    let keyframe = (first >> 4) & 0x07 == 1;
+    let nal_units = if first & 0x80 != 0 {
+        // Enhanced RTMP: [type|packet type][FourCC][CTS (CodedFrames only)] data.
+        match first & 0x0f {
+            1 => head.get(8..),
+            3 => head.get(5..),
+            _ => return None,
+        }
+    } else {
+        // Legacy AVC/HEVC: [type|codec][AVCPacketType][CTS] NAL units.
+        if head.get(1) != Some(&1) {
+            return None;
+        }
+        head.get(5..)
+    };
+    let stamp = nal_units.and_then(|nals| {
+        // The head is cut short: read the NAL units it holds whole.
+        switchyard_media::probe_stamp::read_access_unit(nals)
+    });
+    Some(SeenFrame {
+        arrived: now,
+        media_time: Some(Duration::from_millis(u64::from(message.timestamp))),
+        keyframe,
+        stamp,
+    })
 }
 
 /// Client side of the RTMP handshake; returns the bytes received after it.
@@ -268,11 +244,6 @@ async fn handshake(stream: &mut TcpStream, buf: &mut [u8]) -> Result<Vec<u8>> {
 /// The `connect` / `createStream` / `play` exchange, driven by `rml_rtmp`'s [`ClientSession`].
 struct Setup {
     session: ClientSession,
-    /// A second parser over the same bytes, only to learn the server's acknowledgement window:
-    /// `ClientSession` keeps it private. Used until play starts, so its cost does not matter.
-    shadow: ChunkDeserializer,
-    /// Window Acknowledgement Size announced by the server.
-    window: Option<u32>,
     key: String,
     /// Bytes to send, in order.
     out: Vec<u8>,
@@ -298,8 +269,6 @@ impl Setup {
         }
         Ok(Self {
             session,
-            shadow: ChunkDeserializer::new(),
-            window: None,
             key: target.key.clone(),
             out,
         })
@@ -310,7 +279,6 @@ impl Setup {
         if data.is_empty() {
             return Ok(false);
         }
-        self.watch_control_messages(data)?;
         let results = self.session.handle_input(data).context("RTMP session")?;
         let mut connected = false;
         let mut playing = false;
@@ -350,31 +318,6 @@ impl Setup {
         Ok(playing)
     }
 
-    /// Tracks Set Chunk Size and Window Acknowledgement Size in the shadow parser.
-    fn watch_control_messages(&mut self, data: &[u8]) -> Result<()> {
-        let mut input = data;
-        while let Some(message) = self
-            .shadow
-            .get_next_message(input)
-            .context("RTMP chunk stream")?
-        {
-            input = &[];
-            let Some(value) = message.data.get(..4) else {
-                continue;
-            };
-            let value = u32::from_be_bytes([value[0], value[1], value[2], value[3]]);
-            match message.type_id {
-                MSG_SET_CHUNK_SIZE => self
-                    .shadow
-                    .set_max_chunk_size((value & 0x7fff_ffff) as usize)
-                    .context("set chunk size")?,
-                MSG_WINDOW_ACK_SIZE => self.window = Some(value),
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-
     async fn flush(&mut self, stream: &mut TcpStream) -> Result<()> {
         if !self.out.is_empty() {
             stream.write_all(&self.out).await.context("send")?;
@@ -407,6 +350,7 @@ fn acknowledgement_chunk(sequence_number: u32) -> [u8; 16] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rml_rtmp::chunk_io::ChunkDeserializer;
     use rml_rtmp::messages::RtmpMessage;
 
     #[test]
@@ -452,20 +396,5 @@ mod tests {
                 sequence_number: 0x0102_0304
             }
         );
-    }
-
-    #[tokio::test]
-    async fn bad_url_is_an_error_and_refused_connects_are_counted() {
-        assert!(
-            rtmp_play_load("rtmp://127.0.0.1/live", 1, Duration::from_millis(10))
-                .await
-                .is_err()
-        );
-        // Port 1 on loopback: nothing listens there, so every connect is refused.
-        let report = rtmp_play_load("rtmp://127.0.0.1:1/live/x", 3, Duration::from_millis(200))
-            .await
-            .unwrap();
-        assert_eq!((report.sessions, report.playing, report.failed), (3, 0, 3));
-        assert!(report.first_error.unwrap().contains("connect"));
     }
 }

@@ -1,120 +1,156 @@
-//! WHEP load: many WebRTC viewers of one stream, as light as a WebRTC client can be.
+//! WHEP load: many WebRTC viewers of one stream, each measuring what it receives, as light as a
+//! WebRTC client can be.
 //!
 //! Each session is a WHEP client of this crate's own engine (`crate::webrtc`): it offers
-//! receive-only H.264 + Opus, POSTs the offer, completes ICE (controlling) and DTLS (client),
-//! and from then on counts the SRTP packets it receives without decrypting or decoding them.
-//! Every session has its own engine and UDP socket: a WHEP server tells its peers apart by
-//! address, so sessions to one server must not share a port. The session is closed with a
-//! `DELETE` of its WHEP resource at the end.
+//! receive-only video + Opus, POSTs the offer, completes ICE (controlling) and DTLS (client),
+//! and from then on the engine decrypts its SRTP on its fast path and measures it without
+//! decoding (`ClientRole::Count`): packets, bytes, loss and jitter (RFC 3550), frames and
+//! keyframes (depacketized, not decoded), freezes, probe-stamp latency; it sends NACKs and PLIs
+//! like a real receiver. [`ProbeSink`] puts all of it into the session's [`SessionProbe`] and
+//! [`FrameMeter`]. Every session has its own engine and UDP socket: a WHEP server tells its
+//! peers apart by address, so sessions to one server must not share a port. When the session
+//! ends (its future dropped), its engine stops and its WHEP resource is `DELETE`d.
 
-use crate::webrtc::{ClientCounters, ClientRole, WebRtcSettings};
-use anyhow::Result;
-use std::sync::atomic::Ordering;
+use crate::webrtc::{ClientCounters, ClientRole, MediaSink, ReceivedFrame, WebRtcSettings};
+use anyhow::{bail, Result};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-use super::report::{keep_earliest, Tally, WebRtcLoadReport};
-use super::session::ramp_step;
+use super::probe::{FrameMeter, FreezeRule, SeenFrame, SessionProbe};
+use super::session::Never;
 
-/// Opens `sessions` WHEP sessions on `url` (`http://HOST:PORT/whep/{name}`), keeps them
-/// receiving for `duration`, then closes them and reports.
-pub async fn whep_load(url: &str, sessions: usize, duration: Duration) -> Result<WebRtcLoadReport> {
-    let parsed = reqwest::Url::parse(url)?;
-    anyhow::ensure!(
-        parsed.path().contains("/whep/"),
-        "a WHEP URL is http(s)://HOST/whep/NAME"
-    );
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
-    let started = Instant::now();
-    let stop = CancellationToken::new();
-    let deadline = tokio::time::Instant::now() + duration;
-    let step = ramp_step(sessions);
-    let mut tasks = Vec::with_capacity(sessions);
-    for i in 0..sessions {
-        let (http, url, stop) = (http.clone(), url.to_string(), stop.clone());
-        let at = tokio::time::Instant::now() + step * i as u32;
-        tasks.push(tokio::spawn(async move {
-            tokio::time::sleep_until(at).await;
-            session(&http, &url, deadline, stop).await
-        }));
-    }
-    let mut tally = Tally::new();
-    let mut packets_total = 0;
-    let mut packets_min = u64::MAX;
-    for task in tasks {
-        let (packets, bytes, error) = match task.await {
-            Ok(outcome) => outcome,
-            Err(e) => (0, 0, Some((Instant::now(), format!("session task: {e}")))),
-        };
-        packets_total += packets;
-        if error.is_none() {
-            packets_min = packets_min.min(packets);
-        }
-        tally.add(bytes, error);
-    }
-    stop.cancel();
-    let totals = tally.into_report(sessions, started);
-    Ok(WebRtcLoadReport {
-        protocol: "whep",
-        packets_min: if totals.playing > 0 { packets_min } else { 0 },
-        totals,
-        packets_total,
-    })
+/// How long the `DELETE` of a session's WHEP resource may take.
+const DELETE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A WHEP endpoint to load, parsed once per run.
+pub(super) struct WhepTarget {
+    url: String,
+    http: reqwest::Client,
 }
 
-type Outcome = (u64, u64, Option<(Instant, String)>);
+impl WhepTarget {
+    /// `http(s)://HOST[:PORT]/.../whep/NAME`.
+    pub(super) fn parse(url: &str) -> Result<Self> {
+        let parsed = reqwest::Url::parse(url)?;
+        anyhow::ensure!(
+            matches!(parsed.scheme(), "http" | "https") && parsed.path().contains("/whep/"),
+            "a WHEP URL is http(s)://HOST/whep/NAME"
+        );
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        Ok(WhepTarget {
+            url: url.to_string(),
+            http,
+        })
+    }
+}
 
-async fn session(
-    http: &reqwest::Client,
-    url: &str,
-    deadline: tokio::time::Instant,
-    stop: CancellationToken,
-) -> Outcome {
-    let failed = |e: String| (0, 0, Some((Instant::now(), e)));
-    let socket = match crate::webrtc::bind(([0, 0, 0, 0], 0).into()) {
-        Ok(s) => s,
-        Err(e) => return failed(e.to_string()),
-    };
+/// One WHEP session: connects, measures into `probe`, and runs until an error (returned: the
+/// connection failed or closed, with the reason) or until the future is dropped at the end of
+/// the run, which stops its engine and `DELETE`s the remote session.
+pub(super) async fn whep_session(
+    target: Arc<WhepTarget>,
+    probe: Arc<SessionProbe>,
+) -> Result<Never> {
+    let socket = crate::webrtc::bind(([0, 0, 0, 0], 0).into())?;
     let settings = WebRtcSettings::client([0, 0, 0, 0].into());
-    let engine_stop = stop.child_token();
-    let engine = match crate::webrtc::start(socket, settings, engine_stop.clone()) {
-        Ok(e) => e,
-        Err(e) => return failed(e.to_string()),
+    let mut guard = SessionGuard {
+        stop: CancellationToken::new(),
+        http: target.http.clone(),
+        remote: None,
     };
+    let engine = crate::webrtc::start(socket, settings, guard.stop.clone())?;
     let counters = Arc::new(ClientCounters::default());
-    let remote = match engine
-        .client(http, url, ClientRole::Count(counters.clone()))
-        .await
-    {
-        Ok((_, remote)) => remote,
-        Err(e) => return failed(e.to_string()),
-    };
-    tokio::time::sleep_until(deadline).await;
-    if let Some(remote) = remote {
-        let _ = http.delete(remote).send().await;
+    let sink = ProbeSink::new(probe);
+    let role = ClientRole::Count(counters.clone(), Box::new(sink));
+    let (_, remote) = engine.client(&target.http, &target.url, role).await?;
+    guard.remote = remote;
+    counters.ended.notified().await;
+    let reason = counters.close_reason.lock().unwrap().clone();
+    bail!(
+        "{}",
+        reason.unwrap_or_else(|| "the session ended".to_string())
+    )
+}
+
+/// Stops a session's engine and deletes its WHEP resource when the session ends.
+struct SessionGuard {
+    stop: CancellationToken,
+    http: reqwest::Client,
+    remote: Option<String>,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        if let (Some(remote), Ok(runtime)) =
+            (self.remote.take(), tokio::runtime::Handle::try_current())
+        {
+            let http = self.http.clone();
+            runtime.spawn(async move {
+                let _ = tokio::time::timeout(DELETE_TIMEOUT, http.delete(remote).send()).await;
+            });
+        }
     }
-    engine_stop.cancel();
-    let packets = counters.packets.load(Ordering::Relaxed);
-    let bytes = counters.bytes.load(Ordering::Relaxed);
-    let mut error = None;
-    if !counters.connected.load(Ordering::Relaxed) {
-        keep_earliest(
-            &mut error,
-            (Instant::now(), "never connected (ICE/DTLS)".to_string()),
-        );
-    } else if counters.closed.load(Ordering::Relaxed) {
-        keep_earliest(
-            &mut error,
-            (
-                Instant::now(),
-                "the connection closed before the end".to_string(),
-            ),
-        );
-    } else if packets == 0 {
-        keep_earliest(&mut error, (Instant::now(), "no RTP received".to_string()));
+}
+
+/// What the engine measures for a session, into its probe and frame meter.
+struct ProbeSink {
+    probe: Arc<SessionProbe>,
+    meter: FrameMeter,
+    lost: u64,
+    jitter: Duration,
+}
+
+impl ProbeSink {
+    fn new(probe: Arc<SessionProbe>) -> Self {
+        ProbeSink {
+            meter: FrameMeter::new(probe.clone(), "whep", FreezeRule::Arrival, false),
+            probe,
+            lost: 0,
+            jitter: Duration::ZERO,
+        }
     }
-    (packets, bytes, error)
+}
+
+impl MediaSink for ProbeSink {
+    fn connected(&mut self) {
+        self.probe.connected();
+    }
+
+    fn packet(&mut self, _video: bool, bytes: usize) {
+        self.probe.add_packets(1);
+        self.probe.add_bytes(bytes as u64);
+    }
+
+    fn frame(&mut self, frame: &ReceivedFrame) {
+        self.meter.frame(SeenFrame {
+            arrived: frame.arrived,
+            media_time: Some(Duration::from_micros(frame.rtp_time * 100 / 9)),
+            keyframe: frame.keyframe,
+            stamp: frame.stamp,
+        });
+    }
+
+    fn stats(&mut self, lost: u64, jitter: Duration) {
+        if lost != self.lost {
+            self.lost = lost;
+            self.probe.set_packets_lost(lost);
+        }
+        if jitter != self.jitter {
+            self.jitter = jitter;
+            self.probe.set_jitter(jitter);
+        }
+    }
+
+    fn feedback(&mut self, nacks: u64, plis: u64) {
+        if nacks > 0 {
+            self.probe.add_nacks_sent(nacks);
+        }
+        if plis > 0 {
+            self.probe.add_plis_sent(plis);
+        }
+    }
 }

@@ -140,7 +140,26 @@ impl HlsOutputs {
     }
 
     /// The muxer for `name`, started if needed. `NotFound` if the stream is not on the bus.
-    pub fn muxer(&self, name: &str) -> Result<Arc<HlsMuxer>, BusError> {
+    ///
+    /// A new muxer starts once the stream's tracks are settled (as every other reader does,
+    /// [`crate::audio::subscribe`]): its first init segment is the one players keep. A track
+    /// that joins later (a pulled stream's audio arriving after its first keyframe) takes a
+    /// new init segment, which ffmpeg skips (a second `moov`, see the module docs); it then
+    /// reads the new track's `traf`, whose `trex` it does not know, as more samples of the
+    /// `traf` before it in the `moof`: Opus packets decoded as H.264 (measured, FFmpeg 5.1).
+    pub async fn muxer(&self, name: &str) -> Result<Arc<HlsMuxer>, BusError> {
+        if !self.muxers.lock().unwrap().contains_key(name) {
+            let stream = self
+                .registry
+                .get(name)
+                .ok_or_else(|| BusError::NotFound(name.to_string()))?;
+            crate::audio::settled_tracks(&stream).await;
+        }
+        self.muxer_now(name)
+    }
+
+    /// Like [`HlsOutputs::muxer`], deciding on the stream's tracks as they are now.
+    fn muxer_now(&self, name: &str) -> Result<Arc<HlsMuxer>, BusError> {
         let mut muxers = self.muxers.lock().unwrap();
         if let Some(m) = muxers.get(name) {
             m.last_request_ms.store(self.now_ms(), Ordering::Relaxed);
@@ -208,7 +227,7 @@ impl HlsOutputs {
             // A stream's muxer starts once what audio to convert for it can be decided.
             for stream in self.registry.list() {
                 if crate::audio::tracks_settled(&stream) {
-                    let _ = self.muxer(stream.name());
+                    let _ = self.muxer_now(stream.name());
                 }
             }
         }
@@ -604,4 +623,110 @@ fn with_parameter_sets(codec: &CodecConfig, data: Bytes) -> Bytes {
     }
     out.extend_from_slice(&data);
     Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::BusConfig;
+    use switchyard_fmp4::reader::InitInfo;
+    use switchyard_media::Frame;
+
+    fn tracks() -> (Track, Track) {
+        // A real SPS/PPS pair (libx264 High 640x360).
+        let sps = Bytes::from_static(&[
+            0x67, 0x64, 0x00, 0x1e, 0xac, 0xd9, 0x40, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00,
+            0x03, 0x00, 0x01, 0x00, 0x00, 0x03, 0x00, 0x32, 0x0f, 0x16, 0x2d, 0x96,
+        ]);
+        let pps = Bytes::from_static(&[0x68, 0xef, 0xbc, 0xb0]);
+        let avc = h264::AvcConfig::from_parameter_sets(vec![sps], vec![pps]).unwrap();
+        let video = Track {
+            id: TrackId(1),
+            codec: CodecConfig::H264(avc),
+            clock_rate: 90_000,
+        };
+        let audio = Track {
+            id: TrackId(2),
+            codec: CodecConfig::Opus {
+                channels: 2,
+                head: None,
+            },
+            clock_rate: 48_000,
+        };
+        (video, audio)
+    }
+
+    fn video(n: i64) -> Frame {
+        Frame {
+            track: TrackId(1),
+            pts: n * 3600,
+            dts: n * 3600,
+            keyframe: n % 25 == 0,
+            data: Bytes::from(vec![0, 0, 0, 4, 0x41, 0, 0, n as u8]),
+        }
+    }
+
+    fn opus(n: i64) -> Frame {
+        Frame {
+            track: TrackId(2),
+            pts: n * 960,
+            dts: n * 960,
+            keyframe: true,
+            data: Bytes::from(vec![0xfc; 180]),
+        }
+    }
+
+    /// A WebRTC pull announces its video with the first keyframe and its audio when the first
+    /// audio packet comes, a few frames later (80 ms on a loaded machine). A muxer asked for
+    /// in between must not make its init segment without the audio: players that keep the
+    /// first init segment (ffmpeg) read the audio that comes later as video.
+    #[tokio::test(start_paused = true)]
+    async fn a_muxer_asked_for_before_the_audio_joins_starts_with_it() {
+        let registry = Registry::new(BusConfig::default());
+        let mut publisher = registry
+            .publish("live/pulled", Peer::new("whep-pull", None))
+            .unwrap();
+        let (v, a) = tracks();
+        publisher.set_tracks(vec![v.clone()]);
+        for n in 0..2 {
+            publisher.push(video(n));
+        }
+        let settings = HlsSettings {
+            playlist: HlsConfig::default(),
+            idle_timeout: Duration::from_secs(30),
+            always_on: false,
+            audio_codec: HlsAudio::Source,
+        };
+        let outputs = HlsOutputs::new(registry.clone(), settings, CancellationToken::new());
+        let asked = tokio::spawn({
+            let outputs = outputs.clone();
+            async move { outputs.muxer("live/pulled").await }
+        });
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        publisher.set_tracks(vec![v, a]);
+        let muxer = asked.await.unwrap().unwrap();
+        // One second of both, from a keyframe.
+        for n in 25..50 {
+            publisher.push(video(n));
+            for k in 0..2 {
+                publisher.push(opus(n * 2 + k));
+            }
+        }
+        let mut seen = muxer.subscribe();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while muxer.with_playlist(|p| p.next_part() >= (0, 2)) != Some(true) {
+            assert!(muxer.changed(&mut seen, deadline).await, "no parts");
+        }
+        let (first, discontinuity) = muxer
+            .with_playlist(|p| (p.init_segment(0), p.discontinuity_sequence()))
+            .unwrap();
+        let first = first.expect("the first init segment is in use");
+        let init = InitInfo::parse(&first).unwrap();
+        assert!(init.video().is_some(), "{init:?}");
+        assert!(
+            init.audio().is_some(),
+            "the first init segment has the audio: {init:?}"
+        );
+        assert_eq!(discontinuity, None, "one configuration from the start");
+    }
 }

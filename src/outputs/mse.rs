@@ -23,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Close code for "no such stream" (4000-4999 are the application's, RFC 6455 7.4.2).
 const CLOSE_NOT_FOUND: u16 = 4404;
+/// Close code for "the stream has all the readers it may have" (`limits.max_readers_per_stream`).
+const CLOSE_READER_LIMIT: u16 = 4503;
 
 #[derive(Debug, Clone)]
 pub struct MseSettings {
@@ -247,13 +249,19 @@ pub async fn serve(
     let reader = match reader {
         Ok(r) => r,
         Err(e) => {
+            let (code, reason) = match e {
+                crate::bus::BusError::TooManyReaders { .. } => {
+                    (CLOSE_READER_LIMIT, "reader limit reached")
+                }
+                _ => (CLOSE_NOT_FOUND, "stream not found"),
+            };
             let _ = socket
                 .send(text(serde_json::json!({ "error": e.to_string() })))
                 .await;
             let _ = socket
                 .send(Message::Close(Some(CloseFrame {
-                    code: CLOSE_NOT_FOUND,
-                    reason: "stream not found".into(),
+                    code,
+                    reason: reason.into(),
                 })))
                 .await;
             return;

@@ -258,6 +258,11 @@ impl RtmpClient {
             {
                 Some(Err(code.clone()))
             }
+            // A refusal sent as an `_error` result (rml_rtmp servers, ours among them, answer
+            // `publish`, transaction 0, that way): its status object names the code.
+            ClientSessionEvent::UnknownTransactionResultReceived {
+                additional_values, ..
+            } => error_status(additional_values).map(Err),
             _ => None,
         })
         .await
@@ -354,9 +359,64 @@ impl RtmpClient {
     }
 }
 
+/// `code: description` of a status object whose code says an error (`NetStream.Publish.BadName`).
+fn error_status(values: &[rml_amf0::Amf0Value]) -> Option<String> {
+    use rml_amf0::Amf0Value;
+    values.iter().find_map(|v| {
+        let Amf0Value::Object(properties) = v else {
+            return None;
+        };
+        let text = |key: &str| match properties.get(key) {
+            Some(Amf0Value::Utf8String(s)) => Some(s.as_str()),
+            _ => None,
+        };
+        let code = text("code")?;
+        let is_error = text("level").is_some_and(|l| l.contains("error"))
+            || ["BadName", "Failed", "Rejected", "Denied"]
+                .iter()
+                .any(|w| code.contains(w));
+        if !is_error || code.ends_with(".Start") {
+            return None;
+        }
+        Some(match text("description").filter(|d| !d.is_empty()) {
+            Some(d) => format!("{code}: {d}"),
+            None => code.to_string(),
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_results_name_their_code() {
+        use rml_amf0::Amf0Value;
+        let status = |level: &str, code: &str| {
+            vec![
+                Amf0Value::Null,
+                Amf0Value::Object(
+                    [("level", level), ("code", code), ("description", "in use")]
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), Amf0Value::Utf8String(v.to_string())))
+                        .collect(),
+                ),
+            ]
+        };
+        assert_eq!(
+            error_status(&status("_error", "NetStream.Publish.BadName")).as_deref(),
+            Some("NetStream.Publish.BadName: in use")
+        );
+        assert_eq!(
+            error_status(&status("error", "NetStream.Publish.Denied")).as_deref(),
+            Some("NetStream.Publish.Denied: in use")
+        );
+        assert_eq!(
+            error_status(&status("status", "NetStream.Publish.Start")),
+            None
+        );
+        assert_eq!(error_status(&[Amf0Value::Null]), None);
+    }
 
     #[test]
     fn urls_split_into_host_app_and_key() {

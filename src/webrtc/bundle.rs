@@ -3,7 +3,8 @@
 //! put them all in one BUNDLE group (RFC 9143). RFC 9725 4.4.1 asks WHIP (and WHEP) clients for
 //! the "max-bundle" policy; offers that give each section a transport and no group
 //! (webrtcbin's `bundle-policy=none`) get a 400 that says so, where `rtc` would only refuse
-//! "multiple conflicting ice-ufrag values".
+//! "multiple conflicting ice-ufrag values". Also whether an offer's video section sends
+//! ([`offer_sends_video`]).
 
 use super::handle::SessionError;
 
@@ -55,6 +56,25 @@ pub fn check_bundle(offer: &str) -> Result<(), SessionError> {
         kinds.len(),
         kinds.join(", ")
     )))
+}
+
+/// Whether an offer's video section sends (sendrecv or sendonly, the default being sendrecv):
+/// a WHIP publisher whose offer only receives video publishes audio alone.
+pub fn offer_sends_video(offer: &str) -> bool {
+    let mut in_video = false;
+    let mut sends = false;
+    for line in offer.lines().map(str::trim_end) {
+        if let Some(m) = line.strip_prefix("m=") {
+            if in_video && sends {
+                return true;
+            }
+            in_video = m.starts_with("video");
+            sends = true; // sendrecv by default
+        } else if in_video && (line == "a=recvonly" || line == "a=inactive") {
+            sends = false;
+        }
+    }
+    in_video && sends
 }
 
 #[cfg(test)]

@@ -1,22 +1,55 @@
 //! Sessions the engine offers itself, as a client of another server: what each does
-//! ([`ClientRole`]: count, pull over WHEP, push over WHIP) and what it saw ([`ClientCounters`],
-//! for pulls refreshed from the connection's statistics by [`client_stats`]).
+//! ([`ClientRole`]: measure, pull over WHEP, push over WHIP) and what it saw ([`ClientCounters`],
+//! for pulls refreshed from the connection's statistics by [`client_stats`]; for measuring
+//! clients reported as it happens to their [`MediaSink`]).
 
 use crate::bus::{Publisher, Reader};
 use rtc::peer_connection::RTCPeerConnection;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+use switchyard_media::probe_stamp::ProbeStamp;
 
 /// What a session we offer (the client side) does.
 pub enum ClientRole {
-    /// WHEP client that counts RTP packets and bytes without decrypting them (the load
-    /// generator).
-    Count(Arc<ClientCounters>),
+    /// WHEP client that measures what it receives without decoding it (the load generator):
+    /// it decrypts SRTP on the engine's fast path, tracks loss, jitter and frames, sends NACKs
+    /// and PLIs like a real receiver, and reports to the sink (`super::receive`). The counters
+    /// tell whether and why the session ended.
+    Count(Arc<ClientCounters>, Box<dyn MediaSink>),
     /// WHEP client whose media goes to this bus publisher (a pull from another server); the
     /// counters tell the pull whether the session lives and what it receives.
     Pull(Publisher, Arc<ClientCounters>),
     /// WHIP client that sends this bus reader's stream (a push to another server).
     Push(Reader),
+}
+
+/// What a measuring client (`ClientRole::Count`) reports, as it happens. Called on the
+/// engine's loop, per packet: keep it cheap (atomics, no locks, no allocation).
+pub trait MediaSink: Send {
+    /// ICE and DTLS completed: media may flow.
+    fn connected(&mut self);
+    /// An authentic RTP packet arrived: video or audio, its size on the wire (SRTP).
+    fn packet(&mut self, video: bool, bytes: usize);
+    /// A video frame ended (its marker bit, or a newer timestamp).
+    fn frame(&mut self, frame: &ReceivedFrame);
+    /// The video's receive statistics after a packet: packets lost so far (expected -
+    /// received, RFC 3550 6.4.1) and the interarrival jitter.
+    fn stats(&mut self, lost: u64, jitter: Duration);
+    /// Feedback sent: NACK packets and PLIs.
+    fn feedback(&mut self, nacks: u64, plis: u64);
+}
+
+/// A video frame a measuring client received (not decoded).
+#[derive(Debug, Clone)]
+pub struct ReceivedFrame {
+    /// When its last packet arrived (or the packet that closed it).
+    pub arrived: Instant,
+    /// Its RTP timestamp, unwrapped, from the first packet's (90 kHz).
+    pub rtp_time: u64,
+    /// It has an IDR (or the codec's equivalent).
+    pub keyframe: bool,
+    /// The probe stamp of its SEI, if any.
+    pub stamp: Option<ProbeStamp>,
 }
 
 /// What a counting client saw.

@@ -11,6 +11,7 @@ use super::client::{self, ClientCounters};
 use super::handle::{Command, SessionInfo, WebRtc};
 use super::outbox::{drain_writes, Outbox, FLUSH_AT};
 use super::peer::{self, Local};
+use super::receive::CountReceiver;
 use super::settings::WebRtcSettings;
 use super::srtp::{KeyCapture, SrtpSender};
 use super::stats::EngineStats;
@@ -45,8 +46,6 @@ use tokio::io::Interest;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// A connection that has not connected this long after its answer is given up.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 /// Media events taken from the feeds per loop turn before flushing.
 const MEDIA_BATCH: usize = 256;
@@ -138,8 +137,12 @@ pub fn start(
         receiver: Receiver::default(),
         received: Vec::new(),
         outbox: Outbox::new(fd, engine_stats, settings.simulate_loss_one_in),
+        connect_timeout: settings.connect_timeout,
         packets: Vec::new(),
         retransmit: Vec::new(),
+        scratch: Vec::with_capacity(udp::MAX_DATAGRAM),
+        feedback: Vec::new(),
+        feedback_ends: Vec::new(),
     };
     let run = async move {
         match tokio::net::UdpSocket::from_std(socket) {
@@ -178,11 +181,12 @@ enum PeerRole {
         feed: FeedKey,
         /// The video codec the session negotiated (the stream's when it was opened).
         video_codec: Option<peer::VideoCodec>,
-        /// Holds this viewer's place in the stream's reader counts; the feed reads for it.
-        _counted: Reader,
+        /// Holds this viewer's place in the stream's reader counts (the feed reads for it) and
+        /// counts the bytes sent to it.
+        counted: Reader,
     },
-    /// We offered, as a WHEP client that only counts what it receives.
-    Client(Arc<ClientCounters>),
+    /// We offered, as a WHEP client that measures what it receives (the load generator).
+    Client(Arc<ClientCounters>, Box<CountReceiver>),
 }
 
 struct PeerEntry {
@@ -206,6 +210,10 @@ struct PeerEntry {
     /// Where `rtc` sends this connection's DTLS and RTCP (the selected ICE pair); media goes
     /// there too.
     media_to: Option<(SocketAddr, Option<IpAddr>)>,
+    /// The session's place in its client's `limits.max_sessions_per_ip`, given back when the
+    /// entry goes.
+    #[allow(dead_code)] // held for its Drop
+    permit: Option<crate::limits::SessionPermit>,
 }
 
 struct FeedEntry {
@@ -224,6 +232,7 @@ impl Drop for FeedEntry {
 /// Work a peer's events ask for that needs the rest of the engine.
 enum Action {
     ViewerConnected(PeerKey),
+    ClientConnected(PeerKey),
     KeyframeWanted(String),
     Remove(PeerKey, &'static str),
 }
@@ -236,6 +245,8 @@ struct Engine {
     /// Boxed: an entry holds a whole `RTCPeerConnection` (kilobytes), so the map itself stays
     /// small and growing it moves pointers.
     peers: HashMap<PeerKey, Box<PeerEntry>>,
+    /// A connection that has not connected this long after its answer is given up.
+    connect_timeout: Duration,
     next_key: u64,
     by_addr: HashMap<SocketAddr, PeerKey>,
     by_ufrag: HashMap<String, PeerKey>,
@@ -257,6 +268,11 @@ struct Engine {
     packets: Vec<OutPacket>,
     /// Scratch space for packets a viewer asked again (NACK).
     retransmit: Vec<OutPacket>,
+    /// Scratch space for a datagram on its way to a connection, and for the feedback a
+    /// measuring client sends (SRTCP datagrams, each one's end).
+    scratch: Vec<u8>,
+    feedback: Vec<u8>,
+    feedback_ends: Vec<usize>,
 }
 
 impl Engine {
@@ -324,19 +340,22 @@ impl Engine {
                 }
             }
             let now = Instant::now();
+            let mut scratch = std::mem::take(&mut self.scratch);
             for i in 0..self.received.len() {
                 let r = self.received[i];
-                let data = BytesMut::from(&self.receiver.buffer(i)[..r.len]);
-                self.datagram(r, data, now);
+                scratch.clear();
+                scratch.extend_from_slice(&self.receiver.buffer(i)[..r.len]);
+                self.datagram(r, &mut scratch, now);
             }
+            self.scratch = scratch;
         }
     }
 
-    fn datagram(&mut self, received: Received, data: BytesMut, now: Instant) {
+    fn datagram(&mut self, received: Received, data: &mut [u8], now: Instant) {
         let key = match self.by_addr.get(&received.from) {
             Some(key) => *key,
             None => {
-                let Some(key) = stun::local_ufrag(&data)
+                let Some(key) = stun::local_ufrag(data)
                     .and_then(|ufrag| self.by_ufrag.get(ufrag))
                     .copied()
                 else {
@@ -356,12 +375,16 @@ impl Engine {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
-        if let PeerRole::Client(counters) = &peer.role {
-            if peer.connected && is_rtp(&data) {
-                counters.packets.fetch_add(1, Ordering::Relaxed);
-                counters
-                    .bytes
-                    .fetch_add(data.len() as u64, Ordering::Relaxed);
+        if let PeerRole::Client(_, receiver) = &mut peer.role {
+            if receiver.is_ready() && is_rtp(data) {
+                // The fast path: decrypted in place, measured, never through `rtc`.
+                receiver.packet(data, now, &mut self.feedback, &mut self.feedback_ends);
+                send_feedback(
+                    peer.media_to,
+                    &mut self.feedback,
+                    &mut self.feedback_ends,
+                    &mut self.outbox,
+                );
                 return;
             }
         }
@@ -373,7 +396,7 @@ impl Engine {
                 ecn: None,
                 transport_protocol: TransportProtocol::UDP,
             },
-            message: data,
+            message: BytesMut::from(&*data),
         });
         if let Err(e) = result {
             tracing::trace!(session = %peer.session, error = %e, "datagram refused");
@@ -434,6 +457,7 @@ impl Engine {
         for action in actions {
             match action {
                 Action::ViewerConnected(key) => self.viewer_connected(key, now),
+                Action::ClientConnected(key) => self.client_connected(key, now),
                 Action::KeyframeWanted(stream) => self.keyframe_wanted(&stream, now),
                 Action::Remove(key, why) => self.remove(key, why),
             }
@@ -472,27 +496,30 @@ impl Engine {
         let stale: Vec<PeerKey> = self
             .peers
             .iter()
-            .filter(|(_, p)| !p.connected && p.created.elapsed() > CONNECT_TIMEOUT)
+            .filter(|(_, p)| !p.connected && p.created.elapsed() > self.connect_timeout)
             .map(|(k, _)| *k)
             .collect();
         for key in stale {
-            self.remove(
-                key,
-                "never connected (no ICE/DTLS from the client within 30 s)",
+            crate::limits::hit(crate::limits::Limit::WebrtcConnectTimeout);
+            let why = format!(
+                "never connected (no ICE/DTLS from the client within {} s)",
+                self.connect_timeout.as_secs()
             );
+            self.remove(key, &why);
         }
         // WHIP publishers kicked through the API.
-        let kicked: Vec<PeerKey> = self
+        let kicked: Vec<(PeerKey, String)> = self
             .peers
             .iter()
-            .filter(|(_, p)| match &p.role {
-                PeerRole::Publisher { ingest, .. } => ingest.is_kicked(),
-                _ => false,
+            .filter_map(|(k, p)| match &p.role {
+                PeerRole::Publisher { ingest, .. } if ingest.is_kicked() => {
+                    Some((*k, ingest.kick_reason()))
+                }
+                _ => None,
             })
-            .map(|(k, _)| *k)
             .collect();
-        for key in kicked {
-            self.remove(key, "kicked");
+        for (key, why) in kicked {
+            self.remove(key, &why);
         }
         while self
             .closed
@@ -503,6 +530,55 @@ impl Engine {
         }
         self.pull_stats();
         self.sender_reports();
+        self.client_feedback();
+    }
+
+    /// A measuring client is connected: its SRTP keys were derived and the stats name the
+    /// profile.
+    fn client_connected(&mut self, key: PeerKey, now: Instant) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let PeerRole::Client(counters, receiver) = &mut peer.role else {
+            return;
+        };
+        let cipher = peer
+            .pc
+            .get_stats(now, rtc::statistics::StatsSelector::None)
+            .transport()
+            .map(|t| t.srtp_cipher.clone())
+            .unwrap_or_default();
+        let srtp = match &peer.keys {
+            Some(keys) => keys.receiver(&cipher),
+            None => Err("no SRTP key capture on this connection".to_string()),
+        };
+        match srtp {
+            Ok(srtp) => {
+                receiver.connected(srtp, now);
+                counters.connected.store(true, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::error!(session = %peer.session, error = %e, "cannot decrypt media for this client");
+                self.remove(key, "no SRTP keys");
+            }
+        }
+    }
+
+    /// Measuring clients: feedback due without a packet to carry it (no keyframe yet, no
+    /// media at all).
+    fn client_feedback(&mut self) {
+        let now = Instant::now();
+        for peer in self.peers.values_mut() {
+            if let PeerRole::Client(_, receiver) = &mut peer.role {
+                receiver.feedback(now, &mut self.feedback, &mut self.feedback_ends);
+                send_feedback(
+                    peer.media_to,
+                    &mut self.feedback,
+                    &mut self.feedback_ends,
+                    &mut self.outbox,
+                );
+            }
+        }
     }
 
     /// WHEP pulls: loss and round-trip time for the pull API.
@@ -577,7 +653,7 @@ impl Engine {
         for addr in &peer.addrs {
             self.by_addr.remove(addr);
         }
-        if let PeerRole::Client(counters)
+        if let PeerRole::Client(counters, _)
         | PeerRole::Publisher {
             client: Some(counters),
             ..
@@ -598,7 +674,7 @@ impl Engine {
                     *counters.publisher.lock().unwrap() = Some(ingest.into_publisher());
                 }
             }
-            PeerRole::Client(_) => {}
+            PeerRole::Client(..) => {}
             PeerRole::Viewer { feed, .. } => {
                 if let Some(entry) = self.feeds.get_mut(&feed) {
                     entry.viewers.retain(|k| *k != key);
@@ -624,14 +700,41 @@ fn send_media(
         packets.clear();
         return;
     };
+    let mut sent = 0;
     for packet in packets.drain(..) {
-        if let Err(e) = outbox.push_media(to, srtp, &packet, again) {
-            tracing::debug!(session = %peer.session, error = %e, "RTP not protected");
+        match outbox.push_media(to, srtp, &packet, again) {
+            Ok(bytes) => sent += bytes,
+            Err(e) => {
+                tracing::debug!(session = %peer.session, error = %e, "RTP not protected")
+            }
         }
         if outbox.len() >= FLUSH_AT {
             outbox.flush();
         }
     }
+    // The stream's bytes out: what its viewers were sent (SRTP, retransmissions included).
+    if let PeerRole::Viewer { counted, .. } = &peer.role {
+        counted.add_bytes_out(sent);
+    }
+}
+
+/// Queues a measuring client's feedback datagrams (emptying `data` and `ends`) to where the
+/// connection's RTCP goes.
+fn send_feedback(
+    to: Option<(SocketAddr, Option<IpAddr>)>,
+    data: &mut Vec<u8>,
+    ends: &mut Vec<usize>,
+    outbox: &mut Outbox,
+) {
+    if let Some((to, from)) = to {
+        let mut start = 0;
+        for end in ends.iter() {
+            outbox.push(to, from, &data[start..*end]);
+            start = *end;
+        }
+    }
+    data.clear();
+    ends.clear();
 }
 
 /// A wall-clock time as a 64-bit NTP timestamp (RFC 5905 6: seconds since 1900, 32.32).
@@ -659,8 +762,8 @@ fn peer_event(
                     tracing::info!(session = %peer.session, stream = %peer.stream, remote = ?peer.addrs.first(), "webrtc session connected");
                     match &peer.role {
                         PeerRole::Viewer { .. } => actions.push(Action::ViewerConnected(key)),
-                        PeerRole::Client(counters)
-                        | PeerRole::Publisher {
+                        PeerRole::Client(..) => actions.push(Action::ClientConnected(key)),
+                        PeerRole::Publisher {
                             client: Some(counters),
                             ..
                         } => counters.connected.store(true, Ordering::Relaxed),

@@ -40,13 +40,14 @@ pub struct Opened {
 }
 
 /// One session, for the API.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SessionInfo {
     pub id: String,
     /// `publish` (WHIP) or `play` (WHEP).
     pub role: &'static str,
     pub stream: String,
     pub state: String,
+    #[schema(value_type = Option<String>)]
     pub remote: Option<SocketAddr>,
     pub age_secs: u64,
     /// The video codec a viewer's session negotiated (`play`, with video).
@@ -75,6 +76,7 @@ pub(crate) enum Command {
     Open {
         role: Role,
         offer: String,
+        permit: Option<crate::limits::SessionPermit>,
         reply: oneshot::Sender<Result<Opened, SessionError>>,
     },
     /// Starts a client session: our offer, to be sent to a WHEP endpoint.
@@ -142,10 +144,21 @@ impl WebRtc {
         rx.await.map_err(|_| SessionError::Stopped)
     }
 
-    /// Answers a WHIP or WHEP offer.
-    pub async fn open(&self, role: Role, offer: String) -> Result<Opened, SessionError> {
-        self.call(|reply| Command::Open { role, offer, reply })
-            .await?
+    /// Answers a WHIP or WHEP offer. `permit` (the client's place in
+    /// `limits.max_sessions_per_ip`) is held as long as the session lives.
+    pub async fn open(
+        &self,
+        role: Role,
+        offer: String,
+        permit: Option<crate::limits::SessionPermit>,
+    ) -> Result<Opened, SessionError> {
+        self.call(|reply| Command::Open {
+            role,
+            offer,
+            permit,
+            reply,
+        })
+        .await?
     }
 
     /// Adds trickled candidates (an `application/trickle-ice-sdpfrag` body, RFC 8840);

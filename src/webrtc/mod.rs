@@ -16,23 +16,24 @@
 //!
 //! Files: `settings` (the `[webrtc]` config), `handle` ([`WebRtc`], the commands it sends the
 //! loop and what they return), `client` (sessions we offer: WHEP pulls, WHIP pushes, the load
-//! generator), `engine` (the loop; `engine/sessions.rs` carries out the commands), `peer`
+//! generator; `receive`, the load generator's receive side), `engine` (the loop; `engine/sessions.rs` carries out the commands), `peer`
 //! (offer and answer, building a connection), `outbox` with `srtp` and [`udp`] (protecting
 //! media and sending datagrams), `stun` (routing a new address), `stats` (counters).
 
-mod bundle;
+pub mod bundle;
 mod client;
 mod engine;
 mod handle;
 mod outbox;
-pub(crate) mod peer;
+pub mod peer;
+mod receive;
 mod settings;
 pub(crate) mod srtp;
 mod stats;
 mod stun;
 pub mod udp;
 
-pub use client::{ClientCounters, ClientRole};
+pub use client::{ClientCounters, ClientRole, MediaSink, ReceivedFrame};
 pub use engine::start;
 pub use handle::{Opened, Role, SessionError, SessionInfo, WebRtc};
 pub use peer::VideoCodec;

@@ -50,27 +50,28 @@ impl Outbox {
         self.datagrams.len()
     }
 
-    fn push(&mut self, to: SocketAddr, from: Option<IpAddr>, data: &[u8]) {
+    pub(super) fn push(&mut self, to: SocketAddr, from: Option<IpAddr>, data: &[u8]) {
         let start = self.buffer.len();
         self.buffer.extend_from_slice(data);
         self.datagrams.push((to, from, start, self.buffer.len()));
     }
 
     /// Protects `packet` with `srtp` straight into the buffer; `again` for a retransmission.
+    /// Returns the datagram's size (0 when a loss is simulated).
     pub(super) fn push_media(
         &mut self,
         (to, from): (SocketAddr, Option<IpAddr>),
         srtp: &mut SrtpSender,
         packet: &OutPacket,
         again: bool,
-    ) -> Result<(), rtc::crypto::CryptoError> {
+    ) -> Result<usize, rtc::crypto::CryptoError> {
         if again {
             self.stats.retransmitted.fetch_add(1, Ordering::Relaxed);
         } else if self.loss_one_in > 0 {
             self.media_count = self.media_count.wrapping_add(1);
             if self.media_count.is_multiple_of(self.loss_one_in) {
                 self.stats.simulated_losses.fetch_add(1, Ordering::Relaxed);
-                return Ok(());
+                return Ok(0);
             }
         }
         let start = self.buffer.len();
@@ -81,7 +82,7 @@ impl Outbox {
             &mut self.buffer,
         )?;
         self.datagrams.push((to, from, start, self.buffer.len()));
-        Ok(())
+        Ok(self.buffer.len() - start)
     }
 
     pub(super) fn flush(&mut self) {

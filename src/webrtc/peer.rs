@@ -127,7 +127,8 @@ impl VideoCodec {
     /// Whether an offer's media section can carry it.
     fn offered_in(self, s: &MediaSection) -> bool {
         match self {
-            VideoCodec::H264 => s.codecs.iter().any(|c| c == "h264") && s.h264_mode1,
+            // RFC 6184 8.1: packetization-mode defaults to 0, which we do not send.
+            VideoCodec::H264 => s.h264_payload_types.iter().any(|pt| s.mode1.contains(pt)),
             VideoCodec::Vp8 => s.codecs.iter().any(|c| c == "vp8"),
             VideoCodec::Vp9 { profile } => s.vp9_profiles.contains(&profile),
             VideoCodec::Av1 => s.codecs.iter().any(|c| c == "av1"),
@@ -193,22 +194,23 @@ pub struct Local {
     pub candidates: Vec<SocketAddr>,
 }
 
-/// A connection with our codecs and interceptors; `lite` for the answering (server) side.
-/// A `Send` connection also gets the capture of its SRTP keys: the engine protects the media
-/// it sends itself ([`super::srtp`]), with the two profiles it implements.
+/// A connection with our codecs and interceptors; `lite` for the answering (server) side. A
+/// `Send` or measuring (`capture_keys`) connection gets the capture of its SRTP keys: the engine
+/// protects and decrypts its media itself ([`super::srtp`]), with the two profiles it has.
 fn new_connection(
     local: &Local,
     ufrag: &str,
     direction: Direction,
     videos: &[VideoCodec],
     lite: bool,
+    capture_keys: bool,
     now: Instant,
 ) -> Result<(RTCPeerConnection, Option<Arc<KeyCapture>>), SessionError> {
     let mut setting_engine = SettingEngineBuilder::new()
         .with_ice_credentials(ufrag.to_string(), random_token(24))
         .with_lite(lite)
         .with_answering_dtls_role(RTCDtlsRole::Server);
-    let keys = if direction == Direction::Send {
+    let keys = if direction == Direction::Send || capture_keys {
         let keys = KeyCapture::new().map_err(|e| SessionError::Internal(e.to_string()))?;
         setting_engine = setting_engine
             .with_crypto_provider(keys.clone())
@@ -255,8 +257,9 @@ fn new_connection(
     }
     let registry = Registry::new().with(Slot::from(14_000), DeliverControl::default());
     let registry = match direction {
-        // NACK retransmission and sender reports are the engine's: it sends the media.
+        // NACKs, PLIs and reports are the engine's when it sends or measures the media.
         Direction::Send => registry,
+        Direction::Receive if capture_keys => registry,
         // Transport-wide congestion feedback lets a browser publisher raise its bitrate.
         Direction::Receive => configure_twcc_receiver_only(
             registry
@@ -338,11 +341,12 @@ fn add_sending_tracks(
 /// A client connection and its offer. `Receive` (a WHEP player): receive-only H.264 video and
 /// Opus audio. `Send` (a WHIP publisher): our video (`video`, the stream's codec; H.264 when
 /// not known) and audio tracks, send-only; their payload types are known once the answer is
-/// applied ([`negotiated_tracks`]).
+/// applied ([`negotiated_tracks`]). `measure`: a measuring client's (`super::receive`).
 pub fn build_offer(
     local: &Local,
     direction: Direction,
     video: Option<VideoCodec>,
+    measure: bool,
     now: Instant,
 ) -> Result<(Built, Senders), SessionError> {
     let ufrag = random_token(8);
@@ -352,7 +356,7 @@ pub fn build_offer(
         // A pull takes whichever the stream has; the answer says which ([`answered_video`]).
         Direction::Receive => VideoCodec::PUBLISH_ORDER.to_vec(),
     };
-    let (mut pc, keys) = new_connection(local, &ufrag, direction, &videos, false, now)?;
+    let (mut pc, keys) = new_connection(local, &ufrag, direction, &videos, false, measure, now)?;
     let senders = match direction {
         Direction::Receive => {
             pc.add_transceiver_from_kind(RtpCodecKind::Video, None)
@@ -428,7 +432,7 @@ pub fn build(
     let stream_video = stream_video.unwrap_or(VideoCodec::H264);
     let ufrag = random_token(8);
     let codec = summary.video.unwrap_or(stream_video);
-    let (mut pc, keys) = new_connection(local, &ufrag, direction, &[codec], true, now)?;
+    let (mut pc, keys) = new_connection(local, &ufrag, direction, &[codec], true, false, now)?;
 
     let senders = if direction == Direction::Send {
         add_sending_tracks(&mut pc, summary.video, summary.audio)?
@@ -446,6 +450,15 @@ pub fn build(
         .local_description()
         .ok_or_else(|| SessionError::Internal("no local description after answering".into()))?
         .sdp;
+    // RFC 3264 6: an answer has the offer's m-lines. `rtc` leaves out a section none of whose
+    // codecs it matched, or keeps it without ICE credentials (port 0 is no sign: it writes 0
+    // on accepted ones too); an answer without ours would connect to nothing.
+    if !answer.contains(&format!("a=ice-ufrag:{ufrag}")) {
+        return Err(SessionError::Unsupported(format!(
+            "no media section of this offer could be answered with {}",
+            codec.label()
+        )));
+    }
     let (video, audio) = negotiated_tracks(&mut pc, senders);
     if direction == Direction::Send && video.is_none() && audio.is_none() {
         return Err(SessionError::Unsupported(format!(
@@ -597,7 +610,8 @@ pub fn check_offer_for(
         if let Some(m) = line.strip_prefix("m=") {
             let mut parts = m.split_whitespace();
             let kind = parts.next().unwrap_or_default().to_string();
-            let formats: Vec<String> = parts.skip(2).map(str::to_string).collect();
+            // m=<media> <port> <proto> <fmt> ... (RFC 8866 5.14)
+            let formats = parts.skip(2).map(str::to_string).collect();
             sections.push(MediaSection {
                 kind,
                 formats,
@@ -623,24 +637,27 @@ pub fn check_offer_for(
                 s.ufrag |= ufrag;
                 s.pwd |= pwd;
                 s.fingerprint |= fingerprint;
-                if let Some(rest) = attr.strip_prefix("rtpmap:") {
+                let pt = attr.split([':', ' ']).nth(1).unwrap_or_default();
+                // A payload type the m-line does not list is not offered (RFC 8866 5.14).
+                let listed = s.formats.iter().any(|f| f == pt);
+                if let Some(rest) = attr.strip_prefix("rtpmap:").filter(|_| listed) {
                     let name = rest.split_whitespace().nth(1).unwrap_or_default();
                     let name = name
                         .split('/')
                         .next()
                         .unwrap_or_default()
                         .to_ascii_lowercase();
-                    if name == "vp9" {
-                        let pt = rest.split_whitespace().next().unwrap_or_default();
-                        s.vp9_payload_types.push(pt.to_string());
+                    match name.as_str() {
+                        "vp9" => s.vp9_payload_types.push(pt.to_string()),
+                        "h264" => s.h264_payload_types.push(pt.to_string()),
+                        _ => {}
                     }
                     s.codecs.push(name);
                 }
                 if let Some(rest) = attr.strip_prefix("fmtp:") {
                     if rest.contains("packetization-mode=1") {
-                        s.h264_mode1 = true;
+                        s.mode1.push(pt.to_string());
                     }
-                    let pt = rest.split_whitespace().next().unwrap_or_default();
                     if s.vp9_payload_types.iter().any(|p| p == pt) {
                         // RFC 9628 6: profile-id defaults to 0.
                         let profile = rest
@@ -775,10 +792,12 @@ fn describe(media: &[&MediaSection]) -> String {
 #[derive(Debug, Default)]
 struct MediaSection {
     kind: String,
-    #[allow(dead_code)]
+    /// The payload types of the m-line.
     formats: Vec<String>,
     codecs: Vec<String>,
-    h264_mode1: bool,
+    h264_payload_types: Vec<String>,
+    /// Payload types whose fmtp line says packetization-mode=1.
+    mode1: Vec<String>,
     vp9_payload_types: Vec<String>,
     /// (payload type, profile-id) of the VP9 fmtp lines.
     vp9_fmtp: Vec<(String, u8)>,
@@ -861,137 +880,4 @@ impl Interceptor for DeliverControl {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const CHROME_RECVONLY: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\na=fingerprint:sha-256 AA:BB\r\nm=video 9 UDP/TLS/RTP/SAVPF 96 102\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\na=mid:0\r\na=recvonly\r\na=rtcp-mux\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:102 H264/90000\r\na=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\na=mid:1\r\na=recvonly\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\n";
-
-    #[test]
-    fn offers_are_checked_with_plain_reasons() {
-        let ok = check_offer(CHROME_RECVONLY, Direction::Send).unwrap();
-        assert!(ok.video == Some(VideoCodec::H264) && ok.audio);
-        let err = |sdp: &str, d| check_offer(sdp, d).unwrap_err().to_string();
-        assert!(err("hello", Direction::Send).contains("not an SDP offer"));
-        assert!(err("v=0\r\ns=-\r\n", Direction::Send).contains("no audio or video"));
-        assert!(err(
-            &CHROME_RECVONLY.replace("a=ice-pwd", "a=x-pwd"),
-            Direction::Send
-        )
-        .contains("ICE credentials"));
-        assert!(err(
-            &CHROME_RECVONLY.replace("a=fingerprint", "a=x"),
-            Direction::Send
-        )
-        .contains("fingerprint"));
-        // A receive-only offer cannot publish.
-        assert!(err(CHROME_RECVONLY, Direction::Receive).contains("does not send H.264"));
-        let vp8_only = CHROME_RECVONLY
-            .replace("a=rtpmap:102 H264/90000\r\n", "")
-            .replace("a=rtpmap:111 opus/48000/2", "a=rtpmap:111 PCMU/8000");
-        assert!(err(&vp8_only, Direction::Send).contains("video [vp8]"));
-    }
-
-    #[test]
-    fn publishers_may_send_vp8_vp9_or_av1_and_h264_is_preferred() {
-        let send = CHROME_RECVONLY.replace("a=recvonly", "a=sendonly");
-        let codec = |sdp: &str| check_offer(sdp, Direction::Receive).unwrap().video;
-        assert_eq!(codec(&send), Some(VideoCodec::H264));
-        let no_h264 = send.replace("a=rtpmap:102 H264/90000\r\n", "");
-        assert_eq!(codec(&no_h264), Some(VideoCodec::Vp8));
-        let vp9_av1 = no_h264
-            .replace("96 VP8/90000", "98 VP9/90000\r\na=rtpmap:100 VP9/90000\r\na=fmtp:100 profile-id=2\r\na=rtpmap:45 AV1/90000");
-        assert_eq!(codec(&vp9_av1), Some(VideoCodec::Vp9 { profile: 0 }));
-        let vp9_2 = vp9_av1.replace("a=rtpmap:98 VP9/90000\r\n", "");
-        assert_eq!(codec(&vp9_2), Some(VideoCodec::Vp9 { profile: 2 }));
-        let av1 = vp9_2.replace("VP9", "X");
-        assert_eq!(codec(&av1), Some(VideoCodec::Av1));
-    }
-
-    fn test_local() -> Local {
-        use rtc::peer_connection::certificate::CertificateParams;
-        let provider = rtc::crypto::default_provider().unwrap();
-        let certificate = RTCCertificate::generate(
-            provider.crypto(),
-            rtc::crypto::SignatureScheme::EcdsaP256Sha256,
-            CertificateParams::new(vec!["test".to_owned()]).unwrap(),
-        )
-        .unwrap();
-        let candidates = vec!["127.0.0.1:9".parse().unwrap()];
-        Local {
-            certificate,
-            candidates,
-        }
-    }
-
-    #[test]
-    fn a_pull_offers_every_codec_and_learns_the_streams_from_the_answer() {
-        let (local, now) = (test_local(), Instant::now());
-        for stream in VideoCodec::PUBLISH_ORDER {
-            let (offer, _) = build_offer(&local, Direction::Receive, None, now).unwrap();
-            assert!(offer.video_codec.is_none(), "known from the answer");
-            let answer = build(&local, &offer.sdp, Direction::Send, Some(stream), now).unwrap();
-            assert_eq!(answered_video(&answer.sdp), Some(stream), "{}", answer.sdp);
-        }
-    }
-
-    #[test]
-    fn viewers_must_take_the_streams_codec() {
-        let check = |sdp: &str, codec| check_offer_for(sdp, Direction::Send, Some(codec));
-        // The offer has VP8 and H.264: a VP8 stream and an H.264 stream both play.
-        assert_eq!(
-            check(CHROME_RECVONLY, VideoCodec::Vp8).unwrap().video,
-            Some(VideoCodec::Vp8)
-        );
-        assert_eq!(
-            check(CHROME_RECVONLY, VideoCodec::H264).unwrap().video,
-            Some(VideoCodec::H264)
-        );
-        let h264_only = CHROME_RECVONLY.replace("a=rtpmap:96 VP8/90000\r\n", "");
-        let e = check(&h264_only, VideoCodec::Vp8).unwrap_err();
-        assert!(matches!(e, SessionError::Unsupported(_)));
-        assert!(
-            e.to_string()
-                .contains("this stream is VP8; your offer has only H.264"),
-            "{e}"
-        );
-        let e = check(CHROME_RECVONLY, VideoCodec::Av1)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("this stream is AV1; your offer has only H.264, VP8"),
-            "{e}"
-        );
-        // Not known yet: H.264 if offered, else audio alone.
-        let vp8_only = CHROME_RECVONLY.replace("a=rtpmap:102 H264/90000\r\n", "");
-        let s = check_offer_for(&vp8_only, Direction::Send, None).unwrap();
-        assert!(s.video.is_none() && s.audio);
-    }
-
-    #[test]
-    fn h265_goes_to_viewers_whose_offer_has_it() {
-        let e = check_offer_for(CHROME_RECVONLY, Direction::Send, Some(VideoCodec::H265));
-        let e = e.unwrap_err().to_string();
-        assert!(
-            e.contains("this stream is H.265; your offer has only H.264, VP8"),
-            "{e}"
-        );
-        let offer = CHROME_RECVONLY.replace(" 96 102\r\n", " 96 102 49\r\n").replace(
-            "a=rtpmap:102 H264/90000\r\n",
-            "a=rtpmap:102 H264/90000\r\na=rtpmap:49 H265/90000\r\na=fmtp:49 level-id=93;profile-id=1;tier-flag=0;tx-mode=SRST\r\n",
-        );
-        let (local, now) = (test_local(), Instant::now());
-        let built = build(&local, &offer, Direction::Send, Some(VideoCodec::H265), now).unwrap();
-        assert_eq!(built.video_codec, Some(VideoCodec::H265));
-        assert_eq!(
-            built.video.map(|v| v.payload_type),
-            Some(49),
-            "{}",
-            built.sdp
-        );
-        assert!(
-            built.sdp.contains("a=rtpmap:49 H265/90000"),
-            "{}",
-            built.sdp
-        );
-    }
-}
+mod tests;

@@ -22,6 +22,9 @@ pub struct WebRtcSettings {
     pub own_thread: bool,
     /// Testing aid: drop one in this many media packets to viewers on their first send. 0: off.
     pub simulate_loss_one_in: u32,
+    /// A session whose ICE and DTLS have not completed this long after its offer was answered
+    /// is removed (`webrtc.connect_timeout_secs`).
+    pub connect_timeout: std::time::Duration,
 }
 
 impl WebRtcSettings {
@@ -35,6 +38,7 @@ impl WebRtcSettings {
             ice_servers: Vec::new(),
             own_thread: false,
             simulate_loss_one_in: 0,
+            connect_timeout: std::time::Duration::from_secs(30),
         }
     }
 }

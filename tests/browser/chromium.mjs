@@ -28,6 +28,13 @@ if (process.env.SWITCHYARD_FAKE_AUDIO) {
   FLAGS.push('--use-file-for-fake-audio-capture=' + process.env.SWITCHYARD_FAKE_AUDIO);
 }
 
+// SWITCHYARD_CHROMIUM_SPKI=BASE64: trust the TLS certificate whose public key (SPKI) has that
+// SHA-256, as a user who accepted a self-signed certificate would (Chromium honours the flag with
+// a user data directory, which runPage always uses).
+if (process.env.SWITCHYARD_CHROMIUM_SPKI) {
+  FLAGS.push('--ignore-certificate-errors-spki-list=' + process.env.SWITCHYARD_CHROMIUM_SPKI);
+}
+
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function emit(obj) {

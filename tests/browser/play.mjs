@@ -5,7 +5,7 @@
 //
 // Prints ONE line of JSON on stdout:
 //   {"currentTime","totalVideoFrames","droppedVideoFrames","videoWidth","videoHeight","latency",
-//    "state","mode","errors","wallClockMs","bodyText","playingDateMs",
+//    "state","mode","errors","warnings","wallClockMs","bodyText","playingDateMs",
 //    "webrtc" (WebRTC mode: window.switchyardPlayer.webrtc, else null),
 //    "consoleErrors","advanced","currentTimeAtHalf","totalVideoFramesAtHalf",
 //    "framesDecodedAtHalf","audioSamplesAtHalf","audioLevelAtHalf" (WebRTC mode, else null),
@@ -32,6 +32,7 @@ function sample() {
     state: p.state ?? null,
     mode: p.mode ?? null,
     errors: Array.isArray(p.errors) ? [...p.errors] : [],
+    warnings: Array.isArray(p.warnings) ? [...p.warnings] : [],
     // For glass-to-player latency: when this sample was taken, and (HLS) the program date
     // time of the frame on screen.
     wallClockMs: Date.now(),

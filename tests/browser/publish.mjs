@@ -76,7 +76,14 @@ function requestScalabilityMode(mode) {
     const kind = typeof trackOrKind === 'string' ? trackOrKind : trackOrKind.kind;
     if (kind === 'video') init = { ...(init || {}), sendEncodings: [{ scalabilityMode: mode }] };
     const transceiver = add.call(this, trackOrKind, init);
-    if (kind === 'video') window.switchyardVideoSender = transceiver.sender;
+    if (kind === 'video') {
+      window.switchyardVideoSender = transceiver.sender;
+      // Keep every spatial layer when the machine is busy (libwebrtc's CPU adaptation would
+      // otherwise drop the top one, and the test is about forwarding it).
+      const params = transceiver.sender.getParameters();
+      params.degradationPreference = 'maintain-resolution';
+      transceiver.sender.setParameters(params).catch(() => {});
+    }
     return transceiver;
   };
 }

@@ -85,6 +85,9 @@ async function view({ whep, seconds, family, untilClosed, joinAt, gop }) {
   t0 = performance.now();
   const res = await fetch(whep, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: sdp });
   out.status = res.status;
+  // Where the POST landed: a full node redirects (307) to another.
+  out.url = res.url;
+  out.redirected = res.redirected;
   const body = await res.text();
   if (res.status !== 201) {
     out.error = body;
@@ -92,7 +95,7 @@ async function view({ whep, seconds, family, untilClosed, joinAt, gop }) {
     return out;
   }
   out.answer = body;
-  const session = new URL(res.headers.get('Location'), whep).href;
+  const session = new URL(res.headers.get('Location'), res.url || whep).href;
   await pc.setRemoteDescription({ type: 'answer', sdp: body });
   // The DTLS transport says when the server closes the session (close_notify): the connection
   // state only follows once ICE consent fails.

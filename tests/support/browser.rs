@@ -1,5 +1,6 @@
 //! Headless Chromium pages driven by `tests/browser/*.mjs` (playwright-core with Debian's
-//! Chromium): the player (`play.mjs`) and the camera publisher (`publish.mjs`).
+//! Chromium): the player (`play.mjs`), the camera publisher (`publish.mjs`) and the console
+//! (`console.mjs`).
 
 use super::require;
 use std::process::{Child, Command, Stdio};
@@ -44,6 +45,23 @@ fn play_with(url: &str, seconds: u32, unmuted: bool) -> serde_json::Value {
         .output()
         .unwrap();
     report(out, "play.mjs")
+}
+
+/// The console at `url` driven as an operator would (`console.mjs`: the streams table, a pull
+/// of `pull_source` as `live/copy` started and terminated with the page's form and button, a
+/// bad pull, the load-test form, charts while polling), waiting up to `seconds` for each step;
+/// returns its report.
+pub fn console(url: &str, seconds: u32, pull_source: &str) -> serde_json::Value {
+    require("node");
+    require("chromium");
+    let out = Command::new("node")
+        .arg(script("console.mjs"))
+        .arg(url)
+        .arg(seconds.to_string())
+        .arg(pull_source)
+        .output()
+        .unwrap();
+    report(out, "console.mjs")
 }
 
 /// A publish page running in Chromium (fake camera and microphone) for a while.

@@ -247,6 +247,33 @@ impl Switchyard {
         let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
+
+    /// Tasks alive in the server's async runtime (`switchyard_tasks_alive` in `/metrics`).
+    pub fn tasks_alive(&self) -> u64 {
+        let text = ureq::get(&self.api("/metrics"))
+            .timeout(Duration::from_secs(5))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("switchyard_tasks_alive "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .expect("switchyard_tasks_alive in /metrics") as u64
+    }
+
+    /// Open file descriptors of the server process: (all, sockets).
+    pub fn open_fds(&self) -> (usize, usize) {
+        let links: Vec<_> = std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .collect();
+        let sockets = links
+            .iter()
+            .filter(|l| l.to_string_lossy().starts_with("socket:"))
+            .count();
+        (links.len(), sockets)
+    }
 }
 
 impl Drop for Switchyard {
@@ -311,6 +338,31 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// The latency probe's fixture (H.264 + AAC, 640x360, 30 fps, 10 s).
+pub const PROBE_FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/probe-640x360.flv");
+
+/// `switchyard source FILE --to URL --duration SECS`: the latency probe's stamped live source,
+/// its stderr kept.
+pub fn probe_source(file: &str, url: &str, seconds: u32) -> Proc {
+    Proc(
+        Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args([
+                "source",
+                file,
+                "--to",
+                url,
+                "--duration",
+                &seconds.to_string(),
+            ])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start switchyard source"),
+    )
 }
 
 /// Video encodings the tests publish.
@@ -948,4 +1000,25 @@ impl RtspCamera {
             port,
         }
     }
+}
+
+/// True if the server closes `tcp` within `timeout` (bytes it sends are drained).
+pub fn closed_by_server(tcp: &mut std::net::TcpStream, timeout: Duration) -> bool {
+    tcp.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let deadline = Instant::now() + timeout;
+    let mut buf = vec![0u8; 65536];
+    while Instant::now() < deadline {
+        match std::io::Read::read(tcp, &mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return true,
+        }
+    }
+    false
 }

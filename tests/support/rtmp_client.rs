@@ -117,24 +117,7 @@ impl RtmpClient {
 
     /// True if the server closes the connection within `timeout` (bytes it sends are drained).
     pub fn closed_by_server(&mut self, timeout: Duration) -> bool {
-        self.socket
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        let deadline = Instant::now() + timeout;
-        let mut buf = vec![0u8; 65536];
-        while Instant::now() < deadline {
-            match self.socket.read(&mut buf) {
-                Ok(0) => return true,
-                Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(_) => return true,
-            }
-        }
-        false
+        super::closed_by_server(&mut self.socket, timeout)
     }
 
     /// Reads for `duration` without parsing, returning the byte count.

@@ -19,6 +19,8 @@
 //!
 //! Boxes are written with `mp4-atom`; the `moov` children and the `mdat` are arranged by hand
 //! (see the `init` and `fragment` modules for why).
+//! The `reader` module goes the other way: it reads init segments and fragments, ours or any
+//! CMAF packager's, sample by sample without copying (the load generator's HLS and MSE players).
 //! Pure code: bytes in, bytes out.
 //!
 //! This file holds what no other module uses (which codecs fMP4 carries, the MIME type) and
@@ -27,6 +29,7 @@
 mod error;
 mod fragment;
 mod init;
+pub mod reader;
 mod sample;
 
 use switchyard_media::{CodecConfig, MediaKind, Track};

@@ -10,22 +10,27 @@
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use switchyard_flv::{
-    audio_sequence_header, parse_audio, parse_video, video_sequence_header, vp8_sequence_header, AudioTag, VideoCodec,
-    VideoTag,
+    audio_sequence_header, parse_audio, parse_video, video_sequence_header, vp8_sequence_header,
+    AudioTag, VideoCodec, VideoTag,
 };
 use switchyard_media::{nal_units, validate_length_prefixed, vpcc::VpccRecord, CodecConfig};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, body)) = data.split_first() else { return };
+    let Some((&selector, body)) = data.split_first() else {
+        return;
+    };
     let body = Bytes::copy_from_slice(body);
     if selector & 1 == 0 {
         if let Ok(record) = VpccRecord::parse(&body) {
             assert_eq!(VpccRecord::parse(&record.to_box_payload()), Ok(record));
         }
         match parse_video(body.clone()) {
-            Ok((VideoCodec::Vp8, VideoTag::SequenceStart(config))) => assert_eq!(config, CodecConfig::Vp8),
+            Ok((VideoCodec::Vp8, VideoTag::SequenceStart(config))) => {
+                assert_eq!(config, CodecConfig::Vp8)
+            }
             Ok((_, VideoTag::SequenceStart(config))) => {
-                let written = video_sequence_header(&config).expect("parsed video configs are writable");
+                let written =
+                    video_sequence_header(&config).expect("parsed video configs are writable");
                 let (_, again) = parse_video(written).expect("written header parses");
                 // Written records always declare 4-byte NAL lengths (frames are converted on input).
                 let mut expected = config;
@@ -37,7 +42,10 @@ fuzz_target!(|data: &[u8]| {
             Ok((_, VideoTag::Frame { data, .. })) => {
                 if let Some(header) = vp8_sequence_header(&data) {
                     let parsed = parse_video(header).expect("a written vp08 sequence start parses");
-                    assert_eq!(parsed, (VideoCodec::Vp8, VideoTag::SequenceStart(CodecConfig::Vp8)));
+                    assert_eq!(
+                        parsed,
+                        (VideoCodec::Vp8, VideoTag::SequenceStart(CodecConfig::Vp8))
+                    );
                 }
                 assert!(data.len() < body.len());
                 assert!(body.ends_with(&data));
@@ -49,7 +57,8 @@ fuzz_target!(|data: &[u8]| {
     } else {
         match parse_audio(body.clone()) {
             Ok((_, AudioTag::SequenceStart(config))) => {
-                let written = audio_sequence_header(&config).expect("parsed audio configs are writable");
+                let written =
+                    audio_sequence_header(&config).expect("parsed audio configs are writable");
                 let (_, again) = parse_audio(written).expect("written header parses");
                 assert_eq!(again, AudioTag::SequenceStart(config));
             }

@@ -42,7 +42,9 @@ fuzz_target!(|data: &[u8]| {
             if let Some(seq) = av1::sequence_header(rest) {
                 if let Some(i) = Av1SequenceInfo::parse(seq) {
                     assert!(i.max_width >= 1 && i.max_height >= 1);
-                    assert!(u64::from(i.max_width) <= 1 << 16 && u64::from(i.max_height) <= 1 << 16);
+                    assert!(
+                        u64::from(i.max_width) <= 1 << 16 && u64::from(i.max_height) <= 1 << 16
+                    );
                 }
             }
             // Half the time the input is also the av1C's configOBUs.

@@ -79,7 +79,11 @@ fn check(au: &H265AccessUnit) {
     }
     if let Some(sets) = &au.parameter_sets {
         assert_eq!(
-            (nal_type(&sets.vps), nal_type(&sets.sps), nal_type(&sets.pps)),
+            (
+                nal_type(&sets.vps),
+                nal_type(&sets.sps),
+                nal_type(&sets.pps)
+            ),
             (NAL_VPS, NAL_SPS, NAL_PPS)
         );
     }

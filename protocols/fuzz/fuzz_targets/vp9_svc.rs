@@ -11,10 +11,14 @@
 
 use libfuzzer_sys::fuzz_target;
 use switchyard_media::vp9::superframe_frames;
-use switchyard_media::vp9_svc::{hide, svc_layers, Joined, RefSizes, SvcPictures, UncompressedHeader};
+use switchyard_media::vp9_svc::{
+    hide, svc_layers, Joined, RefSizes, SvcPictures, UncompressedHeader,
+};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, mut rest)) = data.split_first() else { return };
+    let Some((&selector, mut rest)) = data.split_first() else {
+        return;
+    };
     let count = usize::from(selector & 7) + 1;
     let mut lengths = Vec::new();
     for _ in 1..count {
@@ -34,10 +38,16 @@ fuzz_target!(|data: &[u8]| {
         if let Some(h) = UncompressedHeader::parse(layer, &refs) {
             if h.shown {
                 let hidden = hide(layer, &h);
-                let again = UncompressedHeader::parse(&hidden, &refs).expect("a hidden frame reads");
+                let again =
+                    UncompressedHeader::parse(&hidden, &refs).expect("a hidden frame reads");
                 assert!(!again.shown);
                 assert_eq!(
-                    (again.size, again.keyframe, again.refresh_frame_flags, again.error_resilient),
+                    (
+                        again.size,
+                        again.keyframe,
+                        again.refresh_frame_flags,
+                        again.error_resilient
+                    ),
                     (h.size, h.keyframe, h.refresh_frame_flags, h.error_resilient)
                 );
             }
@@ -57,7 +67,10 @@ fuzz_target!(|data: &[u8]| {
         Some(Joined::Hidden(picture)) => {
             let frames = superframe_frames(&picture).expect("a superframe");
             assert_eq!(frames.len(), layers.len());
-            assert_eq!(&picture[frames[frames.len() - 1].clone()], layers[layers.len() - 1]);
+            assert_eq!(
+                &picture[frames[frames.len() - 1].clone()],
+                layers[layers.len() - 1]
+            );
             let _ = svc_layers(&picture, &mut RefSizes::default());
         }
     }

@@ -49,4 +49,7 @@ pub use config::{HlsConfig, MAX_PARTS_PER_SEGMENT, MAX_SEGMENT_DURATION};
 pub use error::HlsError;
 pub use live::Part;
 pub use playlist::{LivePlaylist, PlaylistAnswer};
-pub use request::{parse_request, parse_resource_name, PlaylistRequest, Resource, Skip, INIT_URI};
+pub use request::{
+    parse_path, parse_request, parse_resource_name, with_query, HlsFile, PlaylistRequest, Resource,
+    Skip, INIT_URI, PLAYLIST_NAME,
+};

@@ -117,6 +117,71 @@ impl Resource {
     }
 }
 
+/// `playlist` with `query` (already percent-encoded, e.g. `token=abc`) added to every URI it
+/// lists: segment lines and the `URI="..."` attributes of `EXT-X-MAP`, `EXT-X-PART`,
+/// `EXT-X-PRELOAD-HINT` and `EXT-X-RENDITION-REPORT`. Players resolve relative URIs against the
+/// playlist's URL and drop its query (RFC 3986 5.2), so a credential given on the playlist
+/// request has to be written into each child URI to come back with it.
+pub fn with_query(playlist: &[u8], query: &str) -> bytes::Bytes {
+    let text = String::from_utf8_lossy(playlist);
+    let mut out = String::with_capacity(text.len() + text.lines().count() * (query.len() + 1));
+    let append = |out: &mut String, uri: &str| {
+        out.push_str(uri);
+        out.push(if uri.contains('?') { '&' } else { '?' });
+        out.push_str(query);
+    };
+    for line in text.split_inclusive('\n') {
+        let (body, end) = match line.strip_suffix('\n') {
+            Some(b) => (b, "\n"),
+            None => (line, ""),
+        };
+        if !body.starts_with('#') {
+            if !body.is_empty() {
+                append(&mut out, body);
+            }
+        } else {
+            let mut rest = body;
+            while let Some(at) = rest.find("URI=\"") {
+                let value_start = at + "URI=\"".len();
+                let Some(len) = rest[value_start..].find('"') else {
+                    break;
+                };
+                out.push_str(&rest[..value_start]);
+                append(&mut out, &rest[value_start..value_start + len]);
+                rest = &rest[value_start + len..];
+            }
+            out.push_str(rest);
+        }
+        out.push_str(end);
+    }
+    bytes::Bytes::from(out)
+}
+
+/// The file an HLS request path names: the media playlist or a resource it links to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HlsFile {
+    /// `index.m3u8`
+    Playlist,
+    /// An init segment, segment or part.
+    Resource(Resource),
+}
+
+/// The name of the media playlist under a stream's path.
+pub const PLAYLIST_NAME: &str = "index.m3u8";
+
+/// Splits the path of an HLS request (what follows `/hls/`: `{stream name}/{file}`) into
+/// the stream name and the file; `None` (answer 404) when there is no `/` or the file is none
+/// of ours. The stream name is not checked here: the caller validates it like every other.
+pub fn parse_path(path: &str) -> Option<(&str, HlsFile)> {
+    let (name, file) = path.rsplit_once('/')?;
+    let file = if file == PLAYLIST_NAME {
+        HlsFile::Playlist
+    } else {
+        HlsFile::Resource(parse_resource_name(file)?)
+    };
+    Some((name, file))
+}
+
 /// Maps the last path element of a request back to the resource, the inverse of
 /// [`Resource::uri`]; `None` for anything else (answer 404).
 pub fn parse_resource_name(name: &str) -> Option<Resource> {
@@ -127,26 +192,43 @@ pub fn parse_resource_name(name: &str) -> Option<Resource> {
         .strip_prefix("init")
         .and_then(|n| n.strip_suffix(".mp4"))
     {
-        // One spelling per init segment: no `init0.mp4`, no leading zeros.
-        if n.starts_with('0') {
-            return None;
-        }
-        return Some(Resource::Init(parse_number(n).ok()?));
+        // Init segment 0 is `init.mp4`, never `init0.mp4`.
+        return match uri_number(n)? {
+            0 => None,
+            n => Some(Resource::Init(n)),
+        };
     }
     let stem = name.strip_suffix(".m4s")?;
     if let Some(msn) = stem.strip_prefix("seg") {
-        return Some(Resource::Segment(parse_number(msn).ok()?));
+        return Some(Resource::Segment(uri_number(msn)?));
     }
     let (msn, index) = stem.strip_prefix("part")?.split_once('.')?;
-    Some(Resource::Part(
-        parse_number(msn).ok()?,
-        parse_number(index).ok()?,
-    ))
+    Some(Resource::Part(uri_number(msn)?, uri_number(index)?))
+}
+
+/// A number in a resource URI, as [`Resource::uri`] writes it: no leading zeros, so each
+/// resource has one URI (`seg007.m4s` would be a second name for `seg7.m4s`, cached apart by
+/// every CDN; found by the `hls_request` fuzz target).
+fn uri_number<T: std::str::FromStr>(digits: &str) -> Option<T> {
+    if digits.len() > 1 && digits.starts_with('0') {
+        return None;
+    }
+    parse_number(digits).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn with_query_adds_the_query_to_every_uri() {
+        let playlist = "#EXTM3U\n#EXT-X-MAP:URI=\"init.mp4\"\n#EXT-X-PART:DURATION=0.2,URI=\"part1.0.m4s\",INDEPENDENT=YES\n#EXTINF:2.0,\nseg1.m4s\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part2.1.m4s\"\n#EXT-X-RENDITION-REPORT:URI=\"../b/index.m3u8?x=1\",LAST-MSN=2\n";
+        let out = with_query(playlist.as_bytes(), "token=a%2Bb");
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            "#EXTM3U\n#EXT-X-MAP:URI=\"init.mp4?token=a%2Bb\"\n#EXT-X-PART:DURATION=0.2,URI=\"part1.0.m4s?token=a%2Bb\",INDEPENDENT=YES\n#EXTINF:2.0,\nseg1.m4s?token=a%2Bb\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part2.1.m4s?token=a%2Bb\"\n#EXT-X-RENDITION-REPORT:URI=\"../b/index.m3u8?x=1&token=a%2Bb\",LAST-MSN=2\n"
+        );
+    }
 
     #[test]
     fn parses_all_directives_in_any_order() {
@@ -199,6 +281,21 @@ mod tests {
     }
 
     #[test]
+    fn paths_split_into_stream_name_and_file() {
+        assert_eq!(
+            parse_path("live/cam1/index.m3u8"),
+            Some(("live/cam1", HlsFile::Playlist))
+        );
+        assert_eq!(
+            parse_path("cam/part3.1.m4s"),
+            Some(("cam", HlsFile::Resource(Resource::Part(3, 1))))
+        );
+        assert_eq!(parse_path("index.m3u8"), None);
+        assert_eq!(parse_path("cam/other.txt"), None);
+        assert_eq!(parse_path("/index.m3u8"), Some(("", HlsFile::Playlist)));
+    }
+
+    #[test]
     fn resource_names_round_trip() {
         for r in [
             Resource::Init(0),
@@ -224,6 +321,9 @@ mod tests {
             "init.m4s",
             "init-1.mp4",
             "init4294967296.mp4",
+            "seg07.m4s",
+            "part00000000000005405827022895418936.1.m4s",
+            "part5.01.m4s",
         ] {
             assert_eq!(parse_resource_name(bad), None, "{bad}");
         }

@@ -71,7 +71,15 @@ pub fn parse_sps(nal: &[u8]) -> Result<SpsInfo, MediaError> {
                     let (mut last, mut next) = (8i32, 8i32);
                     for _ in 0..size {
                         if next != 0 {
+                            // delta_scale is in -128..=127 (7.4.2.1.1.1); more would
+                            // overflow the sum below (found by the flv_body fuzz target).
                             let delta = r.se()?;
+                            if !(-128..=127).contains(&delta) {
+                                return Err(MediaError::invalid(
+                                    "H.264 SPS",
+                                    format!("scaling list delta_scale {delta}"),
+                                ));
+                            }
                             next = (last + delta + 256) % 256;
                         }
                         last = if next == 0 { last } else { next };
@@ -305,6 +313,18 @@ pub fn is_keyframe(data: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scaling_list_delta_out_of_range_is_an_error() {
+        // From the flv_body fuzz target: a High profile SPS whose scaling list has a
+        // delta_scale of about 2^31.
+        let sps = [
+            0x67, 0x64, 0x00, 0x1e, 0xfe, 0x00, 0x01, 0x03, 0x00, 0x00, 0xea, 0x00, 0x00, 0x00,
+            0x00, 0xff, 0xff, 0xfe, 0x04, 0x68, 0xef, 0xbc, 0x03, 0x80, 0x38, 0x96,
+        ];
+        let e = parse_sps(&sps).unwrap_err().to_string();
+        assert!(e.contains("delta_scale"), "{e}");
+    }
 
     // SPS and PPS of ffmpeg 5.1 libx264 `-profile:v high` 640x360, copied from the AVC sequence
     // header in fixtures/ffmpeg-h264-high-bf2-aac.flv.

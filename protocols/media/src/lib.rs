@@ -5,7 +5,7 @@
 //! 4-byte big-endian lengths (the AVCC/HVCC sample format of ISO/IEC 14496-15); parameter sets
 //! live in the track's [`CodecConfig`], never only in-band. Codec helpers (H.264, H.265, AAC,
 //! and the VP8, VP9 and AV1 headers that give a picture size, the `vpcC` record of VP8 and VP9)
-//! live in their own modules.
+//! live in their own modules, as do the latency probe's stamps (`probe_stamp`).
 //!
 //! This file only declares the modules and re-exports the model at the crate root: the
 //! [`Track`]/[`Frame`] model is in `track.rs`, codec configurations in `codec.rs`, NAL unit
@@ -22,6 +22,7 @@ mod error;
 pub mod h264;
 pub mod h265;
 mod nal;
+pub mod probe_stamp;
 #[cfg(test)]
 mod test_fixtures;
 mod track;

@@ -3,7 +3,7 @@
 //! for senders that never set it, when the timestamp changes. Packets lost before a packet, or
 //! a packet that cannot be read, damage the access unit they belong to.
 
-use crate::error::RtpError;
+use crate::error::{malformed, RtpError};
 use crate::packet::PacketRef;
 
 /// The access unit in progress: its timestamp and whether part of it is missing.
@@ -66,4 +66,39 @@ pub(crate) fn push<D: NalUnitPayloads>(
         depacketizer.finish(out);
     }
     result
+}
+
+/// Calls `nal` with each NAL unit of an aggregation packet (H.264 STAP-A, RFC 6184 5.7.1; H.265
+/// AP, RFC 7798 4.4.2): 16-bit size-prefixed NAL units after a `header_len`-byte header.
+pub(crate) fn for_each_aggregated(
+    packet: &PacketRef<'_>,
+    header_len: usize,
+    what: &'static str,
+    mut nal: impl FnMut(&[u8]) -> Result<(), RtpError>,
+) -> Result<(), RtpError> {
+    let payload = packet.payload;
+    let mut offset = header_len;
+    while offset < payload.len() {
+        let size = payload.get(offset..offset + 2).ok_or_else(|| {
+            malformed(
+                packet,
+                what,
+                format!("1 byte left at offset {offset}, too short for a NAL unit size"),
+            )
+        })?;
+        let size = usize::from(u16::from_be_bytes([size[0], size[1]]));
+        let unit = payload.get(offset + 2..offset + 2 + size).ok_or_else(|| {
+            malformed(
+                packet,
+                what,
+                format!(
+                    "NAL unit size {size} at offset {offset} overruns the packet ({} bytes left)",
+                    payload.len() - offset - 2
+                ),
+            )
+        })?;
+        nal(unit)?;
+        offset += 2 + size;
+    }
+    Ok(())
 }

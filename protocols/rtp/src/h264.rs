@@ -136,32 +136,7 @@ impl H264Depacketizer {
         match kind {
             1..=23 => self.nal(packet, payload),
             STAP_A => {
-                let mut offset = 1;
-                while offset < payload.len() {
-                    let size = payload.get(offset..offset + 2).ok_or_else(|| {
-                        malformed(
-                            packet,
-                            "STAP-A",
-                            format!(
-                                "1 byte left at offset {offset}, too short for a NAL unit size"
-                            ),
-                        )
-                    })?;
-                    let size = usize::from(u16::from_be_bytes([size[0], size[1]]));
-                    let nal = payload.get(offset + 2..offset + 2 + size).ok_or_else(|| {
-                        malformed(
-                            packet,
-                            "STAP-A",
-                            format!(
-                                "NAL unit size {size} at offset {offset} overruns the packet ({} bytes left)",
-                                payload.len() - offset - 2
-                            ),
-                        )
-                    })?;
-                    self.nal(packet, nal)?;
-                    offset += 2 + size;
-                }
-                Ok(())
+                framing::for_each_aggregated(packet, 1, "STAP-A", |nal| self.nal(packet, nal))
             }
             FU_A => self.fu_a(packet, header),
             25 => Err(unsupported(packet, "H.264 STAP-B (interleaved mode)")),

@@ -153,34 +153,7 @@ impl H265Depacketizer {
         }
         match kind {
             0..=47 => self.nal(packet, payload),
-            AP => {
-                let mut offset = 2;
-                while offset < payload.len() {
-                    let size = payload.get(offset..offset + 2).ok_or_else(|| {
-                        malformed(
-                            packet,
-                            "H.265 AP",
-                            format!(
-                                "1 byte left at offset {offset}, too short for a NAL unit size"
-                            ),
-                        )
-                    })?;
-                    let size = usize::from(u16::from_be_bytes([size[0], size[1]]));
-                    let nal = payload.get(offset + 2..offset + 2 + size).ok_or_else(|| {
-                        malformed(
-                            packet,
-                            "H.265 AP",
-                            format!(
-                                "NAL unit size {size} at offset {offset} overruns the packet ({} bytes left)",
-                                payload.len() - offset - 2
-                            ),
-                        )
-                    })?;
-                    self.nal(packet, nal)?;
-                    offset += 2 + size;
-                }
-                Ok(())
-            }
+            AP => framing::for_each_aggregated(packet, 2, "H.265 AP", |nal| self.nal(packet, nal)),
             FU => self.fu(packet),
             PACI => Err(RtpError::Unsupported {
                 sequence: packet.sequence,

@@ -8,9 +8,11 @@ use super::{Engine, FeedEntry, FeedKey, PeerEntry, PeerKey, PeerRole};
 use crate::bus::{Peer as BusPeer, Reader, Stream};
 use crate::inputs::whip::WhipIngest;
 use crate::outputs::whep::{Feed, TrackOut, Viewer};
+use crate::webrtc::bundle;
 use crate::webrtc::client::{ClientCounters, ClientRole};
 use crate::webrtc::handle::{Command, Opened, Role, SessionError, SessionInfo};
 use crate::webrtc::peer::{self, Direction, SendTrack};
+use crate::webrtc::receive::CountReceiver;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::transport::RTCIceCandidateInit;
 use std::collections::HashMap;
@@ -22,8 +24,13 @@ use switchyard_media::MediaKind;
 impl Engine {
     pub(super) fn command(&mut self, command: Command) {
         match command {
-            Command::Open { role, offer, reply } => {
-                let _ = reply.send(self.open(role, &offer));
+            Command::Open {
+                role,
+                offer,
+                permit,
+                reply,
+            } => {
+                let _ = reply.send(self.open(role, &offer, permit));
             }
             Command::Offer { role, reply } => {
                 let _ = reply.send(self.offer(role));
@@ -44,10 +51,14 @@ impl Engine {
                                 **viewer = new_viewer(video, audio);
                             }
                         }
-                        if let (Ok(()), PeerRole::Publisher { ingest, .. }) =
-                            (&result, &mut peer.role)
-                        {
-                            ingest.set_video_codec(peer::answered_video(&answer));
+                        match (&result, &mut peer.role) {
+                            (Ok(()), PeerRole::Publisher { ingest, .. }) => {
+                                ingest.set_video_codec(peer::answered_video(&answer));
+                            }
+                            (Ok(()), PeerRole::Client(_, receiver)) => {
+                                receiver.set_video_codec(peer::answered_video(&answer));
+                            }
+                            _ => {}
                         }
                         if result.is_ok() {
                             // The answer's candidates are where the peer is.
@@ -90,7 +101,12 @@ impl Engine {
         }
     }
 
-    fn open(&mut self, role: Role, offer: &str) -> Result<Opened, SessionError> {
+    fn open(
+        &mut self,
+        role: Role,
+        offer: &str,
+        permit: Option<crate::limits::SessionPermit>,
+    ) -> Result<Opened, SessionError> {
         let now = Instant::now();
         let direction = match role {
             Role::Publish(_) => Direction::Receive,
@@ -107,7 +123,7 @@ impl Engine {
             Role::Publish(publisher) => {
                 let video = built
                     .video_codec
-                    .filter(|_| built.sdp.contains("m=video") && offer_sends_video(offer));
+                    .filter(|_| built.sdp.contains("m=video") && bundle::offer_sends_video(offer));
                 self.publisher_role(key, publisher, video, None)
             }
             Role::Play(reader) => {
@@ -119,6 +135,9 @@ impl Engine {
         let name = stream.clone();
         let answer = built.sdp.clone();
         let (session, etag) = self.insert_peer(key, stream, built, role, None, now);
+        if let Some(entry) = self.peers.get_mut(&key) {
+            entry.permit = permit;
+        }
         tracing::info!(session = %session, stream = %name, role = ?direction, "webrtc session opened");
         Ok(Opened {
             session,
@@ -131,17 +150,22 @@ impl Engine {
         let now = Instant::now();
         let direction = match role {
             ClientRole::Push(_) => Direction::Send,
-            ClientRole::Count(_) | ClientRole::Pull(..) => Direction::Receive,
+            ClientRole::Count(..) | ClientRole::Pull(..) => Direction::Receive,
         };
         let stream_video = match &role {
             ClientRole::Push(reader) => peer::VideoCodec::of_stream(reader.stream()),
             _ => None,
         };
-        let (built, senders) = peer::build_offer(&self.local, direction, stream_video, now)?;
+        let measure = matches!(role, ClientRole::Count(..));
+        let (built, senders) =
+            peer::build_offer(&self.local, direction, stream_video, measure, now)?;
         let key = self.next_key;
         self.next_key += 1;
         let (stream, role) = match role {
-            ClientRole::Count(counters) => (String::new(), PeerRole::Client(counters)),
+            ClientRole::Count(counters, sink) => (
+                String::new(),
+                PeerRole::Client(counters, Box::new(CountReceiver::new(sink))),
+            ),
             // The video codec is known from the answer.
             ClientRole::Pull(publisher, counters) => {
                 self.publisher_role(key, publisher, None, Some(counters))
@@ -198,7 +222,7 @@ impl Engine {
             viewer: Box::new(viewer),
             feed,
             video_codec,
-            _counted: reader,
+            counted: reader,
         };
         (name, role)
     }
@@ -239,6 +263,7 @@ impl Engine {
                 keys,
                 srtp: None,
                 media_to: None,
+                permit: None,
             }),
         );
         self.service(key, now);
@@ -356,7 +381,7 @@ impl Engine {
                 } => "pull",
                 PeerRole::Publisher { .. } => "publish",
                 PeerRole::Viewer { .. } => "play",
-                PeerRole::Client(_) => "client",
+                PeerRole::Client(..) => "client",
             },
             stream: p.stream.clone(),
             state: p.state.to_string(),
@@ -376,7 +401,7 @@ impl Engine {
                     .get(feed)
                     .map(|f| f.feed.notes.clone())
                     .unwrap_or_default(),
-                PeerRole::Publisher { .. } | PeerRole::Client(_) => Vec::new(),
+                PeerRole::Publisher { .. } | PeerRole::Client(..) => Vec::new(),
             },
             closed_reason: None,
             closed_at_unix_ms: None,
@@ -407,21 +432,4 @@ fn answer_candidates(answer: &str) -> Vec<SocketAddr> {
             Some(SocketAddr::new(ip, fields[5].parse().ok()?))
         })
         .collect()
-}
-
-fn offer_sends_video(offer: &str) -> bool {
-    let mut in_video = false;
-    let mut sends = false;
-    for line in offer.lines().map(str::trim_end) {
-        if let Some(m) = line.strip_prefix("m=") {
-            if in_video && sends {
-                return true;
-            }
-            in_video = m.starts_with("video");
-            sends = true; // sendrecv by default
-        } else if in_video && (line == "a=recvonly" || line == "a=inactive") {
-            sends = false;
-        }
-    }
-    in_video && sends
 }

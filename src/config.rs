@@ -156,6 +156,10 @@ pub struct WebrtcConfig {
     /// A WHIP/WHEP session whose ICE and DTLS have not completed this long after the POST is
     /// removed (a client that POSTs offers and never connects cannot pile sessions up).
     pub connect_timeout_secs: u64,
+    /// Engine loops, each a thread with a UDP socket of its own: `udp`'s port and the ones
+    /// after it (all OS-chosen when `udp`'s port is 0). New sessions go to the loops in turn,
+    /// so viewers are served on that many cores. 0: one per core.
+    pub threads: usize,
 }
 
 impl Default for WebrtcConfig {
@@ -167,11 +171,26 @@ impl Default for WebrtcConfig {
             ice_servers: Vec::new(),
             simulate_loss_one_in: 0,
             connect_timeout_secs: 30,
+            threads: 1,
         }
     }
 }
 
 impl WebrtcConfig {
+    /// The UDP addresses of the engine's loops (`threads` of them, from `udp`'s port on).
+    pub fn udp_addrs(&self) -> Vec<SocketAddr> {
+        let threads = match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        (0..threads)
+            .map(|i| match self.udp.port() {
+                0 => self.udp,
+                port => SocketAddr::new(self.udp.ip(), port.saturating_add(i as u16)),
+            })
+            .collect()
+    }
+
     pub fn to_settings(&self) -> crate::webrtc::WebRtcSettings {
         crate::webrtc::WebRtcSettings {
             udp: self.udp,
@@ -438,8 +457,14 @@ impl Config {
             self.rtmp.chunk_size
         );
         anyhow::ensure!(
+            self.webrtc.threads <= 64
+                && (self.webrtc.udp.port() == 0
+                    || self.webrtc.udp.port() as usize + self.webrtc.threads.max(1) <= 65536),
+            "webrtc.threads must be at most 64, and udp's port plus threads within 65535"
+        );
+        anyhow::ensure!(
             self.rtmp.coalesce_ms <= 1000,
-            "rtmp.coalesce_ms must be at most 1000"
+            "rtmp.coalesce_ms (write_batch_ms) must be at most 1000"
         );
         anyhow::ensure!(
             self.mse.coalesce_ms <= 1000,
@@ -620,6 +645,29 @@ mod tests {
             Config::parse("[hls]\naudio_codec = \"aac\"\n[audio]\nopus_bitrate = 32000").unwrap();
         assert_eq!(c.hls.audio_codec, crate::outputs::hls::HlsAudio::Aac);
         assert_eq!(c.audio.to_settings().opus_bitrate, 32_000);
+    }
+
+    #[test]
+    fn rtmp_write_batching_is_also_read_as_write_batch_ms() {
+        let c = Config::parse("[rtmp]\nwrite_batch_ms = 350").unwrap();
+        assert_eq!(c.rtmp.coalesce_ms, 350);
+        assert_eq!(Config::parse("[rtmp]\ncoalesce_ms = 350").unwrap(), c);
+        assert!(Config::parse("[rtmp]\nwrite_batch_ms = 5000").is_err());
+    }
+
+    #[test]
+    fn webrtc_threads_take_consecutive_ports() {
+        let c = Config::parse("[webrtc]\nudp = \"127.0.0.1:9000\"\nthreads = 3").unwrap();
+        let ports: Vec<u16> = c.webrtc.udp_addrs().iter().map(|a| a.port()).collect();
+        assert_eq!(ports, [9000, 9001, 9002]);
+        let c = Config::parse("[webrtc]\nudp = \"127.0.0.1:0\"\nthreads = 2").unwrap();
+        assert_eq!(c.webrtc.udp_addrs().len(), 2);
+        assert!(c.webrtc.udp_addrs().iter().all(|a| a.port() == 0));
+        assert_eq!(Config::default().webrtc.udp_addrs().len(), 1);
+        let all = Config::parse("[webrtc]\nthreads = 0").unwrap();
+        assert!(!all.webrtc.udp_addrs().is_empty());
+        assert!(Config::parse("[webrtc]\nthreads = 65").is_err());
+        assert!(Config::parse("[webrtc]\nudp = \"0.0.0.0:65535\"\nthreads = 2").is_err());
     }
 
     #[test]

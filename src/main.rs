@@ -35,6 +35,14 @@ struct Settings {
     /// WebRTC UDP port or address.
     #[arg(long = "webrtc-udp", global = true, env = "SWITCHYARD_WEBRTC_UDP", value_parser = parse_udp_listen)]
     webrtc_udp: Option<SocketAddr>,
+    /// WebRTC engine loops, each a thread with its own UDP port (the --webrtc-udp port and
+    /// the ones after it); 0: one per core.
+    #[arg(
+        long = "webrtc-threads",
+        global = true,
+        env = "SWITCHYARD_WEBRTC_THREADS"
+    )]
+    webrtc_threads: Option<usize>,
     /// HTTPS listen address (same services as --http, with TLS), e.g. 0.0.0.0:8443.
     #[arg(long, global = true, env = "SWITCHYARD_HTTPS")]
     https: Option<SocketAddr>,
@@ -143,6 +151,9 @@ impl Settings {
         }
         if let Some(a) = self.webrtc_udp {
             config.webrtc.udp = a;
+        }
+        if let Some(n) = self.webrtc_threads {
+            config.webrtc.threads = n;
         }
         if let Some(a) = self.https {
             config.http.https_listen = Some(a);

@@ -16,7 +16,8 @@ pub struct Server {
     registry: Registry,
     http: TcpListener,
     rtmp: TcpListener,
-    webrtc: std::net::UdpSocket,
+    /// The WebRTC engine's sockets, one per loop (`webrtc.threads`).
+    webrtc: Vec<std::net::UdpSocket>,
     /// `http.https_listen`, `rtmp.rtmps_listen` and their certificate, when configured.
     https: Option<TcpListener>,
     rtmps: Option<TcpListener>,
@@ -29,7 +30,12 @@ impl Server {
         let auth = std::sync::Arc::new(crate::auth::Auth::from_config(&config.auth)?);
         let http = bind("http", config.http.listen).await?;
         let rtmp = bind("rtmp", config.rtmp.listen).await?;
-        let webrtc = crate::webrtc::bind(config.webrtc.udp)?;
+        let webrtc = config
+            .webrtc
+            .udp_addrs()
+            .into_iter()
+            .map(crate::webrtc::bind)
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let tls = ServerTls::load(&config.tls)?;
         if let Some(tls) = &tls {
             crate::tls::log_certificate(tls);
@@ -115,7 +121,7 @@ impl Server {
                 tracker.clone(),
             ));
         }
-        let webrtc = crate::webrtc::start(
+        let webrtc = crate::webrtc::start_threads(
             self.webrtc,
             self.config.webrtc.to_settings(),
             shutdown.clone(),

@@ -584,3 +584,65 @@ fn gstreamer_plays_an_h265_rtsp_camera_over_whep() {
     // deliver well under 150 frames; 40 still shows steady playback.)
     assert_played(&run, 40, 100);
 }
+
+/// Issue 16 (scaling over cores). With `webrtc.threads = 2` the engine runs two loops, each a
+/// thread with a UDP port of its own, and new sessions go to them in turn. A GStreamer WHIP
+/// publisher and two viewers at once (aiortc and Chromium) land on both ports; each viewer
+/// plays the publisher's stream (media crosses from one loop to the other through the bus),
+/// and their DELETEs reach the loop that has their session.
+#[test]
+fn sessions_spread_over_two_engine_threads_and_every_viewer_plays() {
+    let (gst, aiortc) = (gst_python(), aiortc_python());
+    let server = Switchyard::start_with_config("[webrtc]\nthreads = 2\n");
+    let (status, webrtc) = server.get_json("/api/v1/webrtc");
+    assert_eq!(status, 200, "{webrtc}");
+    let ports: Vec<String> = webrtc["udp_all"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().rsplit(':').next().unwrap().to_string())
+        .collect();
+    assert_eq!(ports.len(), 2, "{webrtc}");
+    assert_ne!(ports[0], ports[1], "{webrtc}");
+
+    let publisher = Peer::start(&gst, "gst_whip.py", &server.api("/whip/live/two"), 30, &[]);
+    server.wait_for_stream("live/two", true);
+    let url = server.api("/whep/live/two");
+    let viewer = Peer::start(&aiortc, "aiortc_whep.py", &url, 8, &[]);
+    let chromium = support::browser::whep_viewer(&url, 8, &["--family", "4"]);
+    let run = viewer.finish(Duration::from_secs(60));
+
+    assert_eq!(chromium["status"], 201, "{chromium}");
+    assert!(
+        chromium["stats"]["framesDecoded"].as_u64().unwrap_or(0) > 60,
+        "{chromium}"
+    );
+    assert_played(&run, 60, 50);
+    let aiortc_answer = &run.log[run.log.find("aiortc peer: answer:").expect("answer logged")..];
+    let mut used: Vec<String> = answer_candidates(aiortc_answer)
+        .into_iter()
+        .chain(answer_candidates(chromium["answer"].as_str().unwrap()))
+        .map(|(_, port)| port)
+        .collect();
+    used.sort();
+    used.dedup();
+    // Three sessions in turn over two loops: the two viewers are on different ones.
+    assert_eq!(
+        used.len(),
+        2,
+        "viewers on both loops: {used:?}, loops {ports:?}"
+    );
+    assert!(used.iter().all(|p| ports.contains(p)), "{used:?} {ports:?}");
+    let deletes = || {
+        server
+            .log_text()
+            .matches("closed by the client (DELETE)")
+            .count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while deletes() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(deletes() >= 2, "{}", server.log_text());
+    drop(publisher);
+}

@@ -567,6 +567,11 @@ async fn engine_stats(State(state): State<AppState>) -> Result<Json<EngineStats>
     let p = stats.delay_percentiles_ms(&[50, 90, 99]);
     Ok(Json(EngineStats {
         udp: engine.local_addr().to_string(),
+        udp_all: engine
+            .local_addrs()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
         sessions: sessions.len(),
         publishers: sessions.iter().filter(|s| s.role == "publish").count(),
         viewers: sessions.iter().filter(|s| s.role == "play").count(),
@@ -585,8 +590,10 @@ async fn engine_stats(State(state): State<AppState>) -> Result<Json<EngineStats>
 /// The WebRTC engine's counters (`GET /api/v1/webrtc`).
 #[derive(serde::Serialize, utoipa::ToSchema)]
 struct EngineStats {
-    /// The UDP address all WebRTC media uses.
+    /// The UDP address WebRTC media uses (the first engine loop's, `webrtc.threads`).
     udp: String,
+    /// Every engine loop's UDP address, `udp` first.
+    udp_all: Vec<String>,
     sessions: usize,
     publishers: usize,
     viewers: usize,

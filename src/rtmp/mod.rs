@@ -54,7 +54,9 @@ pub struct RtmpConfig {
     pub media_timeout_secs: u64,
     /// A player's writes are gathered for up to this long and sent together (at most one frame
     /// of added delay at 30 fps); fewer, larger writes cost less CPU per player. 0 writes each
-    /// message as it comes.
+    /// message as it comes. Also read as `write_batch_ms`: SRS batches its players' writes
+    /// for 350 ms (its `mw_latency`), which this reaches when set to 350.
+    #[serde(alias = "write_batch_ms")]
     pub coalesce_ms: u64,
     /// RTMPS (RTMP over TLS) publish and play, e.g. "0.0.0.0:1936"; the certificate is
     /// `[tls]`'s, and `handshake_timeout_secs` covers the TLS handshake too. Empty: off.

@@ -8,7 +8,7 @@ mod media;
 mod sessions;
 
 use super::client::{self, ClientCounters};
-use super::handle::{Command, SessionInfo, WebRtc};
+use super::handle::{Command, SessionInfo, Shard, WebRtc};
 use super::outbox::{drain_writes, Outbox, FLUSH_AT};
 use super::peer::{self, Local};
 use super::receive::CountReceiver;
@@ -65,6 +65,41 @@ pub fn start(
     settings: WebRtcSettings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<WebRtc> {
+    start_threads(vec![socket], settings, shutdown)
+}
+
+/// Starts one loop per socket (`webrtc.threads`), each owning its socket and the sessions
+/// opened on it, behind one handle that spreads new sessions over them in turn. A loop serves
+/// every viewer of a frame in turn on one core; several use several cores.
+pub fn start_threads(
+    sockets: Vec<std::net::UdpSocket>,
+    settings: WebRtcSettings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<WebRtc> {
+    anyhow::ensure!(!sockets.is_empty(), "no socket for the WebRTC engine");
+    let stats = Arc::new(EngineStats::default());
+    let shards = sockets
+        .into_iter()
+        .enumerate()
+        .map(|(index, socket)| {
+            start_loop(index, socket, &settings, stats.clone(), shutdown.clone())
+        })
+        .collect::<anyhow::Result<Vec<Shard>>>()?;
+    Ok(WebRtc {
+        shards: shards.into(),
+        next_shard: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        settings: Arc::new(settings),
+        stats,
+    })
+}
+
+fn start_loop(
+    index: usize,
+    socket: std::net::UdpSocket,
+    settings: &WebRtcSettings,
+    stats: Arc<EngineStats>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Shard> {
     let local_addr = socket.local_addr()?;
     let mut ips: Vec<IpAddr> = if !settings.candidate_ips.is_empty() {
         settings.candidate_ips.clone()
@@ -109,8 +144,9 @@ pub fn start(
     } else {
         tracing::debug!(service = "webrtc", addr = %local_addr, "client engine listening");
     }
-    let stats = Arc::new(EngineStats::default());
-    let engine_stats = stats.clone();
+    let engine_stats = stats;
+    let (simulate_loss_one_in, connect_timeout) =
+        (settings.simulate_loss_one_in, settings.connect_timeout);
     let (commands, command_rx) = mpsc::channel(256);
     let (media_tx, media_rx) = mpsc::channel(1024);
     let fd = socket.as_raw_fd();
@@ -136,8 +172,8 @@ pub fn start(
         media_tx,
         receiver: Receiver::default(),
         received: Vec::new(),
-        outbox: Outbox::new(fd, engine_stats, settings.simulate_loss_one_in),
-        connect_timeout: settings.connect_timeout,
+        outbox: Outbox::new(fd, engine_stats, simulate_loss_one_in),
+        connect_timeout,
         packets: Vec::new(),
         retransmit: Vec::new(),
         scratch: Vec::with_capacity(udp::MAX_DATAGRAM),
@@ -154,17 +190,19 @@ pub fn start(
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
+        let name = match index {
+            0 => "webrtc".to_string(),
+            n => format!("webrtc-{n}"),
+        };
         std::thread::Builder::new()
-            .name("webrtc".into())
+            .name(name)
             .spawn(move || runtime.block_on(run))?;
     } else {
         tokio::spawn(run);
     }
-    Ok(WebRtc {
+    Ok(Shard {
         commands,
         local_addr,
-        settings: Arc::new(settings),
-        stats,
     })
 }
 

@@ -8,6 +8,7 @@ use super::stats::EngineStats;
 use crate::bus::{Publisher, Reader};
 use serde::Serialize;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -112,10 +113,18 @@ pub(crate) enum Command {
 /// Handle to the engine; cheap to clone.
 #[derive(Clone)]
 pub struct WebRtc {
-    pub(super) commands: mpsc::Sender<Command>,
-    pub(super) local_addr: SocketAddr,
+    /// One loop per UDP socket (`webrtc.threads`; one for client engines).
+    pub(super) shards: Arc<[Shard]>,
+    /// Where the next session goes: loops take new sessions in turn.
+    pub(super) next_shard: Arc<AtomicUsize>,
     pub(super) settings: Arc<WebRtcSettings>,
     pub(super) stats: Arc<EngineStats>,
+}
+
+/// One engine loop: its commands and its socket's address.
+pub(super) struct Shard {
+    pub(super) commands: mpsc::Sender<Command>,
+    pub(super) local_addr: SocketAddr,
 }
 
 impl WebRtc {
@@ -123,25 +132,68 @@ impl WebRtc {
         &self.stats
     }
 
-    /// The bound UDP address.
+    /// The first loop's bound UDP address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.shards[0].local_addr
+    }
+
+    /// Every loop's bound UDP address.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.shards.iter().map(|s| s.local_addr).collect()
     }
 
     pub fn ice_servers(&self) -> &[IceServer] {
         &self.settings.ice_servers
     }
 
+    /// The loop that takes the next new session.
+    fn next(&self) -> &Shard {
+        let n = self.next_shard.fetch_add(1, Ordering::Relaxed);
+        &self.shards[n % self.shards.len()]
+    }
+
     async fn call<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<T>) -> Command,
     ) -> Result<T, SessionError> {
+        Self::call_on(self.next(), make).await
+    }
+
+    async fn call_on<T>(
+        shard: &Shard,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, SessionError> {
         let (reply, rx) = oneshot::channel();
-        self.commands
+        shard
+            .commands
             .send(make(reply))
             .await
             .map_err(|_| SessionError::Stopped)?;
         rx.await.map_err(|_| SessionError::Stopped)
+    }
+
+    /// A command about an existing session, to the loop that has it (each loop is asked in
+    /// turn until one knows the session).
+    async fn call_session<T>(
+        &self,
+        make: impl Fn(oneshot::Sender<Result<T, SessionError>>) -> Command,
+    ) -> Result<T, SessionError> {
+        for shard in self.shards.iter() {
+            match Self::call_on(shard, &make).await? {
+                Err(SessionError::NotFound) => continue,
+                done => return done,
+            }
+        }
+        Err(SessionError::NotFound)
+    }
+
+    /// What every loop answers, one list.
+    async fn call_all<T>(&self, make: impl Fn(oneshot::Sender<Vec<T>>) -> Command) -> Vec<T> {
+        let mut all = Vec::new();
+        for shard in self.shards.iter() {
+            all.extend(Self::call_on(shard, &make).await.unwrap_or_default());
+        }
+        all
     }
 
     /// Answers a WHIP or WHEP offer. `permit` (the client's place in
@@ -169,13 +221,13 @@ impl WebRtc {
         if_match: Option<String>,
         fragment: String,
     ) -> Result<String, SessionError> {
-        self.call(|reply| Command::Trickle {
-            session,
-            if_match,
-            fragment,
+        self.call_session(|reply| Command::Trickle {
+            session: session.clone(),
+            if_match: if_match.clone(),
+            fragment: fragment.clone(),
             reply,
         })
-        .await?
+        .await
     }
 
     /// Opens a client session with `url` (a WHEP endpoint for `Count`/`Pull`, a WHIP endpoint
@@ -227,29 +279,31 @@ impl WebRtc {
 
     /// Applies the remote's answer to a client session's offer.
     pub async fn answer(&self, session: String, answer: String) -> Result<(), SessionError> {
-        self.call(|reply| Command::Answer {
-            session,
-            answer,
+        self.call_session(|reply| Command::Answer {
+            session: session.clone(),
+            answer: answer.clone(),
             reply,
         })
-        .await?
+        .await
     }
 
     pub async fn close(&self, session: String) -> Result<(), SessionError> {
-        self.call(|reply| Command::Close { session, reply }).await?
+        self.call_session(|reply| Command::Close {
+            session: session.clone(),
+            reply,
+        })
+        .await
     }
 
     pub async fn sessions(&self) -> Vec<SessionInfo> {
-        self.call(|reply| Command::List { reply })
-            .await
-            .unwrap_or_default()
+        self.call_all(|reply| Command::List { reply }).await
     }
 
     /// Sessions closed in the last few minutes (the last 100 at most), newest first, each with
     /// state `closed` and the reason.
     pub async fn closed_sessions(&self) -> Vec<SessionInfo> {
-        self.call(|reply| Command::ListClosed { reply })
-            .await
-            .unwrap_or_default()
+        let mut closed = self.call_all(|reply| Command::ListClosed { reply }).await;
+        closed.sort_by_key(|s| std::cmp::Reverse(s.closed_at_unix_ms));
+        closed
     }
 }

@@ -34,7 +34,7 @@ mod stun;
 pub mod udp;
 
 pub use client::{ClientCounters, ClientRole, MediaSink, ReceivedFrame};
-pub use engine::start;
+pub use engine::{start, start_threads};
 pub use handle::{Opened, Role, SessionError, SessionInfo, WebRtc};
 pub use peer::VideoCodec;
 pub use settings::{IceServer, WebRtcSettings};

@@ -25,6 +25,7 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -168,16 +169,7 @@ fn publish_fixture(url: &str, seconds: u32) -> Proc {
 /// ffmpeg playing `url` to nowhere (`-c copy`, no decoding), until killed.
 fn ffmpeg_player(url: &str) -> Proc {
     Proc(
-        Command::new("ffmpeg")
-            .args([
-                "-nostdin",
-                "-v",
-                "error",
-                "-rw_timeout",
-                "5000000",
-                "-i",
-                url,
-            ])
+        ffmpeg_reading(Path::new("ffmpeg"), url)
             .args(["-c", "copy", "-f", "null", "-"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -196,16 +188,7 @@ struct FrameCounter {
 
 impl FrameCounter {
     fn start(url: &str) -> FrameCounter {
-        let mut child = Command::new("ffmpeg")
-            .args([
-                "-nostdin",
-                "-v",
-                "error",
-                "-rw_timeout",
-                "5000000",
-                "-i",
-                url,
-            ])
+        let mut child = ffmpeg_reading(Path::new("ffmpeg"), url)
             .args(["-map", "0:v", "-c", "copy", "-f", "framecrc", "-"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

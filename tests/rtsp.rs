@@ -485,16 +485,7 @@ fn beep_offsets_ms(file: &std::path::Path, skip: f64) -> (Vec<i64>, usize) {
 
 /// Records `seconds` of `url` (all streams, as they are) into `file`.
 fn record(url: &str, seconds: u32, file: &std::path::Path) {
-    let out = std::process::Command::new("ffmpeg")
-        .args([
-            "-nostdin",
-            "-v",
-            "error",
-            "-rw_timeout",
-            "5000000",
-            "-i",
-            url,
-        ])
+    let out = ffmpeg_reading(std::path::Path::new("ffmpeg"), url)
         .args(["-map", "0", "-c", "copy", "-t", &seconds.to_string(), "-y"])
         .arg(file)
         .output()

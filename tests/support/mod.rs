@@ -498,6 +498,22 @@ pub struct Decode {
     pub errors: String,
 }
 
+/// `ffmpeg` reading `url` as a player does (no stdin, errors only, a 5 s read timeout), for the
+/// caller to add what it does with the input.
+pub fn ffmpeg_reading(ffmpeg: &std::path::Path, url: &str) -> Command {
+    let mut command = Command::new(ffmpeg);
+    command.args([
+        "-nostdin",
+        "-v",
+        "error",
+        "-rw_timeout",
+        "5000000",
+        "-i",
+        url,
+    ]);
+    command
+}
+
 /// Decodes `seconds` of `url` with ffmpeg, counting decoded video frames.
 pub fn ffmpeg_decode(url: &str, seconds: u32) -> Decode {
     require("ffmpeg");
@@ -507,18 +523,8 @@ pub fn ffmpeg_decode(url: &str, seconds: u32) -> Decode {
 /// Like [`ffmpeg_decode`] with another ffmpeg binary (FFmpeg 9 for Enhanced RTMP); the audio
 /// stream is optional.
 pub fn ffmpeg_decode_with(ffmpeg: &std::path::Path, url: &str, seconds: u32) -> Decode {
-    let out = Command::new(ffmpeg)
-        .args([
-            "-nostdin",
-            "-v",
-            "error",
-            "-rw_timeout",
-            "5000000",
-            "-i",
-            url,
-            "-t",
-            &seconds.to_string(),
-        ])
+    let out = ffmpeg_reading(ffmpeg, url)
+        .args(["-t", &seconds.to_string()])
         // Keep the input timestamps: frame-rate conversion of a jittery live source makes the
         // null muxer report duplicate timestamps that are not in the stream.
         .args([
